@@ -1,0 +1,31 @@
+# Everything a fresh machine needs is installed by these targets (Python venv, npm, Maven).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test lint demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check stream_processor tests benchmarks
+	$(BIN)/mypy --strict stream_processor
+
+test: lint
+	$(BIN)/pytest -q
+
+demo: setup
+	$(BIN)/stream-processor demo
+
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Route, render and deliver alerts."""

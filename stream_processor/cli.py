@@ -1,0 +1,50 @@
+"""`stream-processor`: one sub-command per module under `stream_processor/commands/`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from stream_processor import __version__
+
+# Each module defines `add_parser(subparsers)`, which registers its sub-command and sets `run`.
+COMMANDS = (
+    "validate",
+    "match",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stream-processor",
+        description=(
+            "Near-real-time alerting on AWS CloudTrail: jq rules (tattletail.toml compatible) over "
+            "CloudWatch Logs subscription records, CloudTrail files, JSON lines or arrays."
+        ),
+        epilog="Run 'stream-processor COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"stream_processor.commands.{name}").add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Stand-ins for AWS and Slack on one machine: the emulator stack and a Slack-compatible receiver."""

@@ -1,0 +1,44 @@
+"""The reference matcher: each rule's program compiled once by libjq, run per event per rule."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jq
+
+from stream_processor.config import Rule
+from stream_processor.matcher.base import Matcher, is_match
+from stream_processor.model import CloudTrailEvent, Match, MatchResult, RuleRuntimeError
+
+_NO_OUTPUT = object()
+
+
+class LibjqMatcher(Matcher):
+    """Correct by construction (it is jq); the fast path is checked against it."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        super().__init__(rules)
+        self._programs = [(rule.name, jq.compile(rule.jq_match)) for rule in self.rules]
+
+    def match_batch(self, events: Sequence[CloudTrailEvent]) -> MatchResult:
+        result = MatchResult()
+        for event in events:
+            for rule_name, program in self._programs:
+                try:
+                    output = first_output(program, event.data)
+                except ValueError as error:
+                    result.errors.append(RuleRuntimeError(rule_name, event.position, str(error)))
+                    continue
+                if output is not _NO_OUTPUT and is_match(output):
+                    result.matches.append(Match(rule_name, event, output))
+        return result
+
+
+def first_output(program: Any, value: Any) -> Any:
+    """The program's first output, or `_NO_OUTPUT`; stops the program after its first output."""
+    iterator = iter(program.input_value(value))
+    try:
+        return next(iterator)
+    except StopIteration:
+        return _NO_OUTPUT
