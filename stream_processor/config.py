@@ -1,9 +1,41 @@
-"""Loads and validates the rule file (tattletail's `tattletail.toml` schema plus our extensions)."""
+"""Loads and validates the rule file (tattletail's `tattletail.toml` schema plus our extensions).
+
+Validation collects every problem of a file before raising, so one run of `stream-processor validate`
+shows them all. Each problem is one line naming the file, the rule or destination, and what to change.
+Destination option values are never echoed: a webhook URL is a secret.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+import importlib
+import importlib.util
+import json
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import jq
+
+from stream_processor.errors import ConfigError
+
+if TYPE_CHECKING:
+    from stream_processor.aws import AwsSettings
+
+# The keys each table may hold. tattletail's schema; later issues add their extensions here.
+TOP_LEVEL_KEYS: tuple[str, ...] = ("rule", "destination")
+RULE_KEYS: tuple[str, ...] = ("name", "jq_match", "description", "destinations")
+DESTINATION_KEYS: tuple[str, ...] = ("id", "type")  # plus the type's REQUIRED_KEYS and OPTIONAL_KEYS
+# Destination options that hold a list of strings in tattletail (`to_emails`); every other option is a string.
+LIST_OPTION_KEYS: frozenset[str] = frozenset({"to_emails"})
+
+S3_SCHEME = "s3://"
+ENV_CONFIG_BUCKET = "S3_CONFIG_BUCKET"
+ENV_CONFIG_PATH = "S3_CONFIG_PATH"
+_LABEL_LIMIT = 80
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,11 +51,15 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class DestinationConfig:
-    """One `[[destination]]`: `options` holds the type's own keys (webhook_url, sns_arn, ...)."""
+    """One `[[destination]]`: `options` holds the type's own keys (webhook_url, sns_arn, to_emails, ...).
+
+    Values are strings, except list options such as `to_emails`, which are tuples of strings. `options` is
+    left out of the repr because it holds secrets (webhook URLs).
+    """
 
     id: str
     type: str
-    options: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +75,478 @@ class Config:
             if destination.id == destination_id:
                 return destination
         raise KeyError(destination_id)
+
+
+# --------------------------------------------------------------------------- locations
+
+
+def config_location_from_env(environ: Mapping[str, str]) -> str | None:
+    """tattletail's `S3_CONFIG_BUCKET` + `S3_CONFIG_PATH` as an `s3://bucket/key` location, or None.
+
+    Raises:
+        ConfigError: only one of the two is set (tattletail would silently fall back to its bundled file).
+    """
+    bucket = environ.get(ENV_CONFIG_BUCKET, "").strip()
+    key = environ.get(ENV_CONFIG_PATH, "")
+    if not bucket and not key:
+        return None
+    if not bucket or not key:
+        present, missing = (ENV_CONFIG_BUCKET, ENV_CONFIG_PATH) if bucket else (ENV_CONFIG_PATH, ENV_CONFIG_BUCKET)
+        raise ConfigError(f"{present} is set but {missing} is not: set both (bucket and object key) or neither")
+    return f"{S3_SCHEME}{bucket}/{key}"
+
+
+def split_s3_location(location: str) -> tuple[str, str]:
+    """(bucket, key) of `s3://bucket/key`; the key is kept verbatim (S3 keys may start with `/`).
+
+    Raises:
+        ConfigError: not of the form `s3://bucket/key`.
+    """
+    bucket, _, key = location[len(S3_SCHEME) :].partition("/")
+    if not location.startswith(S3_SCHEME) or not bucket or not key:
+        raise ConfigError(f"{location}: not an S3 location of the form s3://bucket/key: give the bucket and the key")
+    return bucket, key
+
+
+def load_config(location: str, aws: AwsSettings | None = None) -> Config:
+    """Read, parse and validate the rule file at a local path or `s3://bucket/key`.
+
+    Raises:
+        ConfigError: the file cannot be read, or it has problems; `problems` lists every one.
+    """
+    data = _read_s3(location, aws) if location.startswith(S3_SCHEME) else _read_local(location)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{location}: not valid UTF-8 (byte {error.start}): save the rule file as UTF-8 text"
+        ) from None
+    return parse_config(text, location)
+
+
+def _read_local(location: str) -> bytes:
+    path = Path(location).expanduser()
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{location}: file not found: check the path (a tattletail.toml, or s3://bucket/key for S3); "
+            "examples/seed.toml shows the format"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{location}: is a directory: give the rule file inside it (e.g. tattletail.toml)") from None
+    except PermissionError:
+        raise ConfigError(f"{location}: permission denied: make the file readable by this user") from None
+    except OSError as error:
+        raise ConfigError(f"{location}: cannot be read ({error.strerror}): check the path") from None
+
+
+def _read_s3(location: str, aws: AwsSettings | None) -> bytes:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from stream_processor.aws import AwsSettings
+
+    bucket, key = split_s3_location(location)
+    client = (aws or AwsSettings()).client("s3")
+    try:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        return cast(bytes, body.read())
+    except ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        if code in ("NoSuchKey", "404", "NotFound"):
+            raise ConfigError(
+                f"{location}: no object {key!r} in bucket {bucket!r}: upload the rule file there "
+                f"(aws s3 cp tattletail.toml {location}) or fix the key ({ENV_CONFIG_PATH})"
+            ) from None
+        if code == "NoSuchBucket":
+            raise ConfigError(
+                f"{location}: bucket {bucket!r} does not exist (or not in this account/endpoint): "
+                f"fix the bucket name ({ENV_CONFIG_BUCKET})"
+            ) from None
+        if code in ("AccessDenied", "403", "Forbidden"):
+            raise ConfigError(
+                f"{location}: access denied: grant s3:GetObject on arn:aws:s3:::{bucket}/{key} to this identity"
+            ) from None
+        raise ConfigError(f"{location}: S3 refused the read ({code or 'error'}): {_one_line(str(error))}") from None
+    except BotoCoreError as error:
+        raise ConfigError(
+            f"{location}: cannot read from S3 ({type(error).__name__}): {_one_line(str(error))}: "
+            "check credentials, region and endpoint"
+        ) from None
+
+
+# --------------------------------------------------------------------------- parsing and validation
+
+
+def parse_config(text: str, source: str) -> Config:
+    """Parse and validate a rule file's text; `source` names it in every message.
+
+    Raises:
+        ConfigError: the text is not TOML, or it breaks the schema; `problems` lists every problem found.
+    """
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{source}: not valid TOML: {error}: fix the syntax there") from None
+    return _ConfigBuilder(source).build(document)
+
+
+class _ConfigBuilder:
+    """Walks one parsed document, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[str] = []
+
+    def problem(self, where: str, message: str) -> None:
+        self.problems.append(f"{self.source}: {where}: {message}" if where else f"{self.source}: {message}")
+
+    def build(self, document: Mapping[str, Any]) -> Config:
+        for key in document:
+            if key not in TOP_LEVEL_KEYS:
+                self.problem("", f"unknown top-level key {_quote(key)}{_did_you_mean(key, TOP_LEVEL_KEYS)}")
+        rule_tables = self.tables(document, "rule")
+        destination_tables = self.tables(document, "destination")
+
+        destinations = [self.destination(index, table) for index, table in destination_tables]
+        defined = self.unique(
+            [(index, table.get("id")) for index, table in destination_tables],
+            _destination_label,
+            "id is already used by destination #{first}: ids must be unique, rename one",
+        )
+        rules = [self.rule(index, table, defined) for index, table in rule_tables]
+        self.unique(
+            [(index, table.get("name")) for index, table in rule_tables],
+            _rule_label,
+            "name is already used by rule #{first}: rule names must be unique (alerts and counts are keyed by "
+            "them), rename one",
+        )
+
+        if self.problems:
+            raise ConfigError(self.problems)
+        return Config(
+            rules=tuple(r for r in rules if r is not None),
+            destinations=tuple(d for d in destinations if d is not None),
+            source=self.source,
+        )
+
+    def unique(self, named: Sequence[tuple[int, Any]], label: Callable[[int, str], str], message: str) -> list[str]:
+        """The distinct string names in file order; each repeat is reported against its first use."""
+        first: dict[str, int] = {}
+        for index, name in named:
+            if not isinstance(name, str) or not name.strip():
+                continue
+            if name in first:
+                self.problem(label(index, name), message.format(first=first[name]))
+            else:
+                first[name] = index
+        return list(first)
+
+    def tables(self, document: Mapping[str, Any], key: str) -> list[tuple[int, Mapping[str, Any]]]:
+        """The `[[key]]` array of tables with 1-based indexes; wrong shapes are reported and skipped."""
+        value = document.get(key, [])
+        if isinstance(value, dict):
+            self.problem("", f"{key} must be an array of tables: write [[{key}]] (double brackets), not [{key}]")
+            return []
+        if not isinstance(value, list):
+            self.problem("", f"{key} must be an array of tables written [[{key}]], got {_kind(value)}")
+            return []
+        tables: list[tuple[int, Mapping[str, Any]]] = []
+        for index, item in enumerate(value, start=1):
+            if isinstance(item, dict):
+                tables.append((index, item))
+            else:
+                self.problem("", f"{key} #{index} must be a table written [[{key}]], got {_kind(item)}")
+        return tables
+
+    # ------------------------------------------------------------------ rules
+
+    def rule(self, index: int, table: Mapping[str, Any], destination_ids: Sequence[str]) -> Rule | None:
+        raw_name = table.get("name")
+        label = _rule_label(index, raw_name if isinstance(raw_name, str) and raw_name else None)
+        before = len(self.problems)
+
+        misspelled = self.unknown_keys(label, table, RULE_KEYS)
+
+        name = self.string(label, table, "name", 'add name = "..." (a short title shown in every alert)', misspelled)
+        jq_match = self.string(
+            label,
+            table,
+            "jq_match",
+            "add jq_match = '...' (the jq program that selects events, "
+            "e.g. 'select(.eventName == \"CreateAccessKey\")')",
+            misspelled,
+        )
+        description = table.get("description", "")
+        if not isinstance(description, str):
+            self.problem(label, f'description must be a string, got {_kind(description)}: write description = "..."')
+            description = ""
+        destinations = self.destination_list(label, table)
+
+        if jq_match:
+            compile_error = _jq_compile_error(jq_match)
+            if compile_error is not None:
+                self.problem(label, f"jq_match does not compile: {compile_error}: fix the jq program")
+            for violation in _sandbox_violations(jq_match):
+                self.problem(label, f"jq_match is not allowed: {violation}: remove it from the program")
+
+        for destination_id in destinations:
+            if destination_id not in destination_ids:
+                self.problem(label, _unknown_destination(destination_id, destination_ids))
+
+        if len(self.problems) != before or name is None or jq_match is None:
+            return None
+        return Rule(name=name, jq_match=jq_match, description=description, destinations=destinations, index=index)
+
+    def destination_list(self, label: str, table: Mapping[str, Any]) -> tuple[str, ...]:
+        value = table.get("destinations", [])
+        example = 'write destinations = ["Slack Audit"] (a list of destination ids)'
+        if isinstance(value, str):
+            self.problem(
+                label,
+                f"destinations must be a list of destination ids, got a string: write destinations = [{_quote(value)}]",
+            )
+            return ()
+        if not isinstance(value, list):
+            self.problem(label, f"destinations must be a list of destination ids, got {_kind(value)}: {example}")
+            return ()
+        ids: list[str] = []
+        for position, item in enumerate(value, start=1):
+            if isinstance(item, str):
+                ids.append(item)
+            else:
+                self.problem(
+                    label,
+                    f"destinations[{position}] must be a destination id (a string), got {_kind(item)}: {example}",
+                )
+        return tuple(ids)
+
+    # ------------------------------------------------------------------ destinations
+
+    def destination(self, index: int, table: Mapping[str, Any]) -> DestinationConfig | None:
+        from stream_processor.alerts.destinations.base import known_types
+
+        raw_id = table.get("id")
+        label = _destination_label(index, raw_id if isinstance(raw_id, str) and raw_id else None)
+        before = len(self.problems)
+
+        misspelled = {_closest(key, DESTINATION_KEYS) for key in table if key not in DESTINATION_KEYS}
+        how_id = 'add id = "..." (the name rules use in destinations)'
+        destination_id = self.string(label, table, "id", how_id, misspelled)
+        how_type = f'add type = "..." (one of: {", ".join(known_types())})'
+        type_name = self.string(label, table, "type", how_type, misspelled)
+        options = {key: value for key, value in table.items() if key not in DESTINATION_KEYS}
+        if type_name is None:
+            for key in options:  # without a type the valid keys are unknown: report only what no type accepts
+                if not _is_any_type_key(key):
+                    self.problem(label, _unknown_key(key, DESTINATION_KEYS))
+            return None
+
+        label = f"{label} (type {type_name})"
+        cls = self.destination_type(label, type_name)
+        if cls is None:
+            return None
+        required = tuple(getattr(cls, "REQUIRED_KEYS", ()))
+        optional = tuple(getattr(cls, "OPTIONAL_KEYS", ()))
+        valid = (*DESTINATION_KEYS, *required, *optional)
+        misspelled = self.unknown_keys(label, table, valid)
+        for key in required:
+            if key not in options and key not in misspelled:
+                self.problem(label, f"missing {key} (required for type {type_name}): add {key} = {_example(key)}")
+        clean: dict[str, Any] = {}
+        for key, value in options.items():
+            if key in valid:
+                checked = self.option_value(label, key, value)
+                if checked is not None:
+                    clean[key] = checked
+
+        if len(self.problems) != before or destination_id is None:
+            return None
+        return DestinationConfig(id=destination_id, type=type_name, options=clean)
+
+    def destination_type(self, label: str, type_name: str) -> type[Any] | None:
+        from stream_processor.alerts.destinations.base import destination_class, known_types
+
+        try:
+            return destination_class(type_name)
+        except KeyError:
+            types = known_types()
+            self.problem(
+                label,
+                f"unknown destination type {_quote(type_name)}{_did_you_mean(type_name, types)}"
+                f" (known types: {', '.join(types) or 'none installed'})",
+            )
+        except Exception as error:  # a broken destination module must not hide the file's other problems
+            self.problem(
+                label,
+                f"destination type {_quote(type_name)} failed to load ({type(error).__name__}): "
+                "this is a bug in stream-processor, not in your file",
+            )
+        return None
+
+    def option_value(self, label: str, key: str, value: Any) -> Any:
+        """A checked option value; values are never echoed (they may be secrets)."""
+        if key in LIST_OPTION_KEYS:
+            if isinstance(value, list) and value and all(isinstance(item, str) and item for item in value):
+                return tuple(value)
+            if isinstance(value, str):
+                self.problem(label, f'{key} must be a list of strings, got a string: write {key} = ["..."]')
+            else:
+                self.problem(label, f"{key} must be a non-empty list of non-empty strings, got {_kind(value)}")
+            return None
+        if not isinstance(value, str):
+            self.problem(label, f"{key} must be a string, got {_kind(value)}: write {key} = {_example(key)}")
+            return None
+        if not value.strip():
+            self.problem(label, f"{key} is empty: set it to {_example(key)}")
+            return None
+        return value
+
+    # ------------------------------------------------------------------ shared
+
+    def unknown_keys(self, label: str, table: Mapping[str, Any], valid: Sequence[str]) -> set[str | None]:
+        """Report keys outside `valid`; returns the valid keys they look like misspellings of."""
+        misspelled: set[str | None] = set()
+        for key in table:
+            if key not in valid:
+                self.problem(label, _unknown_key(key, valid))
+                misspelled.add(_closest(key, valid))
+        return misspelled
+
+    def string(
+        self, label: str, table: Mapping[str, Any], key: str, how: str, misspelled: set[str | None]
+    ) -> str | None:
+        """A required non-empty string key, or None after reporting what is wrong with it.
+
+        A missing key already reported as misspelled ("did you mean") is not reported twice.
+        """
+        if key not in table:
+            if key not in misspelled:
+                self.problem(label, f"missing {key}: {how}")
+            return None
+        value = table[key]
+        if not isinstance(value, str):
+            self.problem(label, f"{key} must be a string, got {_kind(value)}: {how.removeprefix('add ')}")
+            return None
+        if not value.strip():
+            self.problem(label, f"{key} is empty: {how.removeprefix('add ')}")
+            return None
+        return value
+
+
+# --------------------------------------------------------------------------- hooks into other parts
+
+
+def _jq_compile_error(program: str) -> str | None:
+    """libjq's compile error for `program`, on one line, or None when it compiles."""
+    try:
+        jq.compile(program)
+    except ValueError as error:
+        lines = [line.strip() for line in str(error).splitlines()]
+        errors = [line for line in lines if line.startswith("jq: error")]
+        return "; ".join(errors) if errors else _one_line(str(error))
+    return None
+
+
+def _sandbox_violations(program: str) -> list[str]:
+    """The single call site of the jq sandbox check (`matcher/sandbox.py`), skipped while it is absent."""
+    module_name = "stream_processor.matcher.sandbox"
+    if importlib.util.find_spec(module_name) is None:
+        return []
+    check = cast(Callable[[str], list[str]], importlib.import_module(module_name).sandbox_violations)
+    return list(check(program))
+
+
+def _is_any_type_key(key: str) -> bool:
+    """Whether some shipped destination type accepts `key` (used when a destination has no type)."""
+    from stream_processor.alerts.destinations.base import destination_class, known_types
+
+    for type_name in known_types():
+        try:
+            cls = destination_class(type_name)
+        except Exception:  # reported where the type is actually used
+            continue
+        if key in (*cls.REQUIRED_KEYS, *cls.OPTIONAL_KEYS):
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------- message helpers
+
+
+def _rule_label(index: int, name: str | None) -> str:
+    return f"rule #{index} {_quote(name)}" if name is not None else f"rule #{index} (no name)"
+
+
+def _destination_label(index: int, destination_id: str | None) -> str:
+    return f"destination #{index} {_quote(destination_id)}" if destination_id is not None else f"destination #{index}"
+
+
+def _quote(text: str) -> str:
+    """A user's string in double quotes on one line, escaped and capped."""
+    if len(text) > _LABEL_LIMIT:
+        text = text[: _LABEL_LIMIT - 1] + "…"
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _closest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate `word` most likely misspells (same letters in another case first), or None."""
+    options = list(candidates)
+    folded = [c for c in options if c.casefold() == word.casefold()]
+    close = folded or difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    close = _closest(word, candidates)
+    return f": did you mean {_quote(close)}?" if close is not None else ""
+
+
+def _unknown_key(key: str, valid: Sequence[str]) -> str:
+    hint = _did_you_mean(key, valid)
+    if hint:
+        return f"unknown key {_quote(key)}{hint}"
+    return f"unknown key {_quote(key)}: remove it (valid keys: {', '.join(valid)})"
+
+
+def _unknown_destination(destination_id: str, defined: Sequence[str]) -> str:
+    message = f"destination {_quote(destination_id)} is not defined"
+    hint = _did_you_mean(destination_id, defined)
+    if hint:
+        return message + hint
+    if defined:
+        return f"{message}: use one of {', '.join(_quote(d) for d in defined)} or add a [[destination]] with that id"
+    return f"{message}: add a [[destination]] with that id"
+
+
+def _example(key: str) -> str:
+    examples = {
+        "webhook_url": '"https://hooks.slack.com/services/..."',
+        "sns_arn": '"arn:aws:sns:REGION:ACCOUNT:TOPIC"',
+        "to_emails": '["security@example.com"]',
+        "from_email": '"alerts@example.com"',
+    }
+    return examples.get(key, '"..."')
+
+
+def _kind(value: Any) -> str:
+    """A TOML type name for a value, never the value itself."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, datetime | date | time):
+        return "a date/time"
+    return type(value).__name__
