@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test lint cfn-lint demo bench clean
 
 setup: $(STAMP)
 
@@ -14,9 +14,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-lint: setup
+lint: setup cfn-lint
 	$(BIN)/ruff check stream_processor tests benchmarks
 	$(BIN)/mypy --strict stream_processor
+
+cfn-lint: setup
+	$(BIN)/cfn-lint infra/cloudformation/*.yaml
 
 test: lint
 	$(BIN)/pytest -q
