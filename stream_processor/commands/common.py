@@ -1,0 +1,57 @@
+"""Options several sub-commands share: where the config is and how to reach AWS or the emulators.
+
+The environment is read here, once, and handed down; components never read it themselves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from stream_processor.aws import AwsSettings
+from stream_processor.config import Config, config_location_from_env, load_config
+from stream_processor.errors import ConfigError
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        "-c",
+        metavar="CONFIG",
+        help=(
+            "rule file (tattletail.toml schema): a local path or s3://bucket/key; "
+            "default: s3://$S3_CONFIG_BUCKET/$S3_CONFIG_PATH when both are set"
+        ),
+    )
+
+
+def add_aws_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("AWS")
+    group.add_argument("--region", help="AWS region (default: the SDK's, e.g. $AWS_REGION)")
+    group.add_argument(
+        "--aws-endpoint",
+        metavar="URL",
+        help="send S3/SNS/SES/SQS/DynamoDB calls here instead of AWS (e.g. moto at http://127.0.0.1:5000)",
+    )
+
+
+def aws_settings(args: argparse.Namespace) -> AwsSettings:
+    return AwsSettings(region=getattr(args, "region", None), endpoint_url=getattr(args, "aws_endpoint", None))
+
+
+def config_location(args: argparse.Namespace) -> str:
+    """The `--config` value, else tattletail's S3 variables.
+
+    Raises:
+        ConfigError: neither is given.
+    """
+    if args.config:
+        return str(args.config)
+    location = config_location_from_env(os.environ)
+    if location is None:
+        raise ConfigError("no rule file: pass --config PATH (or s3://bucket/key), or set S3_CONFIG_BUCKET and S3_CONFIG_PATH")
+    return location
+
+
+def load_config_from_args(args: argparse.Namespace) -> Config:
+    return load_config(config_location(args), aws_settings(args))
