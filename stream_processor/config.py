@@ -8,8 +8,6 @@ Destination option values are never echoed: a webhook URL is a secret.
 from __future__ import annotations
 
 import difflib
-import importlib
-import importlib.util
 import json
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -208,18 +206,20 @@ class _ConfigBuilder:
         rule_tables = self.tables(document, "rule")
         destination_tables = self.tables(document, "destination")
 
-        destinations = [self.destination(index, table) for index, table in destination_tables]
-        defined = self.unique(
-            [(index, table.get("id")) for index, table in destination_tables],
-            _destination_label,
-            "id is already used by destination #{first}: ids must be unique, rename one",
-        )
+        # Problems come out in reading order: rules first (as files usually are), then destinations.
+        defined = _distinct_names(table.get("id") for _, table in destination_tables)
         rules = [self.rule(index, table, defined) for index, table in rule_tables]
-        self.unique(
+        self.report_repeats(
             [(index, table.get("name")) for index, table in rule_tables],
             _rule_label,
             "name is already used by rule #{first}: rule names must be unique (alerts and counts are keyed by "
             "them), rename one",
+        )
+        destinations = [self.destination(index, table) for index, table in destination_tables]
+        self.report_repeats(
+            [(index, table.get("id")) for index, table in destination_tables],
+            _destination_label,
+            "id is already used by destination #{first}: ids must be unique, rename one",
         )
 
         if self.problems:
@@ -230,17 +230,16 @@ class _ConfigBuilder:
             source=self.source,
         )
 
-    def unique(self, named: Sequence[tuple[int, Any]], label: Callable[[int, str], str], message: str) -> list[str]:
-        """The distinct string names in file order; each repeat is reported against its first use."""
+    def report_repeats(self, named: Sequence[tuple[int, Any]], label: Callable[[int, str], str], message: str) -> None:
+        """Report each repeated name against the index of its first use."""
         first: dict[str, int] = {}
         for index, name in named:
-            if not isinstance(name, str) or not name.strip():
+            if not _is_name(name):
                 continue
             if name in first:
                 self.problem(label(index, name), message.format(first=first[name]))
             else:
                 first[name] = index
-        return list(first)
 
     def tables(self, document: Mapping[str, Any], key: str) -> list[tuple[int, Mapping[str, Any]]]:
         """The `[[key]]` array of tables with 1-based indexes; wrong shapes are reported and skipped."""
@@ -288,7 +287,9 @@ class _ConfigBuilder:
             if compile_error is not None:
                 self.problem(label, f"jq_match does not compile: {compile_error}: fix the jq program")
             for violation in _sandbox_violations(jq_match):
-                self.problem(label, f"jq_match is not allowed: {violation}: remove it from the program")
+                if compile_error is not None and violation.startswith("cannot be checked"):
+                    continue  # the same syntax error, already reported with libjq's own words
+                self.problem(label, f"jq_match {violation} (refused in rules: rewrite the program without it)")
 
         for destination_id in destinations:
             if destination_id not in destination_ids:
@@ -306,7 +307,7 @@ class _ConfigBuilder:
                 label,
                 f"destinations must be a list of destination ids, got a string: write destinations = [{_quote(value)}]",
             )
-            return ()
+            return (value,)  # still checked against the defined ids
         if not isinstance(value, list):
             self.problem(label, f"destinations must be a list of destination ids, got {_kind(value)}: {example}")
             return ()
@@ -443,18 +444,16 @@ def _jq_compile_error(program: str) -> str | None:
         jq.compile(program)
     except ValueError as error:
         lines = [line.strip() for line in str(error).splitlines()]
-        errors = [line for line in lines if line.startswith("jq: error")]
+        errors = [line.rstrip(":") for line in lines if line.startswith("jq: error")]
         return "; ".join(errors) if errors else _one_line(str(error))
     return None
 
 
 def _sandbox_violations(program: str) -> list[str]:
-    """The single call site of the jq sandbox check (`matcher/sandbox.py`), skipped while it is absent."""
-    module_name = "stream_processor.matcher.sandbox"
-    if importlib.util.find_spec(module_name) is None:
-        return []
-    check = cast(Callable[[str], list[str]], importlib.import_module(module_name).sandbox_violations)
-    return list(check(program))
+    """What `program` uses that rules may not ($ENV, input, halt, ...), from `matcher/sandbox.py`."""
+    from stream_processor.matcher.sandbox import sandbox_violations  # late: matcher imports this module
+
+    return sandbox_violations(program)
 
 
 def _is_any_type_key(key: str) -> bool:
@@ -472,6 +471,15 @@ def _is_any_type_key(key: str) -> bool:
 
 
 # --------------------------------------------------------------------------- message helpers
+
+
+def _is_name(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _distinct_names(values: Iterable[Any]) -> list[str]:
+    """The usable names among `values`, each once, in file order."""
+    return list(dict.fromkeys(value for value in values if _is_name(value)))
 
 
 def _rule_label(index: int, name: str | None) -> str:
