@@ -4,9 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint cfn-lint demo bench clean
+.PHONY: setup test lint cfn-lint demo bench clean kinesis-local
 
-setup: $(STAMP)
+setup: $(STAMP) kinesis-local
+
+# kinesis-local (npm, pinned in infra/local/package-lock.json): the Kinesis emulator the KCL can talk to (h2c).
+KINESIS_LOCAL := infra/local/node_modules/.package-lock.json
+kinesis-local: $(KINESIS_LOCAL)
+
+$(KINESIS_LOCAL): infra/local/package.json infra/local/package-lock.json
+	npm ci --prefix infra/local --no-audit --no-fund
+	touch $(KINESIS_LOCAL)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,4 +39,4 @@ bench: setup
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache infra/local/node_modules
