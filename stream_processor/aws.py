@@ -15,9 +15,14 @@ class AwsSettings:
     region: str | None = None
     endpoint_url: str | None = None
 
-    def client(self, service: str) -> Any:
-        """A boto3 client for `service`, pointed at the endpoint override when there is one."""
+    def client(self, service: str, config: Any = None) -> Any:
+        """A boto3 client for `service`, pointed at the endpoint override when there is one.
+
+        `config` is an optional `botocore.config.Config` (timeouts, retries) for the client.
+        """
         kwargs: dict[str, Any] = {}
+        if config is not None:
+            kwargs["config"] = config
         if self.region:
             kwargs["region_name"] = self.region
         if self.endpoint_url:

@@ -33,6 +33,8 @@ class Destination(ABC):
     def __init__(self, config: DestinationConfig, aws: AwsSettings | None = None) -> None:
         self.config = config
         self.aws = aws or AwsSettings()
+        self.timeout: float = self.TIMEOUT_SECONDS
+        """Seconds for each call to the service; the delivery policy may set it."""
 
     @property
     def id(self) -> str:
