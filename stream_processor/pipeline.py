@@ -7,6 +7,7 @@ raises for bad input or a failed delivery: both are in the outcome, so a source 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ from stream_processor.alerts.destinations import create_destination
 from stream_processor.aws import AwsSettings
 from stream_processor.config import Config, Rule
 from stream_processor.decode import decode_records
+from stream_processor.dedupe import ClaimOutcome, DedupeStore, dedupe_key
 from stream_processor.matcher import Matcher, build_matcher
 from stream_processor.model import Alert, DecodeResult, DeliveryResult, MatchResult, RawRecord
 
@@ -31,6 +33,7 @@ class BatchOutcome:
     matched: MatchResult
     alerts: list[Alert] = field(default_factory=list)
     deliveries: list[DeliveryResult] = field(default_factory=list)
+    duplicates: int = 0
 
     @property
     def failed(self) -> list[DeliveryResult]:
@@ -45,17 +48,24 @@ class BatchOutcome:
 class Pipeline:
     """Matches batches against one config and delivers the alerts; built once per process."""
 
+    HELD_CLAIM_WAIT_SECONDS = 30.0
+    HELD_CLAIM_POLL_SECONDS = 0.5
+
     def __init__(
         self,
         config: Config,
         matcher: Matcher,
         deliverer: AlertDeliverer | None,
         alert_sink: AlertSink | None = None,
+        ledger: DedupeStore | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
         self.matcher = matcher
         self.deliverer = deliverer
         self.alert_sink = alert_sink
+        self.ledger = ledger
+        self._sleep = sleep
         self._rules: dict[str, Rule] = {rule.name: rule for rule in config.rules}
 
     @classmethod
@@ -67,13 +77,14 @@ class Pipeline:
         send: bool = True,
         matcher_kind: str = "libjq",
         alert_sink: AlertSink | None = None,
+        ledger: DedupeStore | None = None,
     ) -> Pipeline:
         """The usual wiring: the config's destinations when `send`, else a dry run into `alert_sink`."""
         deliverer = None
         if send:
             destinations = {d.id: create_destination(d, aws) for d in config.destinations}
             deliverer = AlertDeliverer(destinations)
-        return cls(config, build_matcher(config.rules, kind=matcher_kind), deliverer, alert_sink)
+        return cls(config, build_matcher(config.rules, kind=matcher_kind), deliverer, alert_sink, ledger)
 
     def process_records(self, records: Sequence[RawRecord]) -> BatchOutcome:
         return self.process_decoded(decode_records(records))
@@ -90,9 +101,47 @@ class Pipeline:
             if self.alert_sink is not None:
                 self.alert_sink(alert)
             if self.deliverer is not None:
-                outcome.deliveries.extend(self.deliverer.deliver(alert, rule.destinations))
+                for destination_id in rule.destinations:
+                    self._deliver_once(alert, destination_id, self.deliverer, outcome)
         return outcome
+
+    def _deliver_once(
+        self, alert: Alert, destination_id: str, deliverer: AlertDeliverer, outcome: BatchOutcome
+    ) -> None:
+        """Claim, send, confirm: an alert reaches a destination at most once per rule + eventID."""
+        event_id = alert.event.event_id
+        if self.ledger is None or not event_id:
+            outcome.deliveries.extend(deliverer.deliver(alert, [destination_id]))
+            return
+        key = dedupe_key(alert.rule_name, event_id, destination_id)
+        owner = alert.event.position.origin
+        claim = self._claim(key, owner)
+        if claim is ClaimOutcome.ALREADY_DONE:
+            outcome.duplicates += 1
+            return
+        if claim is ClaimOutcome.HELD_ELSEWHERE:
+            reason = "another worker is sending this alert and has not confirmed it yet"
+            outcome.deliveries.append(DeliveryResult(alert, destination_id, delivered=False, attempts=0, reason=reason))
+            return
+        results = deliverer.deliver(alert, [destination_id])
+        outcome.deliveries.extend(results)
+        if all(result.delivered for result in results):
+            self.ledger.complete(key, owner)
+        else:
+            self.ledger.release(key)
+
+    def _claim(self, key: str, owner: str) -> ClaimOutcome:
+        """A claim held by another worker is usually confirmed within seconds: wait for it, bounded."""
+        assert self.ledger is not None
+        deadline = time.monotonic() + self.HELD_CLAIM_WAIT_SECONDS
+        while True:
+            claim = self.ledger.claim(key, owner)
+            if claim is not ClaimOutcome.HELD_ELSEWHERE or time.monotonic() >= deadline:
+                return claim
+            self._sleep(self.HELD_CLAIM_POLL_SECONDS)
 
     def close(self) -> None:
         if self.deliverer is not None:
             self.deliverer.close()
+        if self.ledger is not None:
+            self.ledger.close()

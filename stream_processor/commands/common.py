@@ -49,7 +49,9 @@ def config_location(args: argparse.Namespace) -> str:
         return str(args.config)
     location = config_location_from_env(os.environ)
     if location is None:
-        raise ConfigError("no rule file: pass --config PATH (or s3://bucket/key), or set S3_CONFIG_BUCKET and S3_CONFIG_PATH")
+        raise ConfigError(
+            "no rule file: pass --config PATH (or s3://bucket/key), or set S3_CONFIG_BUCKET and S3_CONFIG_PATH"
+        )
     return location
 
 

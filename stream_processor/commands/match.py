@@ -1,0 +1,197 @@
+"""`stream-processor match`: run the rules over files or stdin, print the alerts, optionally send them."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from stream_processor.alerts.render import output_text, summarize
+from stream_processor.commands.common import add_aws_arguments, add_config_argument, aws_settings, load_config_from_args
+from stream_processor.decode import decode_bytes
+from stream_processor.errors import ConfigError
+from stream_processor.matcher import MATCHER_KINDS
+from stream_processor.model import Alert, DecodeResult
+from stream_processor.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+STDIN = "-"
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "match",
+        help="match rules over CloudTrail files or stdin and print (or --send) the alerts",
+        description=(
+            "Decode the inputs (CloudWatch Logs subscription records, CloudTrail log files, gzipped or not, "
+            "JSON lines, JSON arrays; detected per file), match every event against the rules and print "
+            "the alerts. Nothing is sent unless --send is given. Ends with a summary on stderr."
+        ),
+    )
+    add_config_argument(parser)
+    parser.add_argument("inputs", nargs="*", metavar="FILE", help="files or folders to read; '-' or none: stdin")
+    parser.add_argument("--send", action="store_true", help="deliver the alerts to the rules' destinations")
+    parser.add_argument(
+        "--format",
+        choices=("text", "jsonl"),
+        default="text",
+        help="text: readable alerts; jsonl: one JSON object per alert (rule, eventID, output, ...)",
+    )
+    parser.add_argument("--matcher", choices=MATCHER_KINDS, default=MATCHER_KINDS[-1], help=argparse.SUPPRESS)
+    add_aws_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    err = Console(stderr=True, highlight=False)
+    try:
+        config = load_config_from_args(args)
+    except ConfigError as error:
+        for problem in error.problems:
+            err.print(problem, markup=False)
+        return 1
+    out = sys.stdout
+    printer = _JsonlPrinter(out) if args.format == "jsonl" else _TextPrinter(Console(highlight=False))
+    pipeline = Pipeline.build(
+        config, aws=aws_settings(args), send=args.send, matcher_kind=args.matcher, alert_sink=printer
+    )
+    totals = _Totals()
+    try:
+        sources = list(_expand(args.inputs or [STDIN]))
+    except FileNotFoundError as error:
+        err.print(f"{error.filename}: no such file or folder", markup=False)
+        return 1
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=len(sources) < 2 or not err.is_terminal,
+    ) as progress:
+        task = progress.add_task("matching", total=len(sources))
+        for source in sources:
+            data = sys.stdin.buffer.read() if source == STDIN else Path(source).read_bytes()
+            decoded = decode_bytes(data, "stdin" if source == STDIN else source)
+            totals.add_decoded(decoded)
+            outcome = pipeline.process_decoded(decoded)
+            totals.add_outcome(outcome.matched.matches, outcome.matched.errors, outcome.deliveries)
+            progress.advance(task)
+    pipeline.close()
+    totals.print(err, sent=args.send)
+    return 1 if totals.failed else 0
+
+
+def _expand(inputs: list[str]) -> Iterator[str]:
+    for item in inputs:
+        if item == STDIN:
+            yield item
+            continue
+        path = Path(item)
+        if path.is_dir():
+            yield from (str(p) for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith("."))
+        elif path.exists():
+            yield item
+        else:
+            raise FileNotFoundError(2, "no such file", item)
+
+
+class _JsonlPrinter:
+    """One JSON object per alert, for scripts: rule, eventID, output (the first jq output, as JSON)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def __call__(self, alert: Alert) -> None:
+        record = {
+            "rule": alert.rule_name,
+            "eventID": alert.event.event_id,
+            "eventName": alert.event.event_name,
+            "position": str(alert.event.position),
+            "output": alert.output,
+        }
+        self.stream.write(orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
+
+
+class _TextPrinter:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def __call__(self, alert: Alert) -> None:
+        facts = summarize(alert)
+        lines = [
+            f"● {alert.rule_name}: {facts.what}",
+            f"    who:   {facts.who}",
+            f"    where: {facts.where}",
+            f"    when:  {facts.when}   eventID: {alert.event.event_id or '-'}",
+        ]
+        shown = output_text(alert)
+        if shown is not None:
+            lines.append(f"    match: {shown}")
+        self.console.print("\n".join(lines), markup=False, soft_wrap=True)
+
+
+class _Totals:
+    def __init__(self) -> None:
+        self.events = 0
+        self.malformed: list[str] = []
+        self.control = 0
+        self.digests = 0
+        self.matches: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.delivered = 0
+        self.failed: list[str] = []
+
+    def add_decoded(self, decoded: DecodeResult) -> None:
+        self.events += len(decoded.events)
+        self.control += decoded.control_messages
+        self.digests += decoded.digest_files
+        self.malformed.extend(f"{item.position}: {item.kind}: {item.reason}" for item in decoded.malformed)
+
+    def add_outcome(self, matches: list[Any], errors: list[Any], deliveries: list[Any]) -> None:
+        self.matches.update(match.rule_name for match in matches)
+        self.errors.update(error.rule_name for error in errors)
+        for result in deliveries:
+            if result.delivered:
+                self.delivered += 1
+            else:
+                self.failed.append(
+                    f"{result.alert.rule_name} → {result.destination_id}: {result.reason} ({result.attempts} attempts)"
+                )
+
+    def print(self, console: Console, sent: bool) -> None:
+        for line in self.malformed[:20]:
+            console.print(f"malformed: {line}", markup=False)
+        if len(self.malformed) > 20:
+            console.print(f"... and {len(self.malformed) - 20} more malformed inputs", markup=False)
+        for line in self.failed:
+            console.print(f"not delivered: {line}", markup=False)
+        table = Table(title="summary", show_header=True, title_justify="left")
+        table.add_column("what")
+        table.add_column("count", justify="right")
+        table.add_row("events read", f"{self.events:,}")
+        table.add_row("malformed inputs", f"{len(self.malformed):,}")
+        if self.control:
+            table.add_row("control messages skipped", f"{self.control:,}")
+        if self.digests:
+            table.add_row("digest files skipped", f"{self.digests:,}")
+        for rule, count in sorted(self.matches.items()):
+            table.add_row(f"matched: {rule}", f"{count:,}")
+        for rule, count in sorted(self.errors.items()):
+            table.add_row(f"rule errors: {rule}", f"{count:,}")
+        if sent:
+            table.add_row("delivered", f"{self.delivered:,}")
+            table.add_row("failed", f"{len(self.failed):,}")
+        else:
+            table.add_row("alerts (dry run, not sent)", f"{sum(self.matches.values()):,}")
+        console.print(table)

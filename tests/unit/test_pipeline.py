@@ -1,0 +1,125 @@
+"""The pipeline's batch contract: alerts per rule destination, dedupe by rule + eventID, failures reported."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import orjson
+import pytest
+
+from stream_processor.alerts.delivery import AlertDeliverer, DeliveryPolicy
+from stream_processor.alerts.destinations.base import Destination
+from stream_processor.config import Config, DestinationConfig, Rule
+from stream_processor.dedupe import MemoryDedupeStore
+from stream_processor.errors import PermanentDeliveryError
+from stream_processor.matcher import LibjqMatcher
+from stream_processor.model import Alert, Position, RawRecord
+from stream_processor.pipeline import Pipeline
+
+RULES = (
+    Rule("Create AccessKey", 'select(.eventName == "CreateAccessKey")', "new key", ("slack", "sns"), 1),
+    Rule(
+        "Stop Logging", 'select(.eventName == "StopLogging") | "trail \\(.requestParameters.name)"', "", ("slack",), 2
+    ),
+)
+CONFIG = Config(RULES, (DestinationConfig("slack", "recording"), DestinationConfig("sns", "recording")))
+
+
+class RecordingDestination(Destination):
+    TYPE: ClassVar[str] = "recording"
+
+    def __init__(self, config: DestinationConfig, fail: bool = False) -> None:
+        super().__init__(config)
+        self.sent: list[Alert] = []
+        self.fail = fail
+
+    def _send(self, alert: Alert) -> None:
+        if self.fail:
+            raise PermanentDeliveryError("rejected")
+        self.sent.append(alert)
+
+
+def event(name: str, event_id: str, **extra: Any) -> dict[str, Any]:
+    return {"eventVersion": "1.08", "eventSource": "iam.amazonaws.com", "eventName": name, "eventID": event_id, **extra}
+
+
+def record(*events: dict[str, Any], sequence: str = "1") -> RawRecord:
+    data = b"\n".join(orjson.dumps(e) for e in events)
+    return RawRecord(data, Position("shardId-000000000000", sequence))
+
+
+@pytest.fixture
+def destinations() -> dict[str, RecordingDestination]:
+    return {d.id: RecordingDestination(d) for d in CONFIG.destinations}
+
+
+def build(destinations: dict[str, RecordingDestination], **kwargs: Any) -> Pipeline:
+    deliverer = AlertDeliverer(dict(destinations), DeliveryPolicy.immediate())
+    return Pipeline(CONFIG, LibjqMatcher(RULES), deliverer, **kwargs)
+
+
+def test_each_match_goes_to_each_of_its_rules_destinations(destinations: dict[str, RecordingDestination]) -> None:
+    pipeline = build(destinations)
+    outcome = pipeline.process_records(
+        [
+            record(
+                event("CreateAccessKey", "e1"),
+                event("ListUsers", "e2"),
+                event("StopLogging", "e3", requestParameters={"name": "org-trail"}),
+            )
+        ]
+    )
+    assert outcome.complete
+    assert [a.event.event_id for a in destinations["slack"].sent] == ["e1", "e3"]
+    assert [a.event.event_id for a in destinations["sns"].sent] == ["e1"]
+    assert destinations["slack"].sent[1].output == "trail org-trail"
+
+
+def test_a_replayed_batch_sends_nothing_twice(destinations: dict[str, RecordingDestination]) -> None:
+    pipeline = build(destinations, ledger=MemoryDedupeStore())
+    batch = [record(event("CreateAccessKey", "e1"))]
+    pipeline.process_records(batch)
+    again = pipeline.process_records(batch)
+    assert again.complete and again.duplicates == 2
+    assert len(destinations["slack"].sent) == 1 and len(destinations["sns"].sent) == 1
+
+
+def test_the_same_event_id_twice_in_one_batch_alerts_once(destinations: dict[str, RecordingDestination]) -> None:
+    pipeline = build(destinations, ledger=MemoryDedupeStore())
+    pipeline.process_records([record(event("CreateAccessKey", "dup")), record(event("CreateAccessKey", "dup"))])
+    assert len(destinations["slack"].sent) == 1
+
+
+def test_a_failed_destination_is_reported_and_retried_alone(destinations: dict[str, RecordingDestination]) -> None:
+    # GIVEN SNS rejects the alert while Slack takes it
+    destinations["sns"].fail = True
+    pipeline = build(destinations, ledger=MemoryDedupeStore())
+    batch = [record(event("CreateAccessKey", "e1"))]
+    outcome = pipeline.process_records(batch)
+    # THEN the batch is not complete and says why
+    assert not outcome.complete
+    assert [r.destination_id for r in outcome.failed] == ["sns"]
+    assert "rejected" in outcome.failed[0].reason
+    # WHEN the batch is retried after SNS recovers, Slack gets no second copy
+    destinations["sns"].fail = False
+    retried = pipeline.process_records(batch)
+    assert retried.complete
+    assert len(destinations["slack"].sent) == 1 and len(destinations["sns"].sent) == 1
+
+
+def test_bad_records_are_reported_and_the_rest_still_match(destinations: dict[str, RecordingDestination]) -> None:
+    pipeline = build(destinations)
+    outcome = pipeline.process_records(
+        [RawRecord(b"\x1f\x8bnot gzip", Position("s", "1")), record(event("CreateAccessKey", "e9"), sequence="2")]
+    )
+    assert len(outcome.decoded.malformed) == 1
+    assert outcome.decoded.malformed[0].position.sequence == "1"
+    assert [a.event.event_id for a in outcome.alerts] == ["e9"]
+
+
+def test_dry_run_sends_nothing_and_hands_alerts_to_the_sink() -> None:
+    seen: list[Alert] = []
+    pipeline = Pipeline(CONFIG, LibjqMatcher(RULES), None, alert_sink=seen.append)
+    outcome = pipeline.process_records([record(event("CreateAccessKey", "e1"))])
+    assert outcome.complete and outcome.deliveries == []
+    assert [a.rule_name for a in seen] == ["Create AccessKey"]
