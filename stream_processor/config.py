@@ -116,8 +116,10 @@ def load_config(location: str, aws: AwsSettings | None = None) -> Config:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
         raise ConfigError(
-            f"{location}: not valid UTF-8 (byte {error.start}): save the rule file as UTF-8 text"
+            f"{location}: not valid UTF-8 (at line {line}, column {column}): save the rule file as UTF-8 text"
         ) from None
     return parse_config(text, location)
 
