@@ -4,9 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint cfn-lint demo bench clean kinesis-local
+.PHONY: setup test lint cfn-lint demo bench clean kinesis-local kcl
 
-setup: $(STAMP) kinesis-local
+setup: $(STAMP) kinesis-local kcl
 
 # kinesis-local (npm, pinned in infra/local/package-lock.json): the Kinesis emulator the KCL can talk to (h2c).
 KINESIS_LOCAL := infra/local/node_modules/.package-lock.json
@@ -15,6 +15,19 @@ kinesis-local: $(KINESIS_LOCAL)
 $(KINESIS_LOCAL): infra/local/package.json infra/local/package-lock.json
 	npm ci --prefix infra/local --no-audit --no-fund
 	touch $(KINESIS_LOCAL)
+
+# KCL MultiLangDaemon jars (infra/kcl/pom.xml) into infra/kcl/jars/, then amazon-kclpy built from the same
+# local Maven repository (its setup.py looks the jars up under KCL_MVN_REPO_SEARCH_URL instead of downloading).
+MVN_REPO ?= $(HOME)/.m2/repository
+KCLPY_VERSION := 3.1.3
+KCL_STAMP := infra/kcl/jars/.fetched
+kcl: $(KCL_STAMP)
+
+$(KCL_STAMP): infra/kcl/pom.xml $(STAMP)
+	rm -rf infra/kcl/jars
+	mvn -q -B -Dmaven.repo.local=$(MVN_REPO) -f infra/kcl/pom.xml dependency:copy-dependencies
+	KCL_MVN_REPO_SEARCH_URL=file://$(abspath $(MVN_REPO))/ $(BIN)/pip install --quiet amazon-kclpy==$(KCLPY_VERSION)
+	touch $(KCL_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,4 +52,4 @@ bench: setup
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache infra/local/node_modules
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache infra/local/node_modules infra/kcl/jars
