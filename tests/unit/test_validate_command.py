@@ -1,0 +1,255 @@
+"""`stream-processor validate`: what a user sees on stdout/stderr and the exit status."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from stream_processor import matcher
+from stream_processor.aws import AwsSettings
+from stream_processor.cli import main
+from stream_processor.config import Rule
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SEED = str(REPO_ROOT / "examples" / "seed.toml")
+SECRET_URL = "https://hooks.slack.com/services/T000/B000/sEcReTtOkEn"
+
+BROKEN = f"""
+[[rule]]
+name = "Create AccessKey"
+jq_match = 'select(.eventName == "CreateAccessKey"'
+destinations = ["Slack Audt"]
+
+[[rule]]
+name = "SSM Start Session"
+jq_mach = '.'
+
+[[destination]]
+id = "Slack Audit"
+type = "slack_webhook"
+webhok_url = "{SECRET_URL}"
+"""
+
+
+@pytest.fixture
+def broken(tmp_path: Path) -> str:
+    path = tmp_path / "broken.toml"
+    path.write_text(BROKEN)
+    return str(path)
+
+
+@pytest.fixture(autouse=True)
+def _no_config_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("S3_CONFIG_BUCKET", raising=False)
+    monkeypatch.delenv("S3_CONFIG_PATH", raising=False)
+
+
+def test_valid_file_prints_a_summary_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["validate", SEED])
+
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert out == f"{SEED}: OK: 2 rules, 1 destination\n"
+    assert err == ""
+
+
+def test_invalid_file_prints_every_problem_one_per_line_and_exits_1(
+    broken: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["validate", broken])
+
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert out == ""
+    lines = err.splitlines()
+    # libjq's own wording varies across versions: only its start and our advice are pinned
+    assert lines[0].startswith(
+        f'{broken}: rule #1 "Create AccessKey": jq_match does not compile: jq: error: syntax error, '
+        "unexpected end of file"
+    )
+    assert "line 1, column" in lines[0]
+    assert lines[0].endswith(": fix the jq program")
+    assert lines[1:] == [
+        f'{broken}: rule #1 "Create AccessKey": destination "Slack Audt" is not defined: did you mean "Slack Audit"?',
+        f'{broken}: rule #2 "SSM Start Session": unknown key "jq_mach": did you mean "jq_match"?',
+        f'{broken}: destination #1 "Slack Audit" (type slack_webhook): unknown key "webhok_url": '
+        'did you mean "webhook_url"?',
+        f"{broken}: INVALID: 4 problems",
+    ]
+    assert "sEcReT" not in err
+
+
+def test_several_files_are_all_checked(broken: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["validate", broken, SEED])
+
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert out == f"{SEED}: OK: 2 rules, 1 destination\n"
+    assert f"{broken}: INVALID: 4 problems" in err
+
+
+def test_all_valid_files_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", SEED, SEED]) == 0
+    assert capsys.readouterr().out.count(": OK: ") == 2
+
+
+def test_missing_file_exits_1_with_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = str(tmp_path / "tattletail.toml")
+
+    code = main(["validate", missing])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith(f"{missing}: file not found: check the path")
+
+
+def test_nothing_to_validate_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["validate"])
+
+    assert code == 2
+    assert "no CONFIG given and S3_CONFIG_BUCKET / S3_CONFIG_PATH are not set" in capsys.readouterr().err
+
+
+def test_half_an_s3_location_in_the_environment_exits_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("S3_CONFIG_BUCKET", "bucket")
+
+    code = main(["validate"])
+
+    assert code == 1
+    assert capsys.readouterr().err.startswith("S3_CONFIG_BUCKET is set but S3_CONFIG_PATH is not")
+
+
+def test_help_explains_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["validate", "--help"])
+
+    out = capsys.readouterr().out
+    assert exited.value.code == 0
+    for words in ("CONFIG", "s3://bucket/key", "S3_CONFIG_BUCKET", "--explain", "exit status: 0", "stderr"):
+        assert words in out
+
+
+def test_validate_is_listed_in_the_top_level_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+
+    assert "check rule files and print every problem" in capsys.readouterr().out
+
+
+def test_explain_prints_one_line_per_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["validate", "--explain", SEED])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert lines[0] == f"{SEED}: OK: 2 rules, 1 destination"
+    assert [line.split(": ")[0] for line in lines[1:]] == [
+        '  rule #1 "Create AccessKey"',
+        '  rule #2 "SSM Start Session"',
+    ]
+    assert all(line.split(": ", 1)[1].strip() for line in lines[1:])
+
+
+def test_explain_shows_what_the_matcher_says(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def fake_explain(rules: Sequence[Rule]) -> list[tuple[str, str, str]]:
+        return [(rule.name, "fast", f"indexed on eventName ({rule.index})") for rule in rules]
+
+    monkeypatch.setattr(matcher, "explain", fake_explain, raising=False)
+
+    main(["validate", "--explain", SEED])
+
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        '  rule #1 "Create AccessKey": fast (indexed on eventName (1))',
+        '  rule #2 "SSM Start Session": fast (indexed on eventName (2))',
+    ]
+
+
+def test_explain_falls_back_to_libjq_without_a_fast_path(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delattr(matcher, "explain", raising=False)
+
+    main(["validate", "--explain", SEED])
+
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        '  rule #1 "Create AccessKey": libjq (the compiled fast path is not built yet)',
+        '  rule #2 "SSM Start Session": libjq (the compiled fast path is not built yet)',
+    ]
+
+
+def test_explain_is_not_printed_for_an_invalid_file(broken: str, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["validate", "--explain", broken])
+
+    assert capsys.readouterr().out == ""
+
+
+# ---------------------------------------------------------------- S3
+
+
+@pytest.fixture(scope="module")
+def config_bucket(moto_server: AwsSettings) -> str:
+    bucket = f"validate-{uuid.uuid4().hex[:12]}"
+    s3 = moto_server.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="tattletail.toml", Body=Path(SEED).read_bytes())
+    s3.put_object(Bucket=bucket, Key="broken.toml", Body=BROKEN.encode())
+    return bucket
+
+
+@pytest.mark.integration
+def test_validate_an_s3_file(moto_server: AwsSettings, config_bucket: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert moto_server.endpoint_url is not None
+    location = f"s3://{config_bucket}/tattletail.toml"
+
+    code = main(["validate", "--aws-endpoint", moto_server.endpoint_url, location])
+
+    assert code == 0
+    assert capsys.readouterr().out == f"{location}: OK: 2 rules, 1 destination\n"
+
+
+@pytest.mark.integration
+def test_validate_an_invalid_s3_file(
+    moto_server: AwsSettings, config_bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert moto_server.endpoint_url is not None
+    location = f"s3://{config_bucket}/broken.toml"
+
+    code = main(["validate", "--aws-endpoint", moto_server.endpoint_url, location])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f'{location}: rule #2 "SSM Start Session": unknown key "jq_mach"' in err
+    assert "sEcReT" not in err
+
+
+@pytest.mark.integration
+def test_validate_the_file_named_by_tattletails_variables(
+    moto_server: AwsSettings, config_bucket: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert moto_server.endpoint_url is not None
+    monkeypatch.setenv("S3_CONFIG_BUCKET", config_bucket)
+    monkeypatch.setenv("S3_CONFIG_PATH", "tattletail.toml")
+
+    code = main(["validate", "--aws-endpoint", moto_server.endpoint_url])
+
+    assert code == 0
+    assert capsys.readouterr().out == f"s3://{config_bucket}/tattletail.toml: OK: 2 rules, 1 destination\n"
+
+
+@pytest.mark.integration
+def test_missing_s3_object_exits_1(
+    moto_server: AwsSettings, config_bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert moto_server.endpoint_url is not None
+    location = f"s3://{config_bucket}/absent.toml"
+
+    code = main(["validate", "--aws-endpoint", moto_server.endpoint_url, location])
+
+    assert code == 1
+    assert capsys.readouterr().err.startswith(f"{location}: no object 'absent.toml' in bucket")
