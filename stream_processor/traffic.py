@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import bisect
-import gzip
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+
+from stream_processor.decode import CONTROL_MESSAGE, encode_subscription_record
 
 Event = dict[str, Any]
 
@@ -1305,40 +1306,11 @@ def seed_triggers(n: int, seed: int = 0) -> list[Event]:
 
 # --- CloudWatch Logs subscription records --------------------------------------------------------------------
 
-SUBSCRIPTION_OWNER = "123456789012"
-SUBSCRIPTION_LOG_GROUP = "aws-cloudtrail-logs-123456789012-org"
-SUBSCRIPTION_FILTER = "cloudtrail-to-kinesis"
+SUBSCRIPTION_START_MS = 1_722_502_800_000  # DEFAULT_START in milliseconds: deterministic record bytes
 
 
 def _as_bytes(event: Event | bytes) -> bytes:
     return event if isinstance(event, bytes) else orjson.dumps(event)
-
-
-def encode_log_events_record(
-    messages: Sequence[bytes],
-    *,
-    first_id: int = 0,
-    timestamp_ms: int = 1_722_502_800_000,
-    log_stream: str = f"{SUBSCRIPTION_OWNER}_CloudTrail_us-east-1",
-    message_type: str = "DATA_MESSAGE",
-) -> bytes:
-    """One gzip-compressed CloudWatch Logs subscription record carrying `messages` as log events."""
-    payload = {
-        "messageType": message_type,
-        "owner": SUBSCRIPTION_OWNER if message_type == "DATA_MESSAGE" else "CloudwatchLogs",
-        "logGroup": SUBSCRIPTION_LOG_GROUP,
-        "logStream": log_stream,
-        "subscriptionFilters": [SUBSCRIPTION_FILTER],
-        "logEvents": [
-            {
-                "id": f"{37_000_000_000_000_000_000_000_000_000_000_000_000_000_000 + first_id + i:056d}",
-                "timestamp": timestamp_ms + i,
-                "message": message.decode("utf-8"),
-            }
-            for i, message in enumerate(messages)
-        ],
-    }
-    return gzip.compress(orjson.dumps(payload), compresslevel=6, mtime=0)
 
 
 def pack_subscription_records(
@@ -1349,35 +1321,21 @@ def pack_subscription_records(
     """Pack events (dicts or JSON bytes) into gzip CloudWatch Logs subscription records, as Kinesis carries them.
 
     `per_record` is a fixed count or an inclusive (low, high) range drawn per record (CloudWatch Logs batches
-    from one to a few hundred log events per record; most carry tens).
+    from one to a few hundred log events per record; most carry tens). The encoding is decode's own
+    `encode_subscription_record`, so what this packs is exactly what the consumer reads.
     """
     rng = random.Random(seed)
     messages = [_as_bytes(event) for event in events]
     records: list[bytes] = []
     index = 0
     while index < len(messages):
-        count = per_record if isinstance(per_record, int) else rng.randint(*per_record)
-        count = max(1, count)
+        count = max(1, per_record if isinstance(per_record, int) else rng.randint(*per_record))
         chunk = messages[index : index + count]
-        records.append(encode_log_events_record(chunk, first_id=index, timestamp_ms=1_722_502_800_000 + index))
+        records.append(encode_subscription_record(chunk, timestamp_ms=SUBSCRIPTION_START_MS + index))
         index += count
     return records
 
 
 def control_message_record() -> bytes:
     """The health-check record CloudWatch Logs sends when a subscription is created."""
-    payload = {
-        "messageType": "CONTROL_MESSAGE",
-        "owner": "CloudwatchLogs",
-        "logGroup": "",
-        "logStream": "",
-        "subscriptionFilters": [],
-        "logEvents": [
-            {
-                "id": "",
-                "timestamp": 1_722_502_800_000,
-                "message": "CWL CONTROL MESSAGE: Checking health of destination Kinesis stream.",
-            }
-        ],
-    }
-    return gzip.compress(orjson.dumps(payload), compresslevel=6, mtime=0)
+    return encode_subscription_record([], message_type=CONTROL_MESSAGE, timestamp_ms=SUBSCRIPTION_START_MS)

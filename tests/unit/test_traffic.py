@@ -12,8 +12,9 @@ import orjson
 import pytest
 
 from stream_processor.config import Rule
+from stream_processor.decode import decode_record
 from stream_processor.matcher import LibjqMatcher
-from stream_processor.model import CloudTrailEvent, Position
+from stream_processor.model import CloudTrailEvent, Position, RawRecord
 from stream_processor.traffic import (
     SCENARIOS,
     TrafficGenerator,
@@ -130,3 +131,15 @@ def test_subscription_records_round_trip_in_order() -> None:
     assert unpacked == messages
     assert len(pack_subscription_records(messages, per_record=50)) == 8
     assert orjson.loads(gzip.decompress(control_message_record()))["messageType"] == "CONTROL_MESSAGE"
+
+
+def test_packed_records_decode_to_the_same_events() -> None:
+    events = TrafficGenerator(seed=10).generate(300)
+    records = pack_subscription_records(events, seed=1)
+    decoded = [
+        event.data
+        for i, record in enumerate(records)
+        for event in decode_record(RawRecord(record, Position("shard-0", str(i)))).events
+    ]
+    assert decoded == events
+    assert decode_record(RawRecord(control_message_record(), Position("shard-0", "x"))).control_messages == 1
