@@ -293,9 +293,11 @@ class _ConfigBuilder:
                     continue  # the same syntax error, already reported with libjq's own words
                 self.problem(label, f"jq_match {violation} (refused in rules: rewrite the program without it)")
 
-        for destination_id in destinations:
+        for position, destination_id in enumerate(destinations):
             if destination_id not in destination_ids:
                 self.problem(label, _unknown_destination(destination_id, destination_ids))
+            elif destination_id in destinations[:position]:
+                self.problem(label, f"destinations lists {_quote(destination_id)} twice: remove the repeat")
 
         if len(self.problems) != before or name is None or jq_match is None:
             return None

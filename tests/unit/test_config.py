@@ -192,6 +192,12 @@ def test_a_destination_with_problems_still_counts_as_defined_for_rules() -> None
     assert found[0].startswith(f'{SOURCE}: destination #1 "Test": missing type: add type = "..." (one of: ')
 
 
+def test_a_destination_listed_twice_in_a_rule() -> None:
+    text = rule('name = "r"\njq_match = "."\ndestinations = ["Test", "Test"]') + TEST_DESTINATION
+
+    assert problems_of(text) == [f'{SOURCE}: rule #1 "r": destinations lists "Test" twice: remove the repeat']
+
+
 def test_duplicate_rule_names() -> None:
     text = (
         rule('name = "Same"\njq_match = "."')
