@@ -17,8 +17,9 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
     wait_none,
+    wait_random,
 )
 from tenacity.wait import wait_base
 
@@ -63,7 +64,7 @@ class DeliveryPolicy:
         """tenacity's exponential backoff with jitter for this policy (no wait at all when both are zero)."""
         if self.initial_backoff == 0 and self.jitter == 0:
             return wait_none()
-        return wait_exponential_jitter(initial=self.initial_backoff, max=self.max_backoff, jitter=self.jitter)
+        return wait_exponential(multiplier=self.initial_backoff, max=self.max_backoff) + wait_random(0, self.jitter)
 
     def with_retry_after(self, backoff: float, retry_after: float | None) -> float:
         """The wait once the destination said `Retry-After`: the larger of both, capped at `max_retry_after`."""
@@ -133,7 +134,7 @@ class AlertDeliverer:
         def wait(state: RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome is not None else None
             retry_after = error.retry_after if isinstance(error, RetryableDeliveryError) else None
-            return policy.with_retry_after(float(backoff(state)), retry_after)
+            return policy.with_retry_after(min(float(backoff(state)), policy.max_backoff), retry_after)
 
         def before_sleep(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome is not None else None

@@ -65,7 +65,9 @@ class SlackReceiver:
     Use it as a context manager; `.url` is a Slack-looking webhook URL with a random secret path.
     """
 
-    def __init__(self, port: int = 0, on_post: Callable[[ReceivedPost], None] | None = None) -> None:
+    def __init__(
+        self, port: int = 0, on_post: Callable[[ReceivedPost], None] | None = None, path: str | None = None
+    ) -> None:
         self._requested_port = port
         self._on_post = on_post
         self._lock = threading.Lock()
@@ -74,7 +76,7 @@ class SlackReceiver:
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self.path = f"/services/T00LOCAL/B00LOCAL/{secrets.token_hex(12)}"
+        self.path = path or f"/services/T00LOCAL/B00LOCAL/{secrets.token_hex(12)}"
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -84,7 +86,7 @@ class SlackReceiver:
         self._stopping.clear()
         server = _QuietServer((LOOPBACK, self._requested_port), _handler_for(self))
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="slack-receiver", daemon=True)
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="slack-receiver", daemon=True)
         self._thread.start()
         return self
 
@@ -247,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run a receiver until interrupted, printing each post's fallback text."""
     parser = argparse.ArgumentParser(prog="python -m stream_processor.local.receiver", description=__doc__)
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--path", default=None, help="path of the printed webhook URL (default: a random one)")
     args = parser.parse_args(argv)
     stop = threading.Event()
 
@@ -255,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with SlackReceiver(port=args.port, on_post=_print_post) as receiver:
+    with SlackReceiver(port=args.port, on_post=_print_post, path=args.path) as receiver:
         print(f"Slack-compatible receiver listening: {receiver.url}", flush=True)
         stop.wait()
     return 0
