@@ -14,6 +14,8 @@ from stream_processor import __version__
 COMMANDS = (
     "validate",
     "match",
+    "produce",
+    "dead-letters",
 )
 
 
@@ -30,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"stream_processor.commands.{name}").add_parser(subparsers)
+        importlib.import_module(f"stream_processor.commands.{name.replace('-', '_')}").add_parser(subparsers)
     return parser
 
 

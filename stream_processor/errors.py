@@ -37,3 +37,7 @@ class RetryableDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     """No retry will help (4xx other than 429, bad configuration, rejected payload)."""
+
+
+class DeadLetterStoreError(StreamProcessorError):
+    """The dead-letter store failed; nothing was parked, so the batch must not be committed."""

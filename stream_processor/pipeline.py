@@ -15,8 +15,10 @@ from stream_processor.alerts.delivery import AlertDeliverer
 from stream_processor.alerts.destinations import create_destination
 from stream_processor.aws import AwsSettings
 from stream_processor.config import Config, Rule
+from stream_processor.dead_letters import DeadLetterStore
 from stream_processor.decode import decode_records
 from stream_processor.dedupe import ClaimOutcome, DedupeStore, dedupe_key
+from stream_processor.errors import DeadLetterStoreError
 from stream_processor.matcher import Matcher, build_matcher
 from stream_processor.model import Alert, DecodeResult, DeliveryResult, MatchResult, RawRecord
 
@@ -34,15 +36,25 @@ class BatchOutcome:
     alerts: list[Alert] = field(default_factory=list)
     deliveries: list[DeliveryResult] = field(default_factory=list)
     duplicates: int = 0
+    parked: list[DeliveryResult] = field(default_factory=list)
+    parked_inputs: int = 0
+    parking_errors: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[DeliveryResult]:
         return [result for result in self.deliveries if not result.delivered]
 
     @property
+    def unfinished(self) -> list[DeliveryResult]:
+        """Failed deliveries that are not parked either: these forbid a checkpoint."""
+        parked = {id(result) for result in self.parked}
+        return [result for result in self.failed if id(result) not in parked]
+
+    @property
     def complete(self) -> bool:
-        """True when every alert reached every one of its destinations."""
-        return all(result.delivered for result in self.deliveries)
+        """True when every alert reached every one of its destinations or is parked as a dead letter,
+        and all malformed input is parked (or there is no dead-letter store to park it in)."""
+        return not self.unfinished and not self.parking_errors
 
 
 class Pipeline:
@@ -58,6 +70,7 @@ class Pipeline:
         deliverer: AlertDeliverer | None,
         alert_sink: AlertSink | None = None,
         ledger: DedupeStore | None = None,
+        dead_letters: DeadLetterStore | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
@@ -65,6 +78,7 @@ class Pipeline:
         self.deliverer = deliverer
         self.alert_sink = alert_sink
         self.ledger = ledger
+        self.dead_letters = dead_letters
         self._sleep = sleep
         self._rules: dict[str, Rule] = {rule.name: rule for rule in config.rules}
 
@@ -78,13 +92,15 @@ class Pipeline:
         matcher_kind: str = "libjq",
         alert_sink: AlertSink | None = None,
         ledger: DedupeStore | None = None,
+        dead_letters: DeadLetterStore | None = None,
     ) -> Pipeline:
         """The usual wiring: the config's destinations when `send`, else a dry run into `alert_sink`."""
         deliverer = None
         if send:
             destinations = {d.id: create_destination(d, aws) for d in config.destinations}
             deliverer = AlertDeliverer(destinations)
-        return cls(config, build_matcher(config.rules, kind=matcher_kind), deliverer, alert_sink, ledger)
+        matcher = build_matcher(config.rules, kind=matcher_kind)
+        return cls(config, matcher, deliverer, alert_sink, ledger, dead_letters if send else None)
 
     def process_records(self, records: Sequence[RawRecord]) -> BatchOutcome:
         return self.process_decoded(decode_records(records))
@@ -103,32 +119,61 @@ class Pipeline:
             if self.deliverer is not None:
                 for destination_id in rule.destinations:
                     self._deliver_once(alert, destination_id, self.deliverer, outcome)
+        if self.dead_letters is not None:
+            self._park(outcome, self.dead_letters)
         return outcome
+
+    def _park(self, outcome: BatchOutcome, store: DeadLetterStore) -> None:
+        """Park what failed for good and what is not CloudTrail, so the shard can move on."""
+        for item in outcome.decoded.malformed:
+            try:
+                store.park_input(item)
+                outcome.parked_inputs += 1
+            except DeadLetterStoreError as error:
+                outcome.parking_errors.append(str(error))
+        for result in outcome.failed:
+            try:
+                store.park_alert(result)
+                outcome.parked.append(result)
+            except DeadLetterStoreError as error:
+                outcome.parking_errors.append(str(error))
+        for error_text in outcome.parking_errors:
+            log.error("could not park a dead letter, the batch stays uncommitted: %s", error_text)
 
     def _deliver_once(
         self, alert: Alert, destination_id: str, deliverer: AlertDeliverer, outcome: BatchOutcome
     ) -> None:
-        """Claim, send, confirm: an alert reaches a destination at most once per rule + eventID."""
+        result = self.send(alert, destination_id, deliverer)
+        if result is None:
+            outcome.duplicates += 1
+        else:
+            outcome.deliveries.append(result)
+
+    def send(self, alert: Alert, destination_id: str, deliverer: AlertDeliverer | None = None) -> DeliveryResult | None:
+        """Claim, send, confirm: an alert reaches a destination at most once per rule + eventID.
+
+        Returns None when the ledger says it was already sent.
+        """
+        deliverer = deliverer or self.deliverer
+        if deliverer is None:
+            raise ValueError("this pipeline is a dry run: it has no destinations to send to")
         event_id = alert.event.event_id
         if self.ledger is None or not event_id:
-            outcome.deliveries.extend(deliverer.deliver(alert, [destination_id]))
-            return
+            return deliverer.deliver(alert, [destination_id])[0]
         key = dedupe_key(alert.rule_name, event_id, destination_id)
         owner = alert.event.position.origin
         claim = self._claim(key, owner)
         if claim is ClaimOutcome.ALREADY_DONE:
-            outcome.duplicates += 1
-            return
+            return None
         if claim is ClaimOutcome.HELD_ELSEWHERE:
             reason = "another worker is sending this alert and has not confirmed it yet"
-            outcome.deliveries.append(DeliveryResult(alert, destination_id, delivered=False, attempts=0, reason=reason))
-            return
-        results = deliverer.deliver(alert, [destination_id])
-        outcome.deliveries.extend(results)
-        if all(result.delivered for result in results):
+            return DeliveryResult(alert, destination_id, delivered=False, attempts=0, reason=reason)
+        result = deliverer.deliver(alert, [destination_id])[0]
+        if result.delivered:
             self.ledger.complete(key, owner)
         else:
             self.ledger.release(key)
+        return result
 
     def _claim(self, key: str, owner: str) -> ClaimOutcome:
         """A claim held by another worker is usually confirmed within seconds: wait for it, bounded."""
@@ -145,3 +190,5 @@ class Pipeline:
             self.deliverer.close()
         if self.ledger is not None:
             self.ledger.close()
+        if self.dead_letters is not None:
+            self.dead_letters.close()

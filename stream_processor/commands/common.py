@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from stream_processor.aws import AwsSettings
 from stream_processor.config import Config, config_location_from_env, load_config
+from stream_processor.dead_letters import DeadLetterStore, SQLiteDeadLetterStore, SQSDeadLetterStore
+from stream_processor.dedupe import DedupeStore, DynamoDBDedupeStore, MemoryDedupeStore, SQLiteDedupeStore
 from stream_processor.errors import ConfigError
 
 
@@ -57,3 +60,59 @@ def config_location(args: argparse.Namespace) -> str:
 
 def load_config_from_args(args: argparse.Namespace) -> Config:
     return load_config(config_location(args), aws_settings(args))
+
+
+DEFAULT_STATE_DIR = ".local/state"
+
+
+def add_state_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("state (dedupe ledger and dead letters)")
+    group.add_argument(
+        "--state-dir",
+        default=os.environ.get("STREAM_PROCESSOR_STATE_DIR", DEFAULT_STATE_DIR),
+        help="folder of the SQLite ledger and dead-letter files (default: %(default)s, or $STREAM_PROCESSOR_STATE_DIR)",
+    )
+    group.add_argument(
+        "--dedupe",
+        default="sqlite",
+        metavar="STORE",
+        help="dedupe ledger: sqlite (one host, default), memory (one process), dynamodb:TABLE (many hosts), none",
+    )
+    group.add_argument(
+        "--dead-letters",
+        default="sqlite",
+        metavar="STORE",
+        help="where alerts that failed for good and malformed input are parked: sqlite (default), sqs:QUEUE_URL",
+    )
+
+
+def open_ledger(args: argparse.Namespace) -> DedupeStore | None:
+    """The dedupe store `--dedupe` names.
+
+    Raises:
+        ConfigError: an unknown store.
+    """
+    spec: str = args.dedupe
+    if spec == "none":
+        return None
+    if spec == "memory":
+        return MemoryDedupeStore()
+    if spec == "sqlite":
+        return SQLiteDedupeStore(Path(args.state_dir) / "ledger.sqlite3")
+    if spec.startswith("dynamodb:") and spec.removeprefix("dynamodb:"):
+        return DynamoDBDedupeStore(aws_settings(args).client("dynamodb"), spec.removeprefix("dynamodb:"))
+    raise ConfigError(f"--dedupe {spec!r}: choose sqlite, memory, dynamodb:TABLE or none")
+
+
+def open_dead_letters(args: argparse.Namespace) -> DeadLetterStore:
+    """The dead-letter store `--dead-letters` names.
+
+    Raises:
+        ConfigError: an unknown store.
+    """
+    spec: str = args.dead_letters
+    if spec == "sqlite":
+        return SQLiteDeadLetterStore(Path(args.state_dir) / "dead-letters.sqlite3")
+    if spec.startswith("sqs:") and spec.removeprefix("sqs:"):
+        return SQSDeadLetterStore(aws_settings(args).client("sqs"), spec.removeprefix("sqs:"))
+    raise ConfigError(f"--dead-letters {spec!r}: choose sqlite or sqs:QUEUE_URL")
