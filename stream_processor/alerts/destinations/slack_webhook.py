@@ -86,7 +86,9 @@ class SlackDestination(Destination):
             )
         except requests.ConnectionError as error:
             failure = RetryableDeliveryError(f"{self._where}: connection failed ({type(error).__name__})")
-        except requests.RequestException as error:  # invalid URL, bad scheme: no retry will help
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema):
+            failure = PermanentDeliveryError(f"{self._where}: webhook_url is not a usable http(s) URL")
+        except requests.RequestException as error:  # no retry will help
             failure = PermanentDeliveryError(f"{self._where}: request failed ({type(error).__name__})")
         # raised here, outside the except blocks: requests' error (which holds the URL) is neither
         # the cause nor the context of ours

@@ -175,3 +175,13 @@ def test_slack_destination_repr_hides_the_webhook_url() -> None:
 
     assert "SECRET" not in repr(destination)
     assert "SECRET" not in repr(destination.config)
+
+
+def test_slack_with_the_placeholder_url_fails_permanently_without_echoing_it() -> None:
+    destination = create_destination(
+        DestinationConfig("Slack Audit", "slack_webhook", {"webhook_url": "___YOUR_SLACK_WEBHOOK___"})
+    )
+
+    with pytest.raises(PermanentDeliveryError, match="webhook_url is not a usable") as raised:
+        destination.deliver(make_alert())
+    assert "___YOUR_SLACK_WEBHOOK___" not in str(raised.value)
