@@ -1,0 +1,425 @@
+"""Structure checks on infra/cloudformation/*.yaml: the IAM policies name what they need and nothing wider.
+
+cfn-lint (run by `make lint`) checks that the templates are valid CloudFormation; these tests check what
+cfn-lint cannot know: that the consumer's role can do its job, that no identity policy grants `*` on a
+resource that could be named, and that the Lambda wiring matches the handlers in the package.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shlex
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+TEMPLATES = REPO_ROOT / "infra" / "cloudformation"
+TEMPLATE_NAMES = ("feed.yaml", "consumer.yaml", "state.yaml", "lambda.yaml")
+
+# Actions that IAM cannot scope to a resource, each with why "*" is the only choice.
+ACTIONS_WITHOUT_RESOURCES: dict[str, str] = {
+    "cloudwatch:PutMetricData": "CloudWatch metrics have no ARN; scoped instead by a cloudwatch:namespace condition",
+    "ecr:GetAuthorizationToken": "an account-wide registry login token; ECR has no resource to name for it",
+}
+# Conditions that must accompany a "*" resource for the action to count as scoped.
+REQUIRED_CONDITION_KEYS: dict[str, str] = {"cloudwatch:PutMetricData": "cloudwatch:namespace"}
+# Resource types whose policies are resource-based: there "*" means the resource itself, not every resource.
+RESOURCE_POLICY_TYPES: dict[str, str] = {
+    "AWS::KMS::Key": "a key policy's Resource '*' is the key itself",
+    "AWS::SQS::QueuePolicy": "attached to the queue it names",
+}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _TemplateLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short intrinsic tags (!Ref, !Sub, !GetAtt, !If, ...) as their long forms."""
+
+
+def _intrinsic(loader: _TemplateLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    if tag_suffix == "Ref":
+        return {"Ref": value}
+    if tag_suffix == "Condition":
+        return {"Condition": value}
+    if tag_suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{tag_suffix}": value}
+
+
+_TemplateLoader.add_multi_constructor("!", _intrinsic)
+
+
+def load_template(name: str) -> dict[str, Any]:
+    document = yaml.load((TEMPLATES / name).read_text(encoding="utf-8"), Loader=_TemplateLoader)
+    assert isinstance(document, dict), f"{name} is not a YAML mapping"
+    return document
+
+
+@pytest.fixture(scope="module", params=TEMPLATE_NAMES)
+def template(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    return request.param, load_template(request.param)
+
+
+# --------------------------------------------------------------------------- walking policies
+
+
+@dataclass(frozen=True)
+class Statement:
+    where: str
+    effect: str
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+    condition: dict[str, Any]
+
+
+def _branches(value: Any) -> Iterator[Any]:
+    """Every value an Fn::If may take (both branches), without AWS::NoValue."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        _, when_true, when_false = value["Fn::If"]
+        yield from _branches(when_true)
+        yield from _branches(when_false)
+    elif value == {"Ref": "AWS::NoValue"}:
+        return
+    else:
+        yield value
+
+
+def render(value: Any) -> str:
+    """An intrinsic as the string it stands for, with ${Name} placeholders (enough to compare ARNs)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        (key, inner), = value.items()
+        if key == "Ref":
+            return f"${{{inner}}}"
+        if key == "Fn::Sub":
+            return inner if isinstance(inner, str) else str(inner[0])
+        if key == "Fn::GetAtt":
+            return f"${{{'.'.join(inner)}}}"
+    raise AssertionError(f"cannot render {value!r}")
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _statements(where: str, document: dict[str, Any]) -> Iterator[Statement]:
+    for raw in _as_list(document.get("Statement", [])):
+        for statement in _branches(raw):
+            yield Statement(
+                where=where,
+                effect=statement["Effect"],
+                actions=tuple(_as_list(statement.get("Action", []))),
+                resources=tuple(render(r) for r in _as_list(statement.get("Resource", []))),
+                condition=statement.get("Condition", {}),
+            )
+
+
+def identity_statements(document: dict[str, Any]) -> Iterator[Statement]:
+    """Statements of every identity policy in a template (role inline policies and managed policies)."""
+    for logical_id, resource in document.get("Resources", {}).items():
+        properties = resource.get("Properties", {})
+        if resource["Type"] == "AWS::IAM::Role":
+            for raw in properties.get("Policies", []):
+                for policy in _branches(raw):
+                    yield from _statements(f"{logical_id}/{policy['PolicyName']}", policy["PolicyDocument"])
+        elif resource["Type"] in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy"):
+            yield from _statements(logical_id, properties["PolicyDocument"])
+
+
+def role_statements(document: dict[str, Any], role: str) -> list[Statement]:
+    """Everything a role may do: its inline policies plus the template's managed policies attached to it."""
+    properties = document["Resources"][role]["Properties"]
+    found = [s for s in identity_statements(document) if s.where.startswith(f"{role}/")]
+    for arn in properties.get("ManagedPolicyArns", []):
+        assert isinstance(arn, dict) and "Ref" in arn, f"{role} attaches a managed policy from outside the template"
+        found.extend(s for s in identity_statements(document) if s.where == arn["Ref"])
+    return found
+
+
+def grants(statements: list[Statement], action: str) -> list[Statement]:
+    return [s for s in statements if s.effect == "Allow" and action in s.actions]
+
+
+def resources_for(statements: list[Statement], action: str) -> set[str]:
+    return {r for s in grants(statements, action) for r in s.resources}
+
+
+# --------------------------------------------------------------------------- every template
+
+
+def test_template_parses_as_cloudformation(template: tuple[str, dict[str, Any]]) -> None:
+    name, document = template
+    assert document["AWSTemplateFormatVersion"] == "2010-09-09", name
+    assert document["Resources"], f"{name} has no resources"
+    assert document.get("Description"), f"{name} has no Description"
+
+
+def test_no_star_resource_where_one_can_be_named(template: tuple[str, dict[str, Any]]) -> None:
+    name, document = template
+    for statement in identity_statements(document):
+        if statement.effect != "Allow" or "*" not in statement.resources:
+            continue
+        for action in statement.actions:
+            assert action in ACTIONS_WITHOUT_RESOURCES, (
+                f"{name} {statement.where}: {action} on Resource '*' but it can be scoped to a resource"
+            )
+            needed = REQUIRED_CONDITION_KEYS.get(action)
+            if needed:
+                keys = {key for operator in statement.condition.values() for key in operator}
+                assert needed in keys, f"{name} {statement.where}: {action} on '*' without a {needed} condition"
+
+
+def test_no_wildcard_actions_in_identity_policies(template: tuple[str, dict[str, Any]]) -> None:
+    name, document = template
+    for statement in identity_statements(document):
+        for action in statement.actions:
+            assert "*" not in action, f"{name} {statement.where}: wildcard action {action}"
+
+
+def test_resource_policies_with_star_are_only_the_known_kinds(template: tuple[str, dict[str, Any]]) -> None:
+    name, document = template
+    for logical_id, resource in document["Resources"].items():
+        properties = resource.get("Properties", {})
+        policy = properties.get("KeyPolicy") or (
+            properties.get("PolicyDocument") if resource["Type"].endswith("QueuePolicy") else None
+        )
+        if policy is None:
+            continue
+        assert resource["Type"] in RESOURCE_POLICY_TYPES, f"{name} {logical_id}: unexpected resource policy"
+        if resource["Type"] == "AWS::SQS::QueuePolicy":
+            for statement in _statements(logical_id, policy):
+                assert statement.effect == "Deny" or "*" not in statement.resources, (
+                    f"{name} {logical_id}: a queue policy allowing '*'"
+                )
+
+
+def test_every_service_role_trust_names_one_service(template: tuple[str, dict[str, Any]]) -> None:
+    name, document = template
+    for logical_id, resource in document["Resources"].items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        for statement in _as_list(resource["Properties"]["AssumeRolePolicyDocument"]["Statement"]):
+            principal = statement["Principal"]
+            assert set(principal) == {"Service"}, f"{name} {logical_id}: trust principal {principal}"
+            assert isinstance(principal["Service"], str), f"{name} {logical_id}: trusts several services"
+
+
+# --------------------------------------------------------------------------- consumer
+
+
+# KCL 3.x's tables: the lease table (named after the application), its coordinator state and worker metrics.
+KCL_TABLES = ("table/${AppName}", "table/${AppName}-CoordinatorState", "table/${AppName}-WorkerMetricStats")
+CONSUMER_NEEDS: dict[str, tuple[str, ...]] = {
+    # action: substrings the resource must contain (each one must be granted)
+    "kinesis:GetRecords": ("stream/${StreamName}",),
+    "kinesis:GetShardIterator": ("stream/${StreamName}",),
+    "kinesis:DescribeStream": ("stream/${StreamName}",),
+    "kinesis:DescribeStreamSummary": ("stream/${StreamName}",),
+    "kinesis:ListShards": ("stream/${StreamName}",),
+    "kms:Decrypt": ("key/${StreamKeyId}",),
+    "dynamodb:CreateTable": KCL_TABLES,
+    "dynamodb:DescribeTable": KCL_TABLES,
+    "dynamodb:UpdateTable": ("table/${AppName}",),
+    "dynamodb:Query": ("table/${AppName}/index/*",),
+    "dynamodb:Scan": KCL_TABLES,
+    "dynamodb:UpdateItem": KCL_TABLES,
+    "dynamodb:GetItem": (*KCL_TABLES, "table/${DedupeTableName}"),
+    "dynamodb:PutItem": (*KCL_TABLES, "table/${DedupeTableName}"),
+    "dynamodb:DeleteItem": (*KCL_TABLES, "table/${DedupeTableName}"),
+    "cloudwatch:PutMetricData": ("*",),
+    "s3:GetObject": ("${ConfigBucket}/${ConfigKey}",),
+    "secretsmanager:GetSecretValue": ("${SecretArns}",),
+    "sns:Publish": ("${SnsTopicArns}",),
+    "ses:SendEmail": ("${SesIdentityArns}",),
+    "sqs:SendMessage": ("${DeadLetterQueueArn}",),
+}
+
+
+@pytest.mark.parametrize("action", sorted(CONSUMER_NEEDS))
+def test_consumer_task_role_can_do_its_job(action: str) -> None:
+    statements = role_statements(load_template("consumer.yaml"), "TaskRole")
+    resources = resources_for(statements, action)
+    for needed in CONSUMER_NEEDS[action]:
+        assert any(r == needed or r.endswith(needed) for r in resources), (
+            f"TaskRole lacks {action} on ...{needed} (has {sorted(resources)})"
+        )
+
+
+def test_consumer_table_grants_are_exact_table_names() -> None:
+    """`table/${AppName}*` would also match other applications' tables: each KCL table is named in full."""
+    statements = role_statements(load_template("consumer.yaml"), "TaskRole")
+    for statement in statements:
+        for resource in statement.resources:
+            if ":dynamodb:" in resource:
+                assert re.search(r"table/[^*]+(/index/\*)?$", resource), f"{statement.where}: {resource}"
+
+
+def test_consumer_does_not_use_enhanced_fan_out() -> None:
+    statements = role_statements(load_template("consumer.yaml"), "TaskRole")
+    for action in ("kinesis:SubscribeToShard", "kinesis:RegisterStreamConsumer", "kinesis:PutRecord"):
+        assert not grants(statements, action), f"TaskRole grants {action}, which a POLLING consumer never calls"
+
+
+def test_consumer_metrics_are_limited_to_the_kcl_namespace() -> None:
+    statements = role_statements(load_template("consumer.yaml"), "TaskRole")
+    (statement,) = grants(statements, "cloudwatch:PutMetricData")
+    assert statement.condition == {"StringEquals": {"cloudwatch:namespace": {"Ref": "AppName"}}}
+
+
+def test_consumer_autoscaling_is_capped_by_max_tasks() -> None:
+    resources = load_template("consumer.yaml")["Resources"]
+    target = resources["ScalableTarget"]["Properties"]
+    assert target["MaxCapacity"] == {"Ref": "MaxTasks"}
+    assert target["MinCapacity"] == {"Ref": "DesiredCount"}
+    policy = resources["CpuScaling"]["Properties"]
+    assert policy["ScalingTargetId"] == {"Ref": "ScalableTarget"}
+
+
+def test_consumer_container_runs_consume_as_non_root() -> None:
+    container = load_template("consumer.yaml")["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    assert container["Command"][0] == "consume"
+    assert container["User"] not in ("0", "root")
+    env = {item["Name"]: item["Value"] for item in container["Environment"]}
+    assert env["S3_CONFIG_BUCKET"] == {"Ref": "ConfigBucket"}
+    assert env["S3_CONFIG_PATH"] == {"Ref": "ConfigKey"}
+
+
+def test_consumer_command_is_accepted_by_the_cli() -> None:
+    """The flags in the task definition must be ones `stream-processor consume` knows."""
+    from stream_processor import cli
+
+    if "consume" not in cli.COMMANDS:
+        pytest.skip("stream-processor consume is not registered in cli.COMMANDS yet")
+    container = load_template("consumer.yaml")["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    argv = [item if isinstance(item, str) else "placeholder" for item in container["Command"]]
+    argv = ["TRIM_HORIZON" if previous == "--initial-position" else item
+            for previous, item in zip(["", *argv], argv, strict=True)]
+    try:
+        cli.build_parser().parse_args(argv)
+    except SystemExit as error:
+        pytest.fail(f"`stream-processor {shlex.join(argv)}` is refused by the CLI (exit {error.code})")
+
+
+# --------------------------------------------------------------------------- feed
+
+
+def test_feed_subscription_role_trust_is_limited_to_this_account() -> None:
+    role = load_template("feed.yaml")["Resources"]["SubscriptionRole"]["Properties"]
+    (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "logs.amazonaws.com"}
+    condition = statement["Condition"]
+    assert condition["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert "logs:${AWS::Region}:${AWS::AccountId}:" in render(condition["StringLike"]["aws:SourceArn"])
+
+
+def test_feed_subscription_role_may_only_put_into_the_stream() -> None:
+    document = load_template("feed.yaml")
+    statements = role_statements(document, "SubscriptionRole")
+    assert {a for s in statements for a in s.actions} == {"kinesis:PutRecord", "kms:GenerateDataKey"}
+    assert resources_for(statements, "kinesis:PutRecord") == {"${Stream.Arn}"}
+    assert resources_for(statements, "kms:GenerateDataKey") == {"${StreamKey.Arn}"}
+    subscription = document["Resources"]["SubscriptionFilter"]["Properties"]
+    assert subscription["DestinationArn"] == {"Fn::GetAtt": ["Stream", "Arn"]}
+    assert subscription["RoleArn"] == {"Fn::GetAtt": ["SubscriptionRole", "Arn"]}
+
+
+def test_feed_stream_is_kms_encrypted_and_mode_is_a_parameter() -> None:
+    stream = load_template("feed.yaml")["Resources"]["Stream"]["Properties"]
+    assert stream["StreamEncryption"] == {"EncryptionType": "KMS", "KeyId": {"Fn::GetAtt": ["StreamKey", "Arn"]}}
+    assert stream["StreamModeDetails"] == {"StreamMode": {"Ref": "StreamMode"}}
+
+
+def test_feed_trail_role_writes_only_its_log_group() -> None:
+    statements = role_statements(load_template("feed.yaml"), "TrailCloudWatchLogsRole")
+    for action in ("logs:CreateLogStream", "logs:PutLogEvents"):
+        (resource,) = resources_for(statements, action)
+        assert resource.endswith("log-group:${TrailLogGroup}:log-stream:*")
+
+
+# --------------------------------------------------------------------------- state
+
+
+def test_state_dedupe_table_matches_the_dynamodb_store() -> None:
+    """The table's key and TTL attribute are the ones DynamoDBDedupeStore writes."""
+    from stream_processor.dedupe import DynamoDBDedupeStore, LedgerRecord, Status
+
+    item = DynamoDBDedupeStore._item(LedgerRecord("k", Status.COMPLETED, "owner", 1.0, 1.0))
+    table = load_template("state.yaml")["Resources"]["DedupeTable"]["Properties"]
+    (key,) = table["KeySchema"]
+    assert key["KeyType"] == "HASH" and key["AttributeName"] in item
+    assert item[key["AttributeName"]].keys() == {"S"}
+    ttl = table["TimeToLiveSpecification"]
+    assert ttl["Enabled"] is True
+    assert item[ttl["AttributeName"]].keys() == {"N"}, "the TTL attribute must be a number (epoch seconds)"
+
+
+def test_state_dead_letter_queue_is_encrypted() -> None:
+    queue = load_template("state.yaml")["Resources"]["DeadLetterQueue"]["Properties"]
+    assert queue["SqsManagedSseEnabled"] == {"Fn::If": ["UseCustomerKey", {"Ref": "AWS::NoValue"}, True]}
+    assert queue["KmsMasterKeyId"] == {"Fn::If": ["UseCustomerKey", {"Ref": "KmsKeyArn"}, {"Ref": "AWS::NoValue"}]}
+
+
+# --------------------------------------------------------------------------- lambda
+
+
+def test_lambda_event_source_mapping_never_drops_a_batch_silently() -> None:
+    mapping = load_template("lambda.yaml")["Resources"]["KinesisEventSourceMapping"]["Properties"]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert mapping["MaximumRetryAttempts"] == {"Ref": "MaximumRetryAttempts"}
+    assert mapping["BatchSize"] == {"Ref": "BatchSize"}
+    assert mapping["DestinationConfig"] == {"OnFailure": {"Destination": {"Ref": "DeadLetterQueueArn"}}}
+
+
+@pytest.mark.parametrize("function", ["KinesisFunction", "S3Function"])
+def test_lambda_handlers_exist_in_the_package(function: str) -> None:
+    handler = load_template("lambda.yaml")["Resources"][function]["Properties"]["Handler"]
+    module_name, _, attribute = handler.rpartition(".")
+    module = importlib.import_module(module_name)
+    assert callable(getattr(module, attribute)), f"{handler} is not a function"
+
+
+def test_lambda_s3_invocation_is_limited_to_the_trail_bucket() -> None:
+    resources = load_template("lambda.yaml")["Resources"]
+    permission = resources["S3InvokePermission"]["Properties"]
+    assert permission["Principal"] == "s3.amazonaws.com"
+    assert render(permission["SourceArn"]).endswith(":s3:::${TrailBucketName}")
+    assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
+    invoke = resources["S3FunctionInvokeConfig"]["Properties"]
+    assert invoke["DestinationConfig"] == {"OnFailure": {"Destination": {"Ref": "DeadLetterQueueArn"}}}
+
+
+def test_lambda_s3_function_reads_only_trail_files() -> None:
+    statements = role_statements(load_template("lambda.yaml"), "S3FunctionRole")
+    assert resources_for(statements, "s3:GetObject") == {
+        "arn:${AWS::Partition}:s3:::${TrailBucketName}/${TrailKeyPrefix}*",
+        "arn:${AWS::Partition}:s3:::${ConfigBucket}/${ConfigKey}",
+    }
+
+
+def test_lambda_kinesis_function_can_poll_and_park() -> None:
+    statements = role_statements(load_template("lambda.yaml"), "KinesisFunctionRole")
+    for action in ("kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:DescribeStream",
+                   "kinesis:DescribeStreamSummary", "kinesis:ListShards"):
+        assert resources_for(statements, action) == {
+            "arn:${AWS::Partition}:kinesis:${AWS::Region}:${AWS::AccountId}:stream/${StreamName}"
+        }, action
+    assert resources_for(statements, "sqs:SendMessage") == {"${DeadLetterQueueArn}"}
+    assert resources_for(statements, "kms:Decrypt") == {
+        "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/${StreamKeyId}"
+    }
