@@ -449,8 +449,9 @@ def _decode_subscription(value: dict[str, Any], scope: _Scope) -> None:
         return
     if message_type != DATA_MESSAGE:
         shown = orjson.dumps(message_type).decode()[:100]
-        scope.malformed_whole(KIND_UNKNOWN_MESSAGE_TYPE, f"messageType {shown} is neither {DATA_MESSAGE} nor "
-                              f"{CONTROL_MESSAGE}")
+        scope.malformed_whole(
+            KIND_UNKNOWN_MESSAGE_TYPE, f"messageType {shown} is neither {DATA_MESSAGE} nor {CONTROL_MESSAGE}"
+        )
         return
     log_events = value.get("logEvents", _ABSENT)
     if type(log_events) is not list:
@@ -466,12 +467,13 @@ def _decode_subscription(value: dict[str, Any], scope: _Scope) -> None:
     origin = sink.origin
     sequence = sink.sequence
     prefix = scope.prefix
+    first_index = sink.next_index
+    sink.next_index = first_index + len(log_events)  # nothing below takes an index: log event i gets first + i
     for index, log_event in enumerate(log_events):
         if by_path:
             position = Position(origin, f"{prefix}logEvents[{index}]")
         else:
-            position = Position(origin, sequence, sink.next_index)
-            sink.next_index += 1
+            position = Position(origin, sequence, first_index + index)
         message = log_event.get("message") if type(log_event) is dict else None
         if type(message) is not str:
             reason = "has no string message" if type(log_event) is dict else "is not an object"
@@ -483,7 +485,13 @@ def _decode_subscription(value: dict[str, Any], scope: _Scope) -> None:
         except decode_error as exc:
             sink.malformed(position, KIND_NOT_JSON, f"message is not JSON: {exc}", raw)
             continue
-        if is_cloudtrail_event(data):
+        # is_cloudtrail_event(), inlined
+        if (
+            type(data) is dict
+            and type(data.get("eventVersion")) is str
+            and ((name := data.get("eventName", _ABSENT)) is None or type(name) is str)
+            and ((source := data.get("eventSource", _ABSENT)) is None or type(source) is str)
+        ):
             events.append(CloudTrailEvent(raw, data, position))
         else:
             sink.malformed(position, KIND_NOT_CLOUDTRAIL_EVENT, _not_event_reason(data), raw)
