@@ -1,0 +1,369 @@
+"""The KCL record processor: the MultiLangDaemon runs one of these processes per shard lease.
+
+The daemon speaks JSON lines on our stdin/stdout (amazon_kclpy handles the protocol), so stdout is never
+ours to print on: every log line goes to stderr, tagged with the shard. The processor is a thin adapter:
+kclpy records become RawRecords, the pipeline does decode → match → deliver, and the shard is checkpointed
+at the batch's last record only when the outcome is complete.
+
+What must never happen is that kclpy answers "status" for a batch we did not finish: the daemon would treat
+it as done and the records would be lost. kclpy does exactly that when `process_records` raises (it prints
+the traceback and carries on), so nothing may escape it: a failure we cannot handle ends this process
+without a checkpoint, and the KCL replays from the last checkpoint.
+
+Run by the daemon as `python -m stream_processor.sources.kcl --config CONFIG [...]` (see `consume`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import IO, Any, NoReturn, Protocol
+
+from amazon_kclpy import kcl
+from amazon_kclpy.checkpoint_error import CheckpointError
+from amazon_kclpy.v3.processor import RecordProcessorBase
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential, wait_random
+
+from stream_processor.alerts.render import output_text
+from stream_processor.model import Alert, Position, RawRecord
+
+log = logging.getLogger(__name__)
+
+THROTTLING = "ThrottlingException"
+SHUTDOWN = "ShutdownException"
+INVALID_STATE = "InvalidStateException"
+
+# Exit codes of a processor that stops on purpose (the daemon then exits too; see `consume`).
+EXIT_UNEXPECTED_ERROR = 70
+EXIT_DELIVERY_FAILED = 75
+EXIT_CHECKPOINT_FAILED = 76
+
+ExitFunction = Callable[[int], NoReturn]
+
+
+class BatchOutcomeLike(Protocol):
+    @property
+    def complete(self) -> bool: ...
+
+    @property
+    def failed(self) -> Sequence[Any]: ...
+
+
+class BatchPipeline(Protocol):
+    """What the processor needs of `stream_processor.pipeline.Pipeline` (a fake in unit tests)."""
+
+    def process_records(self, records: Sequence[RawRecord]) -> BatchOutcomeLike: ...
+
+
+class Checkpointer(Protocol):
+    def checkpoint(self, sequence_number: str | None = None, sub_sequence_number: int | None = None) -> None: ...
+
+
+class ShardLogTag(logging.Filter):
+    """Adds the shard id to every log record of this process (the pipeline's loggers included)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shard_id = "-"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.shard = self.shard_id
+        return True
+
+
+SHARD_TAG = ShardLogTag()
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(shard)s] %(name)s: %(message)s"
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process at once, without answering the daemon.
+
+    os._exit, not sys.exit: SystemExit can be caught on its way up (by code under the pipeline, or by a
+    thread pool that then waits for its workers), and interpreter shutdown runs atexit hooks and joins
+    non-daemon threads (an HTTP retry loop could keep us alive while the daemon waits). What must not happen
+    is any further write on stdout; logs are flushed first so the reason reaches the daemon's log.
+    """
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def to_raw_record(record: Any, shard_id: str) -> RawRecord:
+    """A kclpy `messages.Record` as the pipeline's RawRecord (`binary_data` is the base64-decoded payload)."""
+    arrival = datetime.fromtimestamp(record.timestamp_millis / 1000.0, tz=UTC)
+    return RawRecord(
+        data=record.binary_data,
+        position=Position(shard_id, record.sequence_number, record.sub_sequence_number),
+        partition_key=record.partition_key,
+        arrival_time=arrival,
+    )
+
+
+def _checkpoint_error_name(error: BaseException | None) -> str | None:
+    return str(error.value) if isinstance(error, CheckpointError) else None
+
+
+def _retryable_checkpoint_error(error: BaseException) -> bool:
+    name = _checkpoint_error_name(error)
+    return name is not None and name not in (SHUTDOWN, INVALID_STATE)
+
+
+class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy has no type hints
+    """One shard's processor: decode → match → deliver per batch, checkpoint only what is complete."""
+
+    # Throttling is DynamoDB pushing back: wait it out for longer. Other errors get a few tries, then we stop.
+    THROTTLED_CHECKPOINT_ATTEMPTS = 12
+    CHECKPOINT_ATTEMPTS = 4
+    CHECKPOINT_BACKOFF_INITIAL_SECONDS = 0.2
+    CHECKPOINT_BACKOFF_MAX_SECONDS = 10.0
+    FAILURES_LOGGED = 5
+
+    def __init__(
+        self,
+        pipeline: BatchPipeline,
+        *,
+        exit_process: ExitFunction = exit_now,
+        sleep: Callable[[float], None] = time.sleep,
+        shard_tag: ShardLogTag = SHARD_TAG,
+    ) -> None:
+        self.pipeline = pipeline
+        self.shard_id = "-"
+        self._exit = exit_process
+        self._sleep = sleep
+        self._shard_tag = shard_tag
+        self._processed: Position | None = None  # the last record of the last complete batch
+        self._checkpointed: Position | None = None
+        self._stopped = False  # the daemon said ShutdownException: no more checkpoints
+
+    # --- the KCL's calls --------------------------------------------------------------------------------
+
+    def initialize(self, initialize_input: Any) -> None:
+        try:
+            self.shard_id = str(initialize_input.shard_id)
+            self._shard_tag.shard_id = self.shard_id
+            log.info("holding shard %s (resuming after %s)", self.shard_id, initialize_input.sequence_number)
+        except Exception:
+            self._fail("initialize failed", EXIT_UNEXPECTED_ERROR)
+
+    def process_records(self, process_records_input: Any) -> None:
+        try:
+            self._process_batch(process_records_input.records, process_records_input.checkpointer)
+        except Exception:
+            # Returning normally would make kclpy acknowledge the batch: records lost. Stop instead.
+            self._fail("unexpected error while processing a batch", EXIT_UNEXPECTED_ERROR)
+
+    def lease_lost(self, lease_lost_input: Any) -> None:
+        # Another worker holds the shard now; a checkpoint from us would be refused (and would be wrong).
+        self._stopped = True
+        log.info("lost the lease on shard %s: not checkpointing", self.shard_id)
+
+    def shard_ended(self, shard_ended_input: Any) -> None:
+        # Required: until the parent is checkpointed at SHARD_END the KCL does not start its children.
+        try:
+            log.info("shard %s ended: checkpointing at its end", self.shard_id)
+            self._checkpoint(shard_ended_input.checkpointer, None, None)
+        except Exception:
+            self._fail("unexpected error at shard end", EXIT_UNEXPECTED_ERROR)
+
+    def shutdown_requested(self, shutdown_requested_input: Any) -> None:
+        try:
+            if self._processed is None:
+                log.info("shutdown requested on shard %s: nothing processed, nothing to checkpoint", self.shard_id)
+                return
+            log.info("shutdown requested on shard %s: checkpointing at %s", self.shard_id, self._processed)
+            self._checkpoint(
+                shutdown_requested_input.checkpointer, self._processed.sequence, self._processed.sub_sequence
+            )
+        except Exception:
+            self._fail("unexpected error on shutdown request", EXIT_UNEXPECTED_ERROR)
+
+    # --- one batch ---------------------------------------------------------------------------------------
+
+    def _process_batch(self, kcl_records: Sequence[Any], checkpointer: Checkpointer) -> None:
+        records = [to_raw_record(record, self.shard_id) for record in kcl_records]
+        if not records:
+            return
+        outcome: Any = self.pipeline.process_records(records)
+        self._log_outcome(records, outcome)
+        if not outcome.complete:
+            self.on_incomplete_batch(outcome)
+            return
+        last = records[-1].position
+        self._processed = last
+        self._checkpoint(checkpointer, last.sequence, last.sub_sequence)
+
+    def on_incomplete_batch(self, outcome: BatchOutcomeLike) -> None:
+        """A delivery failed for good: what happens to the batch. The one place the dead-letter store changes.
+
+        For now: no checkpoint, and the process stops, so the KCL replays from the last checkpoint (on this
+        worker after a restart, or on another). Alerts already delivered are not sent twice when a dedupe
+        ledger is configured.
+        """
+        failed = list(outcome.failed)
+        for result in failed[: self.FAILURES_LOGGED]:
+            log.error(
+                "delivery failed for good: rule %r, event %s, destination %r after %d attempt(s): %s",
+                result.alert.rule_name,
+                result.alert.event.event_id or result.alert.event.position,
+                result.destination_id,
+                result.attempts,
+                result.reason,
+            )
+        if len(failed) > self.FAILURES_LOGGED:
+            log.error("... and %d more failed deliveries", len(failed) - self.FAILURES_LOGGED)
+        log.error("stopping without checkpoint on shard %s: the KCL replays from the last checkpoint", self.shard_id)
+        self._exit(EXIT_DELIVERY_FAILED)
+
+    def _log_outcome(self, records: Sequence[RawRecord], outcome: Any) -> None:
+        decoded = getattr(outcome, "decoded", None)
+        if decoded is None:
+            return
+        for malformed in decoded.malformed[: self.FAILURES_LOGGED]:
+            log.warning("malformed input at %s (%s): %s", malformed.position, malformed.kind, malformed.reason)
+        log.info(
+            "batch of %d record(s) up to %s: %d event(s), %d malformed, %d control, %d alert(s)",
+            len(records),
+            records[-1].position.sequence,
+            len(decoded.events),
+            len(decoded.malformed),
+            decoded.control_messages,
+            len(getattr(outcome, "alerts", ())),
+        )
+
+    # --- checkpoints ---------------------------------------------------------------------------------------
+
+    def _checkpoint(self, checkpointer: Checkpointer, sequence: str | None, sub_sequence: int | None) -> bool:
+        """Checkpoint, retrying what is worth it; False when the daemon is shutting this processor down.
+
+        Stops the process on InvalidStateException or when retries run out.
+        """
+        if self._stopped:
+            log.info("not checkpointing shard %s at %s: shutting down", self.shard_id, sequence or "SHARD_END")
+            return False
+        retrying = Retrying(
+            retry=retry_if_exception(_retryable_checkpoint_error),
+            stop=self._checkpoint_attempts_exhausted,
+            wait=wait_exponential(
+                multiplier=self.CHECKPOINT_BACKOFF_INITIAL_SECONDS, max=self.CHECKPOINT_BACKOFF_MAX_SECONDS
+            )
+            + wait_random(0, self.CHECKPOINT_BACKOFF_INITIAL_SECONDS),
+            sleep=self._sleep,
+            before_sleep=self._log_checkpoint_retry,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    checkpointer.checkpoint(sequence, sub_sequence)
+        except CheckpointError as error:
+            if error.value == SHUTDOWN:
+                self._stopped = True
+                log.info("checkpoint on shard %s refused: shutting down (ShutdownException)", self.shard_id)
+                return False
+            log.error("checkpoint on shard %s at %s failed: %s", self.shard_id, sequence or "SHARD_END", error.value)
+            self._exit(EXIT_CHECKPOINT_FAILED)
+        self._checkpointed = Position(self.shard_id, sequence, sub_sequence)
+        log.debug("checkpointed shard %s at %s", self.shard_id, sequence or "SHARD_END")
+        return True
+
+    def _checkpoint_attempts_exhausted(self, state: RetryCallState) -> bool:
+        error = state.outcome.exception() if state.outcome is not None else None
+        limit = (
+            self.THROTTLED_CHECKPOINT_ATTEMPTS
+            if _checkpoint_error_name(error) == THROTTLING
+            else (self.CHECKPOINT_ATTEMPTS)
+        )
+        return state.attempt_number >= limit
+
+    def _log_checkpoint_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        log.warning(
+            "checkpoint on shard %s failed (%s), attempt %d: retrying",
+            self.shard_id,
+            _checkpoint_error_name(error) or error,
+            state.attempt_number,
+        )
+
+    def _fail(self, what: str, code: int) -> NoReturn:
+        log.exception("%s on shard %s: stopping without checkpoint, the KCL will replay", what, self.shard_id)
+        self._exit(code)
+
+
+# --- the executable the daemon runs ------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m stream_processor.sources.kcl",
+        description="KCL record processor for one shard (run by the MultiLangDaemon; see `stream-processor consume`).",
+    )
+    parser.add_argument("--config", required=True, help="rule file: a local path or s3://bucket/key")
+    parser.add_argument("--region", help="AWS region for destinations (SNS, SES) and the config on S3")
+    parser.add_argument("--aws-endpoint", metavar="URL", help="send AWS calls (SNS, SES, S3, ...) here (moto)")
+    parser.add_argument("--dry-run", action="store_true", help="log alerts instead of delivering them")
+    parser.add_argument("--dedupe-db", metavar="PATH", help="SQLite dedupe ledger shared by this host's shards")
+    parser.add_argument("--matcher", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def configure_logging(verbose: bool, stream: IO[str] | None = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(SHARD_TAG)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def _log_alert(alert: Alert) -> None:
+    shown = output_text(alert)
+    log.warning(
+        "ALERT %s: %s %s%s",
+        alert.rule_name,
+        alert.event.event_name,
+        alert.event.event_id,
+        f" ({shown[:200]})" if shown else "",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        # Imported here: the pipeline pulls in the matcher and destinations, which the parser does not need.
+        from stream_processor.aws import AwsSettings
+        from stream_processor.config import load_config
+        from stream_processor.dedupe import SQLiteDedupeStore
+        from stream_processor.matcher import MATCHER_KINDS
+        from stream_processor.pipeline import Pipeline
+
+        aws = AwsSettings(region=args.region, endpoint_url=args.aws_endpoint)
+        config = load_config(args.config, aws)
+        ledger = SQLiteDedupeStore(args.dedupe_db) if args.dedupe_db else None
+        pipeline = Pipeline.build(
+            config,
+            aws=aws,
+            send=not args.dry_run,
+            matcher_kind=args.matcher or MATCHER_KINDS[-1],
+            alert_sink=_log_alert if args.dry_run else None,
+            ledger=ledger,
+        )
+    except Exception:
+        log.exception("record processor could not start")
+        return EXIT_UNEXPECTED_ERROR
+    try:
+        kcl.KCLProcess(KclRecordProcessor(pipeline)).run()
+    finally:
+        pipeline.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
