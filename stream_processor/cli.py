@@ -14,6 +14,7 @@ from stream_processor import __version__
 COMMANDS = (
     "validate",
     "match",
+    "demo",
     "produce",
     "dead-letters",
 )
