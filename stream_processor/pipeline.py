@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from stream_processor.alerts.delivery import AlertDeliverer
 from stream_processor.alerts.destinations import create_destination
+from stream_processor.alerts.storm import StormFolder
 from stream_processor.aws import AwsSettings
 from stream_processor.config import Config, Rule
 from stream_processor.dead_letters import DeadLetterStore
@@ -36,6 +37,8 @@ class BatchOutcome:
     alerts: list[Alert] = field(default_factory=list)
     deliveries: list[DeliveryResult] = field(default_factory=list)
     duplicates: int = 0
+    folded: int = 0
+    digests: list[Alert] = field(default_factory=list)
     parked: list[DeliveryResult] = field(default_factory=list)
     parked_inputs: int = 0
     parking_errors: list[str] = field(default_factory=list)
@@ -71,6 +74,7 @@ class Pipeline:
         alert_sink: AlertSink | None = None,
         ledger: DedupeStore | None = None,
         dead_letters: DeadLetterStore | None = None,
+        storm: StormFolder | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
@@ -79,6 +83,7 @@ class Pipeline:
         self.alert_sink = alert_sink
         self.ledger = ledger
         self.dead_letters = dead_letters
+        self.storm = storm
         self._sleep = sleep
         self._rules: dict[str, Rule] = {rule.name: rule for rule in config.rules}
 
@@ -93,6 +98,7 @@ class Pipeline:
         alert_sink: AlertSink | None = None,
         ledger: DedupeStore | None = None,
         dead_letters: DeadLetterStore | None = None,
+        storm: StormFolder | None = None,
     ) -> Pipeline:
         """The usual wiring: the config's destinations when `send`, else a dry run into `alert_sink`."""
         deliverer = None
@@ -100,7 +106,7 @@ class Pipeline:
             destinations = {d.id: create_destination(d, aws) for d in config.destinations}
             deliverer = AlertDeliverer(destinations)
         matcher = build_matcher(config.rules, kind=matcher_kind)
-        return cls(config, matcher, deliverer, alert_sink, ledger, dead_letters if send else None)
+        return cls(config, matcher, deliverer, alert_sink, ledger, dead_letters if send else None, storm)
 
     def process_records(self, records: Sequence[RawRecord]) -> BatchOutcome:
         return self.process_decoded(decode_records(records))
@@ -119,9 +125,37 @@ class Pipeline:
             if self.deliverer is not None:
                 for destination_id in rule.destinations:
                     self._deliver_once(alert, destination_id, self.deliverer, outcome)
+        if self.storm is not None:
+            self._send_digests(outcome, force=False)
         if self.dead_letters is not None:
             self._park(outcome, self.dead_letters)
         return outcome
+
+    def flush(self) -> BatchOutcome:
+        """Send every pending digest now (end of a file run, shutdown of a shard)."""
+        outcome = BatchOutcome(DecodeResult(), MatchResult())
+        if self.storm is not None:
+            self._send_digests(outcome, force=True)
+        if self.dead_letters is not None:
+            self._park(outcome, self.dead_letters)
+        return outcome
+
+    def _send_digests(self, outcome: BatchOutcome, force: bool) -> None:
+        assert self.storm is not None
+        for digest in self.storm.due(force=force):
+            alert = digest.alert()
+            outcome.digests.append(alert)
+            if self.deliverer is None:  # dry runs fold nothing; a digest left by an earlier run is shown
+                if self.alert_sink is not None:
+                    self.alert_sink(alert)
+                self.storm.done(digest)
+                continue
+            result = self.deliverer.deliver(alert, [digest.destination_id])[0]
+            outcome.deliveries.append(result)
+            if result.delivered or self.dead_letters is not None:
+                self.storm.done(digest)  # delivered, or parked below with the batch's other failures
+            else:
+                self.storm.release(digest)
 
     def _park(self, outcome: BatchOutcome, store: DeadLetterStore) -> None:
         """Park what failed for good and what is not CloudTrail, so the shard can move on."""
@@ -143,32 +177,45 @@ class Pipeline:
     def _deliver_once(
         self, alert: Alert, destination_id: str, deliverer: AlertDeliverer, outcome: BatchOutcome
     ) -> None:
-        result = self.send(alert, destination_id, deliverer)
-        if result is None:
-            outcome.duplicates += 1
-        else:
+        result = self.send(alert, destination_id, deliverer, outcome)
+        if result is not None:
             outcome.deliveries.append(result)
 
-    def send(self, alert: Alert, destination_id: str, deliverer: AlertDeliverer | None = None) -> DeliveryResult | None:
-        """Claim, send, confirm: an alert reaches a destination at most once per rule + eventID.
+    def send(
+        self,
+        alert: Alert,
+        destination_id: str,
+        deliverer: AlertDeliverer | None = None,
+        outcome: BatchOutcome | None = None,
+    ) -> DeliveryResult | None:
+        """Claim, fold or send, confirm: an alert reaches a destination at most once per rule + eventID.
 
-        Returns None when the ledger says it was already sent.
+        Returns None when the ledger says it was already sent, or when it was folded into a digest (only
+        when `outcome` is given: redrive never folds).
         """
         deliverer = deliverer or self.deliverer
         if deliverer is None:
             raise ValueError("this pipeline is a dry run: it has no destinations to send to")
         event_id = alert.event.event_id
-        if self.ledger is None or not event_id:
-            return deliverer.deliver(alert, [destination_id])[0]
         key = dedupe_key(alert.rule_name, event_id, destination_id)
         owner = alert.event.position.origin
-        claim = self._claim(key, owner)
-        if claim is ClaimOutcome.ALREADY_DONE:
+        if self.ledger is not None and event_id:
+            claim = self._claim(key, owner)
+            if claim is ClaimOutcome.ALREADY_DONE:
+                if outcome is not None:
+                    outcome.duplicates += 1
+                return None
+            if claim is ClaimOutcome.HELD_ELSEWHERE:
+                reason = "another worker is sending this alert and has not confirmed it yet"
+                return DeliveryResult(alert, destination_id, delivered=False, attempts=0, reason=reason)
+        if outcome is not None and self.storm is not None and not self.storm.admit(alert, destination_id, ""):
+            outcome.folded += 1
+            if self.ledger is not None and event_id:
+                self.ledger.complete(key, owner)  # accounted for in the digest: a replay must not fold it again
             return None
-        if claim is ClaimOutcome.HELD_ELSEWHERE:
-            reason = "another worker is sending this alert and has not confirmed it yet"
-            return DeliveryResult(alert, destination_id, delivered=False, attempts=0, reason=reason)
         result = deliverer.deliver(alert, [destination_id])[0]
+        if self.ledger is None or not event_id:
+            return result
         if result.delivered:
             self.ledger.complete(key, owner)
         else:
@@ -192,3 +239,5 @@ class Pipeline:
             self.ledger.close()
         if self.dead_letters is not None:
             self.dead_letters.close()
+        if self.storm is not None:
+            self.storm.close()

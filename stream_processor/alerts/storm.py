@@ -1,0 +1,225 @@
+"""Storm folding: at most N alerts per rule, group and destination per window; the rest become one digest.
+
+Thousands of AccessDenied in a minute must not become thousands of Slack posts, and must not vanish
+either. Folded alerts are counted in a SQLite file shared by the shard processes of a host, written
+before the batch is committed, so a digest survives a restart; the digest is sent once its window closes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from stream_processor.model import Alert, CloudTrailEvent, Position
+
+
+@dataclass(frozen=True, slots=True)
+class StormPolicy:
+    """Defaults keep a Slack channel readable under a 10,000-alert storm: 10 posts and a digest a minute."""
+
+    max_alerts_per_window: int = 10
+    window_seconds: float = 60.0
+    claim_seconds: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """What a closed window folded: sent as one alert whose output is the digest text."""
+
+    rule_name: str
+    description: str
+    group: str
+    destination_id: str
+    window_start: float
+    window_seconds: float
+    count: int
+    first_time: str
+    last_time: str
+    top_event_names: tuple[tuple[str, int], ...]
+    sample: CloudTrailEvent
+
+    @property
+    def text(self) -> str:
+        names = ", ".join(f"{name} ({count:,})" for name, count in self.top_event_names)
+        by = f" by {self.group}" if self.group else ""
+        return (
+            f"{self.count:,} more {self.rule_name} alerts{by} in the {self.window_seconds:.0f} s window from "
+            f"{_iso(self.window_start)}; first event {self.first_time}, last {self.last_time}; top eventNames: {names}"
+        )
+
+    def alert(self) -> Alert:
+        return Alert(self.rule_name, f"Digest: {self.description}".strip(), self.text, self.sample)
+
+
+class StormFolder:
+    """Decides per alert whether it is sent or folded, and hands out digests of closed windows."""
+
+    TOP_NAMES = 5
+    BUSY_TIMEOUT_SECONDS = 30.0
+
+    def __init__(
+        self, path: str | Path | None = None, policy: StormPolicy | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.policy = policy or StormPolicy()
+        self.clock = clock
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._connection = sqlite3.connect(
+            ":memory:" if path is None else str(path),
+            timeout=self.BUSY_TIMEOUT_SECONDS,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        self._connection.execute("PRAGMA journal_mode=WAL")
+        self._connection.executescript(
+            "CREATE TABLE IF NOT EXISTS storm_windows (rule TEXT, grp TEXT, destination TEXT, window_start REAL,"
+            " sent INTEGER NOT NULL DEFAULT 0, folded INTEGER NOT NULL DEFAULT 0, first_time TEXT, last_time TEXT,"
+            " names BLOB, description TEXT, sample BLOB, sample_origin TEXT, sample_sequence TEXT,"
+            " claimed_until REAL NOT NULL DEFAULT 0, PRIMARY KEY (rule, grp, destination, window_start))"
+        )
+        self._lock = threading.Lock()
+
+    def _window_start(self, now: float) -> float:
+        return now - (now % self.policy.window_seconds)
+
+    def admit(self, alert: Alert, destination_id: str, group: str = "") -> bool:
+        """True: send it now. False: it was folded into its window's digest (durably)."""
+        window = self._window_start(self.clock())
+        key = (alert.rule_name, group, destination_id, window)
+        with self._lock:
+            connection = self._connection
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                row = connection.execute(
+                    "SELECT sent, folded, first_time, last_time, names FROM storm_windows"
+                    " WHERE rule = ? AND grp = ? AND destination = ? AND window_start = ?",
+                    key,
+                ).fetchone()
+                if row is None:
+                    connection.execute(
+                        "INSERT INTO storm_windows (rule, grp, destination, window_start, sent) VALUES (?, ?, ?, ?, 1)",
+                        key,
+                    )
+                    connection.execute("COMMIT")
+                    return True
+                sent, folded, first_time, last_time, names = row
+                if sent < self.policy.max_alerts_per_window:
+                    connection.execute(
+                        "UPDATE storm_windows SET sent = sent + 1"
+                        " WHERE rule = ? AND grp = ? AND destination = ? AND window_start = ?",
+                        key,
+                    )
+                    connection.execute("COMMIT")
+                    return True
+                self._fold(key, alert, folded, first_time, last_time, names)
+                connection.execute("COMMIT")
+                return False
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+
+    def _fold(
+        self,
+        key: tuple[str, str, str, float],
+        alert: Alert,
+        folded: int,
+        first_time: str | None,
+        last_time: str | None,
+        names_blob: bytes | None,
+    ) -> None:
+        event_time = str(alert.event.data.get("eventTime") or "")
+        names: Counter[str] = Counter(orjson.loads(names_blob) if names_blob else {})
+        names[alert.event.event_name or "?"] += 1
+        first = min(filter(None, (first_time, event_time)), default="")
+        last = max(filter(None, (last_time, event_time)), default="")
+        sample_columns = ""
+        parameters: list[object] = [folded + 1, first, last, orjson.dumps(dict(names))]
+        if folded == 0:
+            sample_columns = ", description = ?, sample = ?, sample_origin = ?, sample_sequence = ?"
+            position = alert.event.position
+            parameters += [alert.description, alert.event.raw, position.origin, position.sequence]
+        self._connection.execute(
+            f"UPDATE storm_windows SET folded = ?, first_time = ?, last_time = ?, names = ?{sample_columns}"
+            " WHERE rule = ? AND grp = ? AND destination = ? AND window_start = ?",
+            (*parameters, *key),
+        )
+
+    def due(self, force: bool = False) -> list[Digest]:
+        """Claim the digests of closed windows (all windows when `force`, e.g. at shutdown)."""
+        now = self.clock()
+        closed_before = float("inf") if force else now - self.policy.window_seconds
+        with self._lock:
+            connection = self._connection
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                rows = connection.execute(
+                    "SELECT rule, grp, destination, window_start, folded, first_time, last_time, names, description,"
+                    " sample, sample_origin, sample_sequence FROM storm_windows"
+                    " WHERE window_start <= ? AND folded > 0 AND claimed_until <= ?",
+                    (closed_before, now),
+                ).fetchall()
+                connection.executemany(
+                    "UPDATE storm_windows SET claimed_until = ?"
+                    " WHERE rule = ? AND grp = ? AND destination = ? AND window_start = ?",
+                    [(now + self.policy.claim_seconds, *row[:4]) for row in rows],
+                )
+                connection.execute(
+                    "DELETE FROM storm_windows WHERE folded = 0 AND window_start + ? <= ?",
+                    (self.policy.window_seconds, now),
+                )
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+        digests = []
+        for row in rows:
+            names = Counter(orjson.loads(row[7]))
+            sample = CloudTrailEvent(row[9], orjson.loads(row[9]), Position(row[10], row[11]))
+            digests.append(
+                Digest(
+                    rule_name=row[0],
+                    description=row[8] or "",
+                    group=row[1],
+                    destination_id=row[2],
+                    window_start=row[3],
+                    window_seconds=self.policy.window_seconds,
+                    count=row[4],
+                    first_time=row[5] or "",
+                    last_time=row[6] or "",
+                    top_event_names=tuple(names.most_common(self.TOP_NAMES)),
+                    sample=sample,
+                )
+            )
+        return digests
+
+    def done(self, digest: Digest) -> None:
+        """The digest was delivered (or parked): forget its window."""
+        with self._lock:
+            self._connection.execute(
+                "DELETE FROM storm_windows WHERE rule = ? AND grp = ? AND destination = ? AND window_start = ?",
+                (digest.rule_name, digest.group, digest.destination_id, digest.window_start),
+            )
+
+    def release(self, digest: Digest) -> None:
+        """The digest could be neither delivered nor parked: let the next flush try again."""
+        with self._lock:
+            self._connection.execute(
+                "UPDATE storm_windows SET claimed_until = 0"
+                " WHERE rule = ? AND grp = ? AND destination = ? AND window_start = ?",
+                (digest.rule_name, digest.group, digest.destination_id, digest.window_start),
+            )
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

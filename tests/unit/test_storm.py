@@ -1,0 +1,102 @@
+"""Storm folding: a 10,000-alert storm gives a bounded number of posts, and digests account for every event."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import orjson
+
+from stream_processor.alerts.delivery import AlertDeliverer, DeliveryPolicy
+from stream_processor.alerts.storm import StormFolder, StormPolicy
+from stream_processor.config import Config, DestinationConfig, Rule
+from stream_processor.dedupe import MemoryDedupeStore
+from stream_processor.matcher import LibjqMatcher
+from stream_processor.model import Position, RawRecord
+from stream_processor.pipeline import Pipeline
+from tests.unit.test_pipeline import RecordingDestination
+
+RULE = Rule("Access Denied", 'select(.errorCode == "AccessDenied")', "denied", ("slack",), 1)
+CONFIG = Config((RULE,), (DestinationConfig("slack", "recording"),))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def storm_records(count: int, per_record: int = 500) -> list[RawRecord]:
+    records = []
+    for start in range(0, count, per_record):
+        lines = [
+            orjson.dumps(
+                {
+                    "eventVersion": "1.08",
+                    "eventSource": "s3.amazonaws.com",
+                    "eventName": ("GetObject", "ListBucket", "PutObject")[i % 3],
+                    "eventID": f"evt-{i}",
+                    "eventTime": f"2026-11-27T01:00:{i % 60:02d}Z",
+                    "errorCode": "AccessDenied",
+                }
+            )
+            for i in range(start, min(start + per_record, count))
+        ]
+        records.append(RawRecord(b"\n".join(lines), Position("shardId-000000000000", str(start))))
+    return records
+
+
+def build(tmp_path: Path, clock: Clock) -> tuple[Pipeline, RecordingDestination]:
+    slack = RecordingDestination(CONFIG.destinations[0])
+    folder = StormFolder(tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=10, window_seconds=60), clock)
+    deliverer = AlertDeliverer({"slack": slack}, DeliveryPolicy.immediate())
+    return Pipeline(CONFIG, LibjqMatcher((RULE,)), deliverer, ledger=MemoryDedupeStore(), storm=folder), slack
+
+
+def digest_count(text: str) -> int:
+    match = re.match(r"([\d,]+) more ", text)
+    assert match, text
+    return int(match.group(1).replace(",", ""))
+
+
+def test_a_storm_of_10000_alerts_posts_a_bounded_number_and_the_digest_counts_the_rest(tmp_path: Path) -> None:
+    clock = Clock()
+    pipeline, slack = build(tmp_path, clock)
+    for batch in storm_records(10_000):
+        assert pipeline.process_records([batch]).complete
+    assert len(slack.sent) == 10
+    clock.now += 61  # the window closes; the next batch (even an empty one) sends its digest
+    outcome = pipeline.process_records([])
+    assert outcome.complete and len(outcome.digests) == 1
+    assert len(slack.sent) == 11
+    digest = slack.sent[-1]
+    assert isinstance(digest.output, str)
+    assert digest_count(digest.output) + 10 == 10_000
+    assert "GetObject (3,330)" in digest.output and "ListBucket (3,330)" in digest.output
+
+
+def test_folded_alerts_survive_a_restart_and_are_digested_by_the_next_process(tmp_path: Path) -> None:
+    clock = Clock()
+    pipeline, _ = build(tmp_path, clock)
+    pipeline.process_records(storm_records(100))
+    pipeline.close()  # the process stops before the window closes
+    clock.now += 61
+    restarted, slack = build(tmp_path, clock)
+    flushed = restarted.flush()
+    assert flushed.complete
+    assert [digest_count(str(a.output)) for a in slack.sent] == [90]
+
+
+def test_a_replayed_storm_is_neither_resent_nor_counted_twice(tmp_path: Path) -> None:
+    clock = Clock()
+    pipeline, slack = build(tmp_path, clock)
+    records = storm_records(50)
+    pipeline.process_records(records)
+    replay = pipeline.process_records(records)
+    assert replay.duplicates == 50 and replay.folded == 0
+    clock.now += 61
+    pipeline.flush()
+    assert len(slack.sent) == 11
+    assert digest_count(str(slack.sent[-1].output)) == 40
