@@ -84,10 +84,16 @@ class AlertDeliverer:
         destinations: Mapping[str, Destination],
         policy: DeliveryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.destinations = dict(destinations)
         self.policy = policy or DeliveryPolicy()
         self._sleep = sleep
+        self._buckets = {
+            destination_id: _TokenBucket(*destination.RATE_LIMIT, clock=clock)
+            for destination_id, destination in self.destinations.items()
+            if destination.RATE_LIMIT is not None
+        }
         if self.policy.timeout is not None:
             for destination in self.destinations.values():
                 destination.timeout = self.policy.timeout
@@ -159,9 +165,14 @@ class AlertDeliverer:
         )
         attempts = 0
 
+        bucket = self._buckets.get(destination_id)
+
         def attempt() -> None:
             nonlocal attempts
             attempts += 1
+            pause = bucket.take() if bucket is not None else 0.0
+            if pause > 0:
+                self._sleep(pause)
             destination.deliver(alert)
 
         try:
@@ -184,3 +195,21 @@ class AlertDeliverer:
             reason,
         )
         return DeliveryResult(alert, destination_id, delivered=False, attempts=attempts, reason=reason)
+
+
+class _TokenBucket:
+    """A per-destination rate limit: `take()` says how long to wait before the next send."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.clock = clock
+        self.tokens = float(burst)
+        self.updated = clock()
+
+    def take(self) -> float:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        self.tokens -= 1.0
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate

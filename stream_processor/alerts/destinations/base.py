@@ -29,6 +29,8 @@ class Destination(ABC):
     REQUIRED_KEYS: ClassVar[tuple[str, ...]] = ()
     OPTIONAL_KEYS: ClassVar[tuple[str, ...]] = ()
     TIMEOUT_SECONDS: ClassVar[float] = 10.0
+    # (sustained sends per second, burst) the service tolerates; None: no limit of ours
+    RATE_LIMIT: ClassVar[tuple[float, int] | None] = None
 
     def __init__(self, config: DestinationConfig, aws: AwsSettings | None = None) -> None:
         self.config = config

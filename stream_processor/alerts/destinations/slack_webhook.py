@@ -49,6 +49,7 @@ class SlackDestination(Destination):
 
     TYPE = "slack_webhook"
     REQUIRED_KEYS = ("webhook_url",)
+    RATE_LIMIT = (1.0, 5)  # Slack incoming webhooks: about one message a second, short bursts allowed
     BODY_CHARS = 200
     """How much of Slack's answer goes into an error message."""
 
