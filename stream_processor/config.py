@@ -8,13 +8,18 @@ Destination option values are never echoed: a webhook URL is a secret.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
+import math
+import os
+import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
 
 import jq
 
@@ -22,13 +27,31 @@ from stream_processor.errors import ConfigError
 
 if TYPE_CHECKING:
     from stream_processor.aws import AwsSettings
+    from stream_processor.secrets import SecretResolver
 
 # The keys each table may hold. tattletail's schema; later issues add their extensions here.
 TOP_LEVEL_KEYS: tuple[str, ...] = ("rule", "destination")
 RULE_KEYS: tuple[str, ...] = ("name", "jq_match", "description", "destinations")
+# Our extensions: all optional, so a tattletail file stays valid (docs/rules.md describes each).
+EXTENSION_RULE_KEYS: tuple[str, ...] = (
+    "severity",
+    "title",
+    "runbook",
+    "tags",
+    "enabled",
+    "dedupe_window",
+    "group_by",
+    "test",
+)
+ALL_RULE_KEYS: tuple[str, ...] = (*RULE_KEYS, *EXTENSION_RULE_KEYS)
+SEVERITIES: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
+TEST_KEYS: tuple[str, ...] = ("event", "event_file", "expect", "output", "title")
+TEST_EXPECTATIONS: tuple[str, ...] = ("match", "no_match")
 DESTINATION_KEYS: tuple[str, ...] = ("id", "type")  # plus the type's REQUIRED_KEYS and OPTIONAL_KEYS
 # Destination options that hold a list of strings in tattletail (`to_emails`); every other option is a string.
 LIST_OPTION_KEYS: frozenset[str] = frozenset({"to_emails"})
+# Destination options that hold a table of strings (the webhook's `headers`).
+TABLE_OPTION_KEYS: frozenset[str] = frozenset({"headers"})
 
 S3_SCHEME = "s3://"
 ENV_CONFIG_BUCKET = "S3_CONFIG_BUCKET"
@@ -37,14 +60,44 @@ _LABEL_LIMIT = 80
 
 
 @dataclass(frozen=True, slots=True)
+class RuleTest:
+    """One `[[rule.test]]`: an example event and what the rule must make of it.
+
+    `event` is the inline event as JSON text (TOML tables become JSON; hashable, unlike a dict);
+    `event_file` is a path as written, relative to `source` (the file the test came from).
+    `output` and `title` are the expected rendered jq output and title (None: not checked).
+    """
+
+    index: int
+    expect: str
+    event: str | None = None
+    event_file: str | None = None
+    output: str | None = None
+    title: str | None = None
+    source: str = "<memory>"
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
-    """One `[[rule]]`: `index` is its 1-based position in the file, for error messages."""
+    """One `[[rule]]`: `index` is its 1-based position in the file, for error messages.
+
+    The fields after `index` are our extensions; their defaults are what a tattletail rule means.
+    `dedupe_window` is in seconds. `title` and `group_by` are jq programs (validated at load).
+    """
 
     name: str
     jq_match: str
     description: str = ""
     destinations: tuple[str, ...] = ()
     index: int = 0
+    severity: str | None = None
+    title: str | None = None
+    runbook: str | None = None
+    tags: tuple[str, ...] = ()
+    enabled: bool = True
+    dedupe_window: float | None = None
+    group_by: str | None = None
+    tests: tuple[RuleTest, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +111,8 @@ class DestinationConfig:
     id: str
     type: str
     options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    references: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    """Option name -> the secret reference it was resolved from (`ssm:/...`); names, never values."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +122,17 @@ class Config:
     rules: tuple[Rule, ...]
     destinations: tuple[DestinationConfig, ...]
     source: str = "<memory>"
+
+    @property
+    def enabled_rules(self) -> tuple[Rule, ...]:
+        """The rules to match: a rule with `enabled = false` is loaded and validated, never matched."""
+        return tuple(rule for rule in self.rules if rule.enabled)
+
+    def rule(self, name: str) -> Rule:
+        for rule in self.rules:
+            if rule.name == name:
+                return rule
+        raise KeyError(name)
 
     def destination(self, destination_id: str) -> DestinationConfig:
         for destination in self.destinations:
@@ -106,8 +172,12 @@ def split_s3_location(location: str) -> tuple[str, str]:
     return bucket, key
 
 
-def load_config(location: str, aws: AwsSettings | None = None) -> Config:
+def load_config(location: str, aws: AwsSettings | None = None, *, resolver: SecretResolver | None = None) -> Config:
     """Read, parse and validate the rule file at a local path or `s3://bucket/key`.
+
+    Secret references in destinations (`env:`, `ssm:`, `secretsmanager:`) are resolved by `resolver`; without
+    one, a resolver over `aws` and this process's environment is made when the file has references. A
+    reloader keeps its own resolver and calls `resolver.refresh()` before loading again.
 
     Raises:
         ConfigError: the file cannot be read, or it has problems; `problems` lists every one.
@@ -121,7 +191,7 @@ def load_config(location: str, aws: AwsSettings | None = None) -> Config:
         raise ConfigError(
             f"{location}: not valid UTF-8 (at line {line}, column {column}): save the rule file as UTF-8 text"
         ) from None
-    return parse_config(text, location)
+    return parse_config(text, location, resolver=resolver, aws=aws)
 
 
 def _read_local(location: str) -> bytes:
@@ -178,7 +248,9 @@ def _read_s3(location: str, aws: AwsSettings | None) -> bytes:
 # --------------------------------------------------------------------------- parsing and validation
 
 
-def parse_config(text: str, source: str) -> Config:
+def parse_config(
+    text: str, source: str, *, resolver: SecretResolver | None = None, aws: AwsSettings | None = None
+) -> Config:
     """Parse and validate a rule file's text; `source` names it in every message.
 
     Raises:
@@ -188,15 +260,99 @@ def parse_config(text: str, source: str) -> Config:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{source}: not valid TOML: {error}: fix the syntax there") from None
-    return _ConfigBuilder(source).build(document)
+    return _ConfigBuilder(source, resolver, aws).build(document)
+
+
+def parse_tests_file(text: str, source: str) -> dict[str, tuple[RuleTest, ...]]:
+    """Rule tests kept beside a rule file: `[[rule]]` tables with only `name` and `[[rule.test]]`.
+
+    Returns rule name -> its tests, in file order (names are checked against the config by the caller).
+
+    Raises:
+        ConfigError: not TOML, or a test breaks the schema; `problems` lists every problem found.
+    """
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{source}: not valid TOML: {error}: fix the syntax there") from None
+    builder = _ConfigBuilder(source)
+    for key in document:
+        if key != "rule":
+            builder.problem("", f"unknown top-level key {_quote(key)}: a tests file holds [[rule]] tables only")
+    tests: dict[str, tuple[RuleTest, ...]] = {}
+    for index, table in builder.tables(document, "rule"):
+        raw_name = table.get("name")
+        label = _rule_label(index, raw_name if isinstance(raw_name, str) and raw_name else None)
+        builder.unknown_keys(label, table, ("name", "test"))
+        how = 'add name = "..." (the name of the rule these tests are for)'
+        name = builder.string(label, table, "name", how, set())
+        found = builder.rule_tests(label, table)
+        if name is not None:
+            if name in tests:
+                builder.problem(label, "the same rule appears twice: put all its [[rule.test]] under one [[rule]]")
+            tests[name] = tests.get(name, ()) + found
+    if builder.problems:
+        raise ConfigError(builder.problems)
+    return tests
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_jq(program: str) -> Any:
+    """libjq's compiled program, once per distinct text (rule titles and group_by are rendered per alert).
+
+    Raises:
+        ValueError: the program does not compile.
+    """
+    return jq.compile(program)
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number of seconds or a duration such as `"90s"`, `"10m"`, `"1h30m"`, `"1d"`.
+
+    Raises:
+        ValueError: not a positive, finite duration (the message says what is accepted).
+    """
+    if isinstance(value, bool):
+        raise ValueError('must be a number of seconds or a duration such as "10m", got a boolean')
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        if not text or not _DURATION.fullmatch(text):
+            raise ValueError(
+                f'{_quote(value)} is not a duration: write seconds (600) or a duration such as "90s", '
+                '"10m", "1h30m", "1d"'
+            )
+        seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text))
+    else:
+        raise ValueError(f'must be a number of seconds or a duration such as "10m", got {_kind(value)}')
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError("must be more than zero seconds")
+    return seconds
+
+
+_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhd])+")
 
 
 class _ConfigBuilder:
     """Walks one parsed document, collecting every problem instead of stopping at the first."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, resolver: SecretResolver | None = None, aws: AwsSettings | None = None) -> None:
         self.source = source
         self.problems: list[str] = []
+        self._resolver = resolver
+        self._aws = aws
+
+    @property
+    def resolver(self) -> SecretResolver:
+        """The given resolver, else one over `aws` and the process environment, made on first need."""
+        if self._resolver is None:
+            from stream_processor.secrets import SecretResolver
+
+            self._resolver = SecretResolver(self._aws, os.environ)
+        return self._resolver
 
     def problem(self, where: str, message: str) -> None:
         self.problems.append(f"{self.source}: {where}: {message}" if where else f"{self.source}: {message}")
@@ -267,7 +423,7 @@ class _ConfigBuilder:
         label = _rule_label(index, raw_name if isinstance(raw_name, str) and raw_name else None)
         before = len(self.problems)
 
-        misspelled = self.unknown_keys(label, table, RULE_KEYS)
+        misspelled = self.unknown_keys(label, table, ALL_RULE_KEYS)
 
         name = self.string(label, table, "name", 'add name = "..." (a short title shown in every alert)', misspelled)
         jq_match = self.string(
@@ -299,9 +455,209 @@ class _ConfigBuilder:
             elif destination_id in destinations[:position]:
                 self.problem(label, f"destinations lists {_quote(destination_id)} twice: remove the repeat")
 
+        severity = self.severity(label, table)
+        title = self.jq_option(label, table, "title", "'\"Access key for \\(.requestParameters.userName)\"'")
+        runbook = self.runbook(label, table)
+        tags = self.tags(label, table)
+        enabled = table.get("enabled", True)
+        if not isinstance(enabled, bool):
+            self.problem(label, f"enabled must be true or false, got {_kind(enabled)}: write enabled = false")
+            enabled = True
+        dedupe_window: float | None = None
+        if "dedupe_window" in table:
+            try:
+                dedupe_window = parse_duration(table["dedupe_window"])
+            except ValueError as error:
+                self.problem(label, f"dedupe_window {error}")
+        group_by = self.jq_option(label, table, "group_by", "'.userIdentity.arn'")
+        tests = self.rule_tests(label, table)
+        for test in tests:
+            if test.title is not None and title is None and test.title != name:
+                self.problem(
+                    label,
+                    f"test #{test.index} expects a title, but the rule has no title program (alerts are titled "
+                    "with the rule name): add title = '...' to the rule or remove the test's title",
+                )
+
         if len(self.problems) != before or name is None or jq_match is None:
             return None
-        return Rule(name=name, jq_match=jq_match, description=description, destinations=destinations, index=index)
+        return Rule(
+            name=name,
+            jq_match=jq_match,
+            description=description,
+            destinations=destinations,
+            index=index,
+            severity=severity,
+            title=title,
+            runbook=runbook,
+            tags=tags,
+            enabled=enabled,
+            dedupe_window=dedupe_window,
+            group_by=group_by,
+            tests=tests,
+        )
+
+    # ------------------------------------------------------------------ rule extensions
+
+    def severity(self, label: str, table: Mapping[str, Any]) -> str | None:
+        if "severity" not in table:
+            return None
+        value = table["severity"]
+        if isinstance(value, str) and value.strip().lower() in SEVERITIES:
+            return value.strip().lower()
+        shown = _quote(value) if isinstance(value, str) else _kind(value)
+        hint = _did_you_mean(value, SEVERITIES) if isinstance(value, str) else ""
+        self.problem(label, f"severity {shown} is not one of {', '.join(SEVERITIES)}{hint}")
+        return None
+
+    def jq_option(self, label: str, table: Mapping[str, Any], key: str, example: str) -> str | None:
+        """An optional jq program (title, group_by), checked like jq_match: it compiles and stays in the sandbox."""
+        if key not in table:
+            return None
+        value = table[key]
+        if not isinstance(value, str) or not value.strip():
+            got = "empty" if isinstance(value, str) else f"must be a jq program (a string), got {_kind(value)}"
+            self.problem(label, f"{key} {'is ' if got == 'empty' else ''}{got}: write {key} = {example}")
+            return None
+        compile_error = _jq_compile_error(value)
+        if compile_error is not None:
+            self.problem(label, f"{key} does not compile: {compile_error}: fix the jq program")
+        for violation in _sandbox_violations(value):
+            if compile_error is not None and violation.startswith("cannot be checked"):
+                continue
+            self.problem(label, f"{key} {violation} (refused in rules: rewrite the program without it)")
+        return value if compile_error is None else None
+
+    def runbook(self, label: str, table: Mapping[str, Any]) -> str | None:
+        if "runbook" not in table:
+            return None
+        value = table["runbook"]
+        how = 'write runbook = "https://wiki.example.com/runbooks/..."'
+        if not isinstance(value, str):
+            self.problem(label, f"runbook must be a URL (a string), got {_kind(value)}: {how}")
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            self.problem(label, f"runbook {_quote(value)} is not an http(s) URL: {how}")
+            return None
+        return value.strip()
+
+    def tags(self, label: str, table: Mapping[str, Any]) -> tuple[str, ...]:
+        value = table.get("tags", [])
+        how = 'write tags = ["T1098", "persistence"]'
+        if isinstance(value, str):
+            self.problem(label, f"tags must be a list of strings, got a string: write tags = [{_quote(value)}]")
+            return ()
+        if not isinstance(value, list):
+            self.problem(label, f"tags must be a list of strings, got {_kind(value)}: {how}")
+            return ()
+        tags: list[str] = []
+        for position, item in enumerate(value, start=1):
+            if not isinstance(item, str) or not item.strip():
+                got = "an empty string" if isinstance(item, str) else _kind(item)
+                self.problem(label, f"tags[{position}] must be a non-empty string, got {got}: {how}")
+            elif item in tags:
+                self.problem(label, f"tags lists {_quote(item)} twice: remove the repeat")
+            else:
+                tags.append(item)
+        return tuple(tags)
+
+    def rule_tests(self, label: str, table: Mapping[str, Any]) -> tuple[RuleTest, ...]:
+        """The rule's `[[rule.test]]` examples, each checked for shape (running them is `test-rules`' job)."""
+        value = table.get("test", [])
+        if isinstance(value, dict):
+            self.problem(label, "test must be an array of tables: write [[rule.test]] (double brackets)")
+            return ()
+        if not isinstance(value, list):
+            self.problem(label, f"test must be an array of tables written [[rule.test]], got {_kind(value)}")
+            return ()
+        tests: list[RuleTest] = []
+        for index, item in enumerate(value, start=1):
+            where = f"{label}: test #{index}"
+            if not isinstance(item, dict):
+                self.problem(where, f"must be a table written [[rule.test]], got {_kind(item)}")
+                continue
+            test = self.rule_test(where, index, item)
+            if test is not None:
+                tests.append(test)
+        return tuple(tests)
+
+    def rule_test(self, where: str, index: int, table: Mapping[str, Any]) -> RuleTest | None:
+        before = len(self.problems)
+        misspelled = self.unknown_keys(where, table, TEST_KEYS)
+        expect = table.get("expect")
+        if expect is None:
+            if "expect" not in misspelled:
+                self.problem(where, 'missing expect: add expect = "match" or expect = "no_match"')
+        elif expect not in TEST_EXPECTATIONS:
+            shown = _quote(expect) if isinstance(expect, str) else _kind(expect)
+            hint = _did_you_mean(expect, TEST_EXPECTATIONS) if isinstance(expect, str) else ""
+            self.problem(where, f'expect {shown} is not "match" or "no_match"{hint}')
+        event_text: str | None = None
+        event_file: str | None = None
+        if "event" in table and "event_file" in table:
+            self.problem(where, "has both event and event_file: keep one")
+        elif "event" in table:
+            event_text = self.test_event(where, table["event"])
+        elif "event_file" in table:
+            value = table["event_file"]
+            if isinstance(value, str) and value.strip():
+                event_file = value
+            else:
+                got = "is empty" if isinstance(value, str) else f"must be a path (a string), got {_kind(value)}"
+                self.problem(where, f'event_file {got}: write event_file = "events/create-access-key.json"')
+        elif not misspelled & {"event", "event_file"}:
+            self.problem(
+                where,
+                'missing the event: add event = { eventName = "...", ... } (or a [rule.test.event] table, or a '
+                'JSON string) or event_file = "path relative to this file"',
+            )
+        expected: dict[str, str | None] = {"output": None, "title": None}
+        for key in expected:
+            if key in table:
+                value = table[key]
+                if not isinstance(value, str):
+                    self.problem(where, f"{key} must be the expected text (a string), got {_kind(value)}")
+                elif expect == "no_match":
+                    self.problem(where, f'{key} is checked only for expect = "match": remove it or expect a match')
+                else:
+                    expected[key] = value
+        if len(self.problems) != before or not isinstance(expect, str):
+            return None
+        return RuleTest(
+            index=index,
+            expect=expect,
+            event=event_text,
+            event_file=event_file,
+            output=expected["output"],
+            title=expected["title"],
+            source=self.source,
+        )
+
+    def test_event(self, where: str, value: Any) -> str | None:
+        """An inline test event as canonical JSON text: a TOML table, or a string holding a JSON object."""
+        how = "write event = { eventName = \"...\" } or event = '''{\"eventName\": \"...\"}'''"
+        if isinstance(value, str):
+            try:
+                parsed = json.loads(value)
+            except ValueError as error:
+                self.problem(where, f"event is not valid JSON ({error}): fix it, or write the event as a TOML table")
+                return None
+            if not isinstance(parsed, dict):
+                self.problem(where, f"event must be a JSON object, got {_json_kind(parsed)}: {how}")
+                return None
+            return json.dumps(parsed, ensure_ascii=False)
+        if isinstance(value, dict):
+            bad = _non_json_path(value, "event")
+            if bad is not None:
+                self.problem(
+                    where,
+                    f"{bad} is a TOML date/time, which JSON has no type for: quote it (CloudTrail times are strings)",
+                )
+                return None
+            return json.dumps(value, ensure_ascii=False)
+        self.problem(where, f"event must be a table or a JSON string, got {_kind(value)}: {how}")
+        return None
 
     def destination_list(self, label: str, table: Mapping[str, Any]) -> tuple[str, ...]:
         value = table.get("destinations", [])
@@ -359,15 +715,51 @@ class _ConfigBuilder:
             if key not in options and key not in misspelled:
                 self.problem(label, f"missing {key} (required for type {type_name}): add {key} = {_example(key)}")
         clean: dict[str, Any] = {}
+        references: dict[str, str] = {}
         for key, value in options.items():
             if key in valid:
                 checked = self.option_value(label, key, value)
                 if checked is not None:
-                    clean[key] = checked
+                    resolved = self.resolve_option(label, key, checked, references)
+                    if resolved is not None:
+                        clean[key] = resolved
 
+        if len(self.problems) == before:
+            check = getattr(cls, "check_options", None)
+            if callable(check):
+                for message in check(clean):
+                    self.problem(label, str(message))
         if len(self.problems) != before or destination_id is None:
             return None
-        return DestinationConfig(id=destination_id, type=type_name, options=clean)
+        return DestinationConfig(id=destination_id, type=type_name, options=clean, references=references)
+
+    def resolve_option(self, label: str, key: str, value: Any, references: dict[str, str]) -> Any:
+        """`value` with every secret reference in it replaced by the secret; None after reporting a failure.
+
+        Messages name the destination, the field and the reference, never a resolved value.
+        """
+        from stream_processor.secrets import SecretReferenceError, is_reference
+
+        def one(field_name: str, text: str) -> str | None:
+            if not is_reference(text):
+                return text
+            try:
+                resolved = self.resolver.resolve(text)
+            except SecretReferenceError as error:
+                self.problem(label, f"{field_name}: cannot resolve {error}")
+                return None
+            references[field_name] = text
+            return resolved
+
+        if isinstance(value, str):
+            return one(key, value)
+        if isinstance(value, tuple):
+            items = [one(f"{key}[{position}]", item) for position, item in enumerate(value, start=1)]
+            return None if None in items else tuple(cast(list[str], items))
+        if isinstance(value, Mapping):
+            table = {name: one(f"{key}.{name}", item) for name, item in value.items()}
+            return None if None in table.values() else table
+        return value
 
     def destination_type(self, label: str, type_name: str) -> type[Any] | None:
         from stream_processor.alerts.destinations.base import destination_class, known_types
@@ -391,6 +783,15 @@ class _ConfigBuilder:
 
     def option_value(self, label: str, key: str, value: Any) -> Any:
         """A checked option value; values are never echoed (they may be secrets)."""
+        if key in TABLE_OPTION_KEYS:
+            how = f'write {key} = {{ "X-Team" = "security", Authorization = "env:HOOK_TOKEN" }}'
+            if not isinstance(value, dict):
+                self.problem(label, f"{key} must be a table of strings, got {_kind(value)}: {how}")
+                return None
+            bad = [name for name, item in value.items() if not isinstance(item, str) or not item.strip()]
+            for name in bad:
+                self.problem(label, f"{key}.{name} must be a non-empty string (values are not shown): {how}")
+            return None if bad else dict(value)
         if key in LIST_OPTION_KEYS:
             if isinstance(value, list) and value and all(isinstance(item, str) and item for item in value):
                 return tuple(value)
@@ -445,7 +846,7 @@ class _ConfigBuilder:
 def _jq_compile_error(program: str) -> str | None:
     """libjq's compile error for `program`, on one line, or None when it compiles."""
     try:
-        jq.compile(program)
+        compile_jq(program)
     except ValueError as error:
         lines = [line.strip() for line in str(error).splitlines()]
         errors = [line.rstrip(":") for line in lines if line.startswith("jq: error")]
@@ -543,6 +944,36 @@ def _example(key: str) -> str:
         "from_email": '"alerts@example.com"',
     }
     return examples.get(key, '"..."')
+
+
+def _json_kind(value: Any) -> str:
+    """A JSON type name for a parsed JSON value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _non_json_path(value: Any, path: str) -> str | None:
+    """The path of the first TOML date/time inside `value` (JSON cannot hold one), or None."""
+    if isinstance(value, datetime | date | time):
+        return path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _non_json_path(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for position, item in enumerate(value):
+            found = _non_json_path(item, f"{path}[{position}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _kind(value: Any) -> str:
