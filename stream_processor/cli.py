@@ -16,6 +16,7 @@ COMMANDS = (
     "match",
     "demo",
     "produce",
+    "stack",
     "dead-letters",
 )
 
