@@ -116,6 +116,12 @@ class Alert:
     description: str
     output: Any
     event: CloudTrailEvent
+    title: str | None = None
+    """The rule's rendered `title` program for this event; None: show the rule name."""
+    severity: str | None = None
+    """info, low, medium, high or critical; None: the rule does not say."""
+    runbook: str | None = None
+    tags: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:

@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stream_processor.model import Alert
+from stream_processor.model import Alert, CloudTrailEvent
+
+if TYPE_CHECKING:
+    from stream_processor.config import Rule
+    from stream_processor.model import Match
+
+log = logging.getLogger(__name__)
 
 FIELD_CHARS = 500
 """Cap on each who/what/where/when field, before escaping."""
@@ -30,6 +37,8 @@ FALLBACK_CHARS = 3000
 """The top-level `text` fallback (Slack allows 40,000; notifications show far less)."""
 SUBJECT_CHARS = 100
 """SNS: a Subject is at most 100 ASCII printable characters, no line breaks."""
+TITLE_CHARS = 200
+"""Cap on a rendered `title` (one line); Slack's header cuts it further to `HEADER_CHARS`."""
 ELLIPSIS = "…"
 UNKNOWN = "unknown"
 
@@ -191,6 +200,70 @@ def output_text(alert: Alert) -> str | None:
     return compact_json(output)
 
 
+# --- rule extensions: title, severity, runbook, tags ------------------------------------------------
+
+
+def render_title(rule: Rule, event: CloudTrailEvent) -> str | None:
+    """The rule's `title` program run on the event: its first output as one capped line, or None.
+
+    None (show the rule name) when the rule has no title, or the program gives no output, null, false or
+    an error; an error is logged with the rule name and event id only (event fields may be hostile).
+    A string is used as is; anything else as compact JSON.
+    """
+    if rule.title is None:
+        return None
+    from stream_processor.config import compile_jq  # late: config imports the destinations, which import this
+
+    try:
+        outputs = iter(compile_jq(rule.title).input_value(event.data))
+        value = next(outputs, None)
+    except ValueError as error:
+        log.warning(
+            "title of rule %r failed on event %s (the rule name is shown instead): %s",
+            rule.name,
+            event.event_id or "?",
+            _one_line(str(error))[:200],
+        )
+        return None
+    if value is None or value is False:
+        return None
+    text = " ".join(_one_line(value if isinstance(value, str) else compact_json(value)).split())
+    return cap(text, TITLE_CHARS) if text else None
+
+
+def build_alert(rule: Rule, match: Match) -> Alert:
+    """The alert for a match, with the rule's extensions (title rendered now, severity, runbook, tags)."""
+    return Alert(
+        rule.name,
+        rule.description,
+        match.output,
+        match.event,
+        title=render_title(rule, match.event),
+        severity=rule.severity,
+        runbook=rule.runbook,
+        tags=rule.tags,
+    )
+
+
+def display_title(alert: Alert) -> str:
+    """What heads the alert: the rendered title, else the rule name."""
+    return alert.title or alert.rule_name
+
+
+def _labels(alert: Alert) -> list[tuple[str, str]]:
+    """(label, plain text) of the extensions the alert carries, in display order; empty for a plain alert."""
+    labels: list[tuple[str, str]] = []
+    if alert.severity:
+        labels.append(("Severity", alert.severity))
+    if alert.title:
+        labels.append(("Rule", alert.rule_name))
+    if alert.tags:
+        labels.append(("Tags", ", ".join(alert.tags)))
+    if alert.runbook:
+        labels.append(("Runbook", alert.runbook))
+    return labels
+
+
 def event_json(alert: Alert, limit: int | None = None) -> str:
     """The event as compact JSON, cut to `limit` characters with a note of how much was left out."""
     text = compact_json(alert.event.data)
@@ -229,8 +302,13 @@ def _section(mrkdwn: str) -> dict[str, Any]:
 def slack_fallback_text(alert: Alert) -> str:
     """The top-level `text` of a Slack message: what notifications and old clients show."""
     summary = summarize(alert)
+    head = alert.rule_name
+    if alert.title:
+        head = f"{cap_escaped(alert.title, TITLE_CHARS)} ({alert.rule_name})"
+    if alert.severity:
+        head = f"[{alert.severity.upper()}] {head}"
     lines = [
-        f"{alert.rule_name}: {alert.description}" if alert.description else alert.rule_name,
+        f"{head}: {alert.description}" if alert.description else head,
         f"who: {escape_mrkdwn(summary.who)}",
         f"what: {escape_mrkdwn(summary.what)}",
         f"where: {escape_mrkdwn(summary.where)}",
@@ -239,15 +317,37 @@ def slack_fallback_text(alert: Alert) -> str:
     output = output_text(alert)
     if output is not None:
         lines.append(f"match: {cap_escaped(output, FIELD_CHARS)}")
+    if alert.tags:
+        lines.append(f"tags: {cap_escaped(', '.join(alert.tags), FIELD_CHARS)}")
+    if alert.runbook:
+        lines.append(f"runbook: {alert.runbook}")
     return cap("\n".join(lines), FALLBACK_CHARS)
+
+
+def _slack_context(alert: Alert) -> dict[str, Any] | None:
+    """A context block with severity, rule (when a title heads the alert), tags and the runbook link."""
+    elements: list[dict[str, Any]] = []
+    for label, value in _labels(alert):
+        if label == "Runbook":
+            url = value.replace("|", "%7C").replace(">", "%3E").replace("<", "%3C")
+            text = f"*Runbook:* <{url}|open>"
+        elif label == "Severity":
+            text = f"*Severity:* {value.upper()}"
+        else:
+            text = f"*{label}:* {cap_escaped(value, SECTION_FIELD_CHARS // 4)}"
+        elements.append({"type": "mrkdwn", "text": text})
+    return {"type": "context", "elements": elements} if elements else None
 
 
 def slack_payload(alert: Alert) -> dict[str, Any]:
     """A Slack incoming-webhook body: Block Kit plus the plain `text` fallback, within Slack's limits."""
     summary = summarize(alert)
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": cap(alert.rule_name or "alert", HEADER_CHARS)}},
+        {"type": "header", "text": {"type": "plain_text", "text": cap(display_title(alert) or "alert", HEADER_CHARS)}},
     ]
+    context = _slack_context(alert)
+    if context is not None:
+        blocks.append(context)
     if alert.description:
         blocks.append(_section(cap(alert.description, SECTION_CHARS)))
     fields = [
@@ -280,6 +380,10 @@ def subject(alert: Alert, limit: int = SUBJECT_CHARS) -> str:
     """A one-line ASCII subject (`rule: eventName`), fit for an SNS Subject or an email."""
     event_name = alert.event.event_name
     text = f"{alert.rule_name}: {event_name}" if event_name else alert.rule_name
+    if alert.title:
+        text = alert.title
+    if alert.severity:
+        text = f"[{alert.severity.upper()}] {text}"
     ascii_text = "".join(char if " " <= char <= "~" else "?" for char in _one_line(text))
     ascii_text = " ".join(ascii_text.split())
     if len(ascii_text) > limit:
@@ -289,20 +393,37 @@ def subject(alert: Alert, limit: int = SUBJECT_CHARS) -> str:
 
 def sns_message(alert: Alert) -> dict[str, Any]:
     """The SNS message body: rule name, description, the jq output as JSON and the event."""
-    return {
+    message: dict[str, Any] = {
         "name": alert.rule_name,
         "description": alert.description,
         "match": alert.output,
         "event": alert.event.data,
     }
+    message.update(_extension_fields(alert))
+    return message
+
+
+def _extension_fields(alert: Alert) -> dict[str, Any]:
+    """title/severity/runbook/tags for JSON renderings, only those the alert carries (plain alerts unchanged)."""
+    fields: dict[str, Any] = {}
+    if alert.title:
+        fields["title"] = alert.title
+    if alert.severity:
+        fields["severity"] = alert.severity
+    if alert.runbook:
+        fields["runbook"] = alert.runbook
+    if alert.tags:
+        fields["tags"] = list(alert.tags)
+    return fields
 
 
 def plain_text(alert: Alert, event_limit: int = 20_000) -> str:
     """The alert as plain text (email body): nothing escaped, the event as indented-free compact JSON."""
     summary = summarize(alert)
-    lines = [alert.rule_name]
+    lines = [display_title(alert)]
     if alert.description:
         lines.append(alert.description)
+    lines += [f"{label}: {value}" for label, value in _labels(alert)]
     lines += [
         "",
         f"Who:   {summary.who}",
@@ -328,11 +449,14 @@ def html_body(alert: Alert, event_limit: int = 20_000) -> str:
     output = output_text(alert)
     if output is not None:
         rows.append(("Match", cap(output, SECTION_CHARS)))
+    rows += [(label, value) for label, value in _labels(alert) if label != "Runbook"]
+    if alert.runbook:
+        rows.append(("Runbook", alert.runbook))
     table = "".join(f'<tr><th align="left">{esc(label)}</th><td>{esc(value)}</td></tr>' for label, value in rows)
     description = f"<p>{esc(alert.description)}</p>" if alert.description else ""
     return (
         "<html><body>"
-        f"<h2>{esc(alert.rule_name)}</h2>{description}"
+        f"<h2>{esc(display_title(alert))}</h2>{description}"
         f"<table>{table}</table>"
         f"<pre>{esc(event_json(alert, event_limit))}</pre>"
         "</body></html>"
@@ -341,7 +465,7 @@ def html_body(alert: Alert, event_limit: int = 20_000) -> str:
 
 def stdout_record(alert: Alert) -> dict[str, Any]:
     """One JSON line for the `stdout` destination and scripts: rule, ids, the jq output and the event."""
-    return {
+    record: dict[str, Any] = {
         "rule": alert.rule_name,
         "description": alert.description,
         "eventID": alert.event.event_id,
@@ -349,3 +473,20 @@ def stdout_record(alert: Alert) -> dict[str, Any]:
         "output": alert.output,
         "event": alert.event.data,
     }
+    record.update(_extension_fields(alert))
+    return record
+
+
+def webhook_record(alert: Alert) -> dict[str, Any]:
+    """The `webhook` body: `stdout_record` plus title (the rule name when none), severity, runbook and tags,
+    always present (null or [] when the rule does not set them), so receivers can rely on the keys."""
+    record = stdout_record(alert)
+    record.update(
+        {
+            "title": display_title(alert),
+            "severity": alert.severity,
+            "runbook": alert.runbook,
+            "tags": list(alert.tags),
+        }
+    )
+    return record
