@@ -306,7 +306,7 @@ def _decode_input(data: bytes, sink: _Sink) -> None:
 
 
 def _gunzip(data: bytes) -> tuple[list[bytes], str, str]:
-    """All gzip members of ``data``, or ("", kind, reason) of the first integrity failure."""
+    """All gzip members of ``data``, or ([], kind, reason) for the first integrity failure."""
     members: list[bytes] = []
     rest = data
     total = 0
