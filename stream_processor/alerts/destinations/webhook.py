@@ -1,0 +1,235 @@
+"""`webhook`: the alert as JSON, POSTed to any URL, optionally signed with HMAC-SHA256.
+
+Keys: `url` (required), `headers` (a table of extra request headers), `hmac_secret`. Each may be a
+secret reference (`env:`, `ssm:`, `secretsmanager:`), resolved when the config loads.
+
+Signature scheme (when `hmac_secret` is set), verifiable by any receiver:
+
+    X-Signature-Timestamp: <unix seconds when the request was made>
+    X-Signature-256: sha256=<hex HMAC-SHA256(key=hmac_secret, msg=timestamp + "." + raw body)>
+
+A receiver recomputes the HMAC over the timestamp header, a dot and the raw request body bytes, compares
+it in constant time, and rejects timestamps older than a few minutes (replays). A retry of the same alert
+is signed again with its own timestamp; `X-Alert-Key` (a hash of rule + eventID) is the same on every
+retry, for receivers that drop repeats.
+
+The URL, header values and secret are never logged or put in an error message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import requests
+
+from stream_processor.alerts.destinations.base import Destination, register
+from stream_processor.alerts.destinations.slack_webhook import parse_retry_after
+from stream_processor.alerts.redact import REDACTED, REDACTOR, protect_url, url_secrets
+from stream_processor.alerts.render import webhook_record
+from stream_processor.aws import AwsSettings
+from stream_processor.config import DestinationConfig
+from stream_processor.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
+from stream_processor.model import Alert
+
+SIGNATURE_HEADER = "X-Signature-256"
+TIMESTAMP_HEADER = "X-Signature-Timestamp"
+ALERT_KEY_HEADER = "X-Alert-Key"
+RESERVED_HEADERS = frozenset(h.lower() for h in (SIGNATURE_HEADER, TIMESTAMP_HEADER, "Content-Length", "Host"))
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The `X-Signature-256` value: `sha256=` and the hex HMAC-SHA256 of `timestamp + "." + body`."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
+    """Whether `signature` is the one `sign` gives (constant-time): what a receiver does, used by tests."""
+    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+def http_url_problem(key: str, value: Any) -> str | None:
+    """Why `value` is not a usable http(s) URL, without echoing it (URLs hold secrets), or None."""
+    if not isinstance(value, str):
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return f"{key} is not an http:// or https:// URL with a host (the value is not shown: it may be a secret)"
+    return None
+
+
+class JsonPostDestination(Destination):
+    """Shared by the HTTP JSON destinations: one session, a timeout per call, errors that never hold a secret.
+
+    2xx is delivered; 429 is retryable after `Retry-After`; 408, 5xx, timeouts and connection errors are
+    retryable; any other answer (3xx included: redirects are not followed) is permanent.
+    """
+
+    SERVICE: ClassVar[str] = "the receiver"
+    BODY_CHARS: ClassVar[int] = 200
+    """How much of the answer goes into an error message."""
+
+    def __init__(self, config: DestinationConfig, aws: AwsSettings | None = None) -> None:
+        super().__init__(config, aws)
+        self._session: requests.Session | None = None
+        self._secrets: list[str] = []
+
+    def _protect(self, url: str | None, *values: str) -> None:
+        """Register what must never be logged or echoed: the URL (and its path and query) and `values`."""
+        if url:
+            protect_url(url)
+            self._secrets.extend(url_secrets(url))
+        for value in values:
+            if value:
+                REDACTOR.add(value)
+                self._secrets.append(value)
+        self._secrets.sort(key=len, reverse=True)
+
+    @property
+    def session(self) -> requests.Session:
+        if self._session is None:
+            self._session = requests.Session()
+        return self._session
+
+    @property
+    def _where(self) -> str:
+        return f"{self.TYPE} destination {self.id!r}"
+
+    def _post(self, url: str, body: bytes, headers: Mapping[str, str]) -> None:
+        """POST `body`; raise the typed error its outcome calls for."""
+        failure: DeliveryError | None = None
+        response: requests.Response | None = None
+        try:
+            response = self.session.post(
+                url, data=body, headers=dict(headers), timeout=self.timeout, allow_redirects=False
+            )
+        except requests.Timeout as error:
+            failure = RetryableDeliveryError(
+                f"{self._where}: no answer within {self.timeout:g} s ({type(error).__name__})"
+            )
+        except requests.ConnectionError as error:
+            failure = RetryableDeliveryError(f"{self._where}: connection failed ({type(error).__name__})")
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema):
+            failure = PermanentDeliveryError(f"{self._where}: the URL is not a usable http(s) URL")
+        except (requests.RequestException, ValueError) as error:  # e.g. an invalid header value: no retry helps
+            failure = PermanentDeliveryError(f"{self._where}: request failed ({type(error).__name__})")
+        # raised outside the except blocks: requests' error (which holds the URL) is neither cause nor context
+        if failure is not None:
+            raise failure
+        assert response is not None
+        with response:
+            self._check(response)
+
+    def _check(self, response: requests.Response) -> None:
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        answer = self._answer(response)
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            wait = f", Retry-After {retry_after:g} s" if retry_after is not None else ""
+            raise RetryableDeliveryError(
+                f"{self._where}: {self.SERVICE} answered 429 (rate limited{wait}){answer}", retry_after
+            )
+        if status >= 500 or status == 408:
+            raise RetryableDeliveryError(f"{self._where}: {self.SERVICE} answered {status}{answer}")
+        raise PermanentDeliveryError(f"{self._where}: {self.SERVICE} answered {status}{answer}")
+
+    def _answer(self, response: requests.Response) -> str:
+        """The start of the answer's body, on one line, scrubbed of every secret of this destination."""
+        try:
+            text = response.text[: self.BODY_CHARS * 4]
+        except Exception:
+            return ""
+        text = self.scrub(" ".join(text.split()))[: self.BODY_CHARS]
+        return f": {text}" if text else ""
+
+    def scrub(self, text: str) -> str:
+        """`text` without this destination's secrets, nor any other registered one (resolved references)."""
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return REDACTOR.redact(text)
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+
+@register
+class WebhookDestination(JsonPostDestination):
+    """POSTs `render.webhook_record(alert)` as JSON to `url`, with `headers` and an optional signature."""
+
+    TYPE = "webhook"
+    REQUIRED_KEYS = ("url",)
+    OPTIONAL_KEYS = ("headers", "hmac_secret")
+    SERVICE = "the webhook"
+
+    def __init__(
+        self,
+        config: DestinationConfig,
+        aws: AwsSettings | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(config, aws)
+        self._url = str(config.options.get("url", ""))
+        headers = config.options.get("headers") or {}
+        self._headers = {str(name): str(value) for name, value in dict(headers).items()}
+        self._hmac_secret = str(config.options.get("hmac_secret") or "")
+        self._clock = clock
+        self._protect(self._url, self._hmac_secret, *self._headers.values())
+
+    def __repr__(self) -> str:  # never the URL, headers or secret
+        signed = ", signed" if self._hmac_secret else ""
+        return f"WebhookDestination(id={self.id!r}, url={REDACTED!r}{signed})"
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> Iterable[str]:
+        """Load-time checks of resolved values; messages name keys, never values."""
+        problem = http_url_problem("url", options.get("url"))
+        if problem:
+            yield problem
+        headers = options.get("headers") or {}
+        for name, value in dict(headers).items():
+            if not _HEADER_NAME.match(str(name)):
+                yield f"headers: {json.dumps(str(name))} is not a valid HTTP header name"
+            elif str(name).lower() in RESERVED_HEADERS:
+                yield f"headers: {json.dumps(str(name))} is set by stream-processor itself: remove it"
+            if isinstance(value, str) and ("\r" in value or "\n" in value):
+                yield f"headers.{name}: the value holds a line break, which HTTP headers cannot carry"
+
+    def request(self, alert: Alert) -> tuple[bytes, dict[str, str]]:
+        """The body and headers `_send` posts (signed now): separate so tests and receivers can check them."""
+        body = json.dumps(webhook_record(alert), ensure_ascii=False, default=str).encode()
+        headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "stream-processor"}
+        headers.update(self._headers)
+        headers[ALERT_KEY_HEADER] = hashlib.sha256(alert.key.encode()).hexdigest()
+        if self._hmac_secret:
+            timestamp = str(int(self._clock()))
+            headers[TIMESTAMP_HEADER] = timestamp
+            headers[SIGNATURE_HEADER] = sign(self._hmac_secret, timestamp, body)
+        return body, headers
+
+    def _send(self, alert: Alert) -> None:
+        body, headers = self.request(alert)
+        self._post(self._url, body, headers)
+
+
+__all__ = [
+    "ALERT_KEY_HEADER",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "JsonPostDestination",
+    "WebhookDestination",
+    "http_url_problem",
+    "sign",
+    "verify",
+]
