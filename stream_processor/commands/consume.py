@@ -1,0 +1,561 @@
+"""`stream-processor consume`: run the KCL MultiLangDaemon on a stream with our record processor.
+
+The daemon (Java) holds the shard leases in DynamoDB and starts one `stream_processor.sources.kcl` process
+per shard it holds. This command writes the daemon's properties file from the flags, starts it, relays
+what matters of its output, and turns SIGTERM/SIGINT into the daemon's graceful shutdown (the processors
+get `shutdown_requested` and checkpoint) before exiting.
+
+Without endpoint flags it targets real AWS: default credential chain and region, no endpoint keys, KCL's
+own timing. With `--kinesis-endpoint`/`--dynamodb-endpoint` (kinesis-local and moto) it uses short timings
+so a local worker starts and fails over in seconds, and fake credentials when none are set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from stream_processor.commands.common import add_config_argument, config_location
+from stream_processor.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_JARS = REPO_ROOT / "infra" / "kcl" / "jars"
+JARS_ENV = "STREAM_PROCESSOR_KCL_JARS"
+DAEMON_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
+INITIAL_POSITIONS = ("TRIM_HORIZON", "LATEST")
+METRICS_LEVELS = ("NONE", "SUMMARY", "DETAILED")
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+SETUP_HINT = "run `make kcl` (or `make setup`) to fetch the KCL jars"
+# What a SIGTERM'd JVM exits with after its shutdown hook ran (128 + 15).
+JVM_TERMINATED = 143
+
+
+@dataclass(frozen=True, slots=True)
+class KclTimings:
+    """The daemon's timing knobs (milliseconds). None leaves KCL's own default."""
+
+    failover_ms: int | None = None
+    lease_assignment_ms: int | None = None
+    shard_sync_ms: int | None = None
+    parent_poll_ms: int | None = None
+    idle_between_reads_ms: int | None = None
+    shutdown_grace_ms: int = 30_000
+
+    @classmethod
+    def for_aws(cls) -> KclTimings:
+        """KCL's defaults, with a shutdown grace period so processors checkpoint on SIGTERM."""
+        return cls()
+
+    @classmethod
+    def for_local(cls) -> KclTimings:
+        """Seconds instead of minutes on one machine: fast lease assignment, shard sync and failover.
+
+        shard_sync_ms is also how long KCL idles after a shard sync (the first one included), so short
+        helps start-up; failover stays well above the renewal period so a busy machine does not drop leases.
+        """
+        return cls(
+            failover_ms=6_000,
+            lease_assignment_ms=1_000,
+            shard_sync_ms=1_000,
+            parent_poll_ms=1_000,
+            idle_between_reads_ms=250,
+            shutdown_grace_ms=10_000,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSettings:
+    """Everything the properties file says, from the flags."""
+
+    stream: str
+    application: str
+    executable: str
+    region: str
+    initial_position: str
+    worker_id: str
+    metrics_level: str
+    timings: KclTimings
+    kinesis_endpoint: str | None = None
+    dynamodb_endpoint: str | None = None
+    cloudwatch_endpoint: str | None = None
+    max_records: int | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def local(self) -> bool:
+        return bool(self.kinesis_endpoint or self.dynamodb_endpoint)
+
+
+def kcl_properties(settings: ConsumerSettings) -> dict[str, str]:
+    """The MultiLangDaemon's properties, in the order written."""
+    timings = settings.timings
+    properties = {
+        "executableName": settings.executable,
+        "streamName": settings.stream,
+        "applicationName": settings.application,
+        "workerId": settings.worker_id,
+        "regionName": settings.region,
+        "AwsCredentialsProvider": "DefaultCredentialsProvider",
+        "processingLanguage": f"python/{sys.version_info.major}.{sys.version_info.minor}",
+        "initialPositionInStream": settings.initial_position,
+        "retrievalMode": "POLLING",
+        "metricsLevel": settings.metrics_level,
+        "shutdownGraceMillis": str(timings.shutdown_grace_ms),
+    }
+    optional = {
+        "kinesisEndpoint": settings.kinesis_endpoint,
+        "dynamoDBEndpoint": settings.dynamodb_endpoint,
+        "cloudWatchClient.endpointOverride": settings.cloudwatch_endpoint,
+        "failoverTimeMillis": timings.failover_ms,
+        "leaseAssignmentIntervalMillis": timings.lease_assignment_ms,
+        "shardSyncIntervalMillis": timings.shard_sync_ms,
+        "parentShardPollIntervalMillis": timings.parent_poll_ms,
+        "idleTimeBetweenReadsInMillis": timings.idle_between_reads_ms,
+        "maxRecords": settings.max_records,
+    }
+    properties.update({key: str(value) for key, value in optional.items() if value is not None})
+    properties.update(settings.extra)
+    return properties
+
+
+def render_properties(properties: Mapping[str, str]) -> str:
+    lines = ["# Written by `stream-processor consume`; regenerated on every start."]
+    lines += [f"{key} = {value}" for key, value in properties.items()]
+    return "\n".join(lines) + "\n"
+
+
+def find_kcl_jars(explicit: str | None = None) -> Path:
+    """The folder of the daemon's jars: the flag, $STREAM_PROCESSOR_KCL_JARS, infra/kcl/jars, or amazon_kclpy's.
+
+    Raises:
+        ConfigError: none holds the multilang jar.
+    """
+    candidates: list[Path] = []
+    if explicit:
+        candidates.append(Path(explicit))
+    elif os.environ.get(JARS_ENV):
+        candidates.append(Path(os.environ[JARS_ENV]))
+    else:
+        candidates.append(DEFAULT_JARS)
+        with contextlib.suppress(ImportError):
+            import amazon_kclpy
+
+            candidates.append(Path(amazon_kclpy.__file__).parent / "jars")
+    for folder in candidates:
+        if any(folder.glob("amazon-kinesis-client-multilang-*.jar")):
+            return folder.resolve()
+    tried = ", ".join(str(folder) for folder in candidates)
+    raise ConfigError(f"no KCL multilang jar in {tried}: {SETUP_HINT}")
+
+
+def processor_command(
+    config: str, *, region: str, aws_endpoint: str | None, dry_run: bool, dedupe_db: Path | None, verbose: bool
+) -> list[str]:
+    """The record processor's command line (what the wrapper script execs)."""
+    command = [sys.executable, "-m", "stream_processor.sources.kcl", "--config", config, "--region", region]
+    if aws_endpoint:
+        command += ["--aws-endpoint", aws_endpoint]
+    if dry_run:
+        command.append("--dry-run")
+    if dedupe_db is not None:
+        command += ["--dedupe-db", str(dedupe_db)]
+    if verbose:
+        command.append("--verbose")
+    return command
+
+
+def write_wrapper(work_dir: Path, command: Sequence[str]) -> Path:
+    """A script that execs `command`: the daemon splits `executableName` on whitespace, so it gets one path.
+
+    Any path may contain spaces inside the script (it quotes them); the script's own path may not, so it
+    goes to a temporary folder when the work dir has whitespace in its path.
+    """
+    folder = work_dir
+    if re.search(r"\s", str(work_dir.resolve())):
+        folder = Path(tempfile.mkdtemp(prefix="stream-processor-kcl-"))
+    script = folder.resolve() / "record-processor.sh"
+    package_root = shlex.quote(str(REPO_ROOT))
+    script.write_text(
+        "#!/bin/sh\n"
+        "# Started by the KCL MultiLangDaemon, once per shard lease. Written by `stream-processor consume`.\n"
+        f'PYTHONPATH={package_root}"${{PYTHONPATH:+:$PYTHONPATH}}"\n'
+        "export PYTHONPATH\n"
+        f"exec {shlex.join(command)}\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
+def daemon_command(java: str, jars: Path, properties_path: Path, *, local: bool) -> list[str]:
+    command = [java]
+    if local:
+        command.append("-Daws.cborEnabled=false")  # SDK v2's switch; emulators are safer on JSON
+    command += ["-cp", f"{jars}/*", DAEMON_CLASS, "--properties-file", str(properties_path)]
+    return command
+
+
+def daemon_environment(settings: ConsumerSettings, environ: Mapping[str, str]) -> dict[str, str]:
+    """The daemon's (and so the processors') environment: fake credentials for emulators when none are set."""
+    env = dict(environ)
+    if settings.local and not env.get("AWS_ACCESS_KEY_ID"):
+        env.update(FAKE_CREDENTIALS)
+        env.pop("AWS_PROFILE", None)
+    env.setdefault("AWS_REGION", settings.region)
+    env.setdefault("AWS_DEFAULT_REGION", settings.region)
+    if settings.local:
+        env.setdefault("CBOR_ENABLED", "false")
+    return env
+
+
+# --- running the daemon ------------------------------------------------------------------------------------
+
+_HOLDING = re.compile(r"holding shard (\S+)")
+_RELEASED = re.compile(r"lost the lease on shard (\S+?):|shard (\S+) ended")
+_CHILD_LINE = "Received error line from subprocess"  # the daemon's copy of a processor's stderr line
+
+
+class KclDaemon:
+    """The MultiLangDaemon as a child process: its own session, output relayed, stopped gracefully."""
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        env: Mapping[str, str],
+        log_path: Path,
+        out: IO[str] | None = None,
+    ) -> None:
+        self.command = list(command)
+        self.env = dict(env)
+        self.log_path = log_path
+        self.out = out or sys.stderr
+        self.process: subprocess.Popen[bytes] | None = None
+        self.held: set[str] = set()
+        self.stop_requested = False
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self.started_at = 0.0
+
+    def start(self) -> KclDaemon:
+        self.started_at = time.monotonic()
+        # A session of its own: Ctrl-C in a terminal reaches us only, and we turn it into a graceful stop
+        # (a SIGINT straight to the processors would kill them mid-batch and take the daemon down).
+        self.process = subprocess.Popen(
+            self.command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+            start_new_session=True,
+        )
+        assert self.process.stdout is not None and self.process.stderr is not None
+        log_file = self.log_path.open("a", encoding="utf-8", errors="replace")
+        self._threads = [
+            threading.Thread(target=self._relay_daemon, args=(self.process.stdout, log_file), daemon=True),
+            threading.Thread(target=self._relay_processors, args=(self.process.stderr, log_file), daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def stop(self) -> None:
+        """Ask for a graceful shutdown: the daemon's hook gives every processor `shutdown_requested`."""
+        self.stop_requested = True
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Stop now: the daemon and the processors it started (its process group)."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        assert self.process is not None
+        code = self.process.wait(timeout)
+        for thread in self._threads:
+            thread.join(timeout=5)
+        return code
+
+    def _write(self, text: str) -> None:
+        with self._lock:
+            self.out.write(text if text.endswith("\n") else text + "\n")
+            self.out.flush()
+
+    def _relay_daemon(self, stream: IO[bytes], log_file: IO[str]) -> None:
+        """The daemon's own log (stdout): all of it to the log file, warnings and errors to us."""
+        relay = True  # lines before the first log record are start-up failures (usage, bad properties)
+        for raw in stream:
+            line = raw.decode("utf-8", errors="replace")
+            with self._lock:
+                log_file.write(line)
+                log_file.flush()
+            if line[:1].isdigit():  # a new log record ("2026-... LEVEL ..."); other lines continue the last one
+                relay = (" ERROR " in line or " WARN " in line) and _CHILD_LINE not in line
+            if relay:
+                self._write("kcl: " + line.rstrip("\n"))
+
+    def _relay_processors(self, stream: IO[bytes], log_file: IO[str]) -> None:
+        """The processors' stderr (the daemon copies it to its own stderr): to us, and shard bookkeeping."""
+        for raw in stream:
+            line = raw.decode("utf-8", errors="replace").rstrip("\n")
+            with self._lock:
+                log_file.write(line + "\n")
+            self._write(line)
+            self._track_shards(line)
+        with self._lock:
+            log_file.close()
+
+    def _track_shards(self, line: str) -> None:
+        changed = False
+        if match := _HOLDING.search(line):
+            changed = match.group(1) not in self.held
+            self.held.add(match.group(1))
+            if len(self.held) == 1 and changed:
+                log.info("first shard held %.1f s after the daemon started", time.monotonic() - self.started_at)
+        elif match := _RELEASED.search(line):
+            shard = match.group(1) or match.group(2)
+            changed = shard in self.held
+            self.held.discard(shard)
+        if changed:
+            log.info("holding %d shard(s): %s", len(self.held), ", ".join(sorted(self.held)) or "none")
+
+
+# --- the command -------------------------------------------------------------------------------------------
+
+
+EPILOG = """\
+examples:
+  # real AWS (default credential chain and region):
+  stream-processor consume --config tattletail.toml --stream cloudtrail --application cloudtrail-alerts
+  # the local stack (kinesis-local + moto):
+  stream-processor consume --config tattletail.toml --stream demo --application demo \\
+      --kinesis-endpoint http://127.0.0.1:4567 --dynamodb-endpoint http://127.0.0.1:5000 \\
+      --aws-endpoint http://127.0.0.1:5000 --initial-position TRIM_HORIZON
+
+exit status: 0 after a requested stop (SIGTERM, SIGINT); otherwise the daemon's, non-zero when a record
+processor stopped without checkpoint (a delivery failed for good): start it again to resume from the
+last checkpoint.
+"""
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "consume",
+        help="consume a Kinesis stream with the KCL (MultiLangDaemon) and deliver the alerts",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_argument(parser)
+    parser.add_argument("--stream", required=True, help="Kinesis stream name")
+    parser.add_argument("--application", required=True, help="KCL application name (also the lease table's)")
+    parser.add_argument("--region", help="AWS region (default: the SDK's, e.g. $AWS_REGION)")
+    endpoints = parser.add_argument_group("endpoints (all default to AWS)")
+    endpoints.add_argument("--kinesis-endpoint", metavar="URL", help="Kinesis (kinesis-local)")
+    endpoints.add_argument("--dynamodb-endpoint", metavar="URL", help="DynamoDB for the lease tables (moto)")
+    endpoints.add_argument(
+        "--aws-endpoint", metavar="URL", help="SNS, SES, S3 (config), DynamoDB (dedupe) for the processors (moto)"
+    )
+    endpoints.add_argument("--cloudwatch-endpoint", metavar="URL", help="CloudWatch for KCL metrics")
+    parser.add_argument(
+        "--initial-position",
+        choices=INITIAL_POSITIONS,
+        help="where a shard without checkpoint starts (default: LATEST on AWS, TRIM_HORIZON with a Kinesis endpoint)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="log the alerts instead of delivering them")
+    parser.add_argument("--work-dir", type=Path, help="properties, wrapper, logs, dedupe db (default: .local/kcl/APP)")
+    parser.add_argument(
+        "--dedupe-db", type=Path, help="SQLite dedupe ledger shared by this host's shards (default: WORK_DIR/dedupe.db)"
+    )
+    parser.add_argument("--no-dedupe", action="store_true", help="no dedupe ledger (replays may resend alerts)")
+    parser.add_argument("--worker-id", help="this worker's id in the lease table (default: HOST-PID)")
+    parser.add_argument("--metrics-level", choices=METRICS_LEVELS, help="KCL metrics (default: NONE locally, SUMMARY)")
+    kcl = parser.add_argument_group("KCL")
+    kcl.add_argument("--kcl-jars", metavar="DIR", help=f"the daemon's jars (default: ${JARS_ENV} or infra/kcl/jars)")
+    kcl.add_argument("--java", default=None, help="java executable (default: $JAVA_HOME/bin/java or java)")
+    kcl.add_argument("--failover-ms", type=int, help="lease expiry (failoverTimeMillis)")
+    kcl.add_argument("--lease-assignment-ms", type=int, help="leaseAssignmentIntervalMillis")
+    kcl.add_argument("--shard-sync-ms", type=int, help="shardSyncIntervalMillis")
+    kcl.add_argument("--parent-poll-ms", type=int, help="parentShardPollIntervalMillis")
+    kcl.add_argument("--idle-between-reads-ms", type=int, help="idleTimeBetweenReadsInMillis")
+    kcl.add_argument("--shutdown-grace-ms", type=int, help="time the processors get to checkpoint on a stop")
+    kcl.add_argument("--max-records", type=int, help="maxRecords per GetRecords")
+    kcl.add_argument(
+        "--kcl-property", action="append", default=[], metavar="KEY=VALUE", help="any other daemon property"
+    )
+    kcl.add_argument("--print-properties", action="store_true", help="write the properties file, print it and exit")
+    parser.set_defaults(run=run)
+
+
+def resolve_region(explicit: str | None) -> str:
+    """--region, else the SDK's (env, profile).
+
+    Raises:
+        ConfigError: neither names one.
+    """
+    if explicit:
+        return explicit
+    import boto3
+
+    region = boto3.session.Session().region_name
+    if not region:
+        raise ConfigError("no AWS region: pass --region or set AWS_REGION")
+    return str(region)
+
+
+def settings_from_args(args: argparse.Namespace, executable: str) -> ConsumerSettings:
+    """Raises: ConfigError for a bad --kcl-property or a missing region."""
+    local = bool(args.kinesis_endpoint or args.dynamodb_endpoint)
+    base = KclTimings.for_local() if local else KclTimings.for_aws()
+    overrides = {
+        "failover_ms": args.failover_ms,
+        "lease_assignment_ms": args.lease_assignment_ms,
+        "shard_sync_ms": args.shard_sync_ms,
+        "parent_poll_ms": args.parent_poll_ms,
+        "idle_between_reads_ms": args.idle_between_reads_ms,
+        "shutdown_grace_ms": args.shutdown_grace_ms,
+    }
+    timings = replace(base, **{key: value for key, value in overrides.items() if value is not None})
+    extra: dict[str, str] = {}
+    for item in args.kcl_property:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--kcl-property {item!r}: expected KEY=VALUE")
+        extra[key.strip()] = value.strip()
+    return ConsumerSettings(
+        stream=args.stream,
+        application=args.application,
+        executable=executable,
+        region=resolve_region(args.region),
+        initial_position=args.initial_position or ("TRIM_HORIZON" if args.kinesis_endpoint else "LATEST"),
+        worker_id=args.worker_id or f"{socket.gethostname()}-{os.getpid()}",
+        metrics_level=args.metrics_level or ("NONE" if local and not args.cloudwatch_endpoint else "SUMMARY"),
+        timings=timings,
+        kinesis_endpoint=args.kinesis_endpoint,
+        dynamodb_endpoint=args.dynamodb_endpoint,
+        cloudwatch_endpoint=args.cloudwatch_endpoint,
+        max_records=args.max_records,
+        extra=extra,
+    )
+
+
+def _java(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").exists():
+        return str(Path(java_home) / "bin" / "java")
+    found = shutil.which("java")
+    if found is None:
+        raise ConfigError("java is not on PATH: the KCL daemon needs a Java runtime (17 or later)")
+    return found
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"consume: {problem}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from stream_processor.aws import AwsSettings
+    from stream_processor.config import load_config
+
+    location = config_location(args)
+    if "://" not in location:
+        location = str(Path(location).resolve())
+    region = resolve_region(args.region)
+    load_config(location, AwsSettings(region=region, endpoint_url=args.aws_endpoint))  # fail here, not per shard
+
+    work_dir = (args.work_dir or Path(".local") / "kcl" / args.application).resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    dedupe_db = None if args.no_dedupe else (args.dedupe_db or work_dir / "dedupe.db").resolve()
+    command = processor_command(
+        location,
+        region=region,
+        aws_endpoint=args.aws_endpoint,
+        dry_run=args.dry_run,
+        dedupe_db=dedupe_db,
+        verbose=bool(getattr(args, "verbose", False)),
+    )
+    wrapper = write_wrapper(work_dir, command)
+    settings = settings_from_args(args, str(wrapper))
+    properties_path = work_dir / f"{args.application}.properties"
+    properties_path.write_text(render_properties(kcl_properties(settings)))
+    if args.print_properties:
+        sys.stdout.write(properties_path.read_text())
+        return 0
+
+    jars = find_kcl_jars(args.kcl_jars)
+    daemon = KclDaemon(
+        daemon_command(_java(args.java), jars, properties_path, local=settings.local),
+        daemon_environment(settings, os.environ),
+        work_dir / "daemon.log",
+    )
+    target = f"kinesis {settings.kinesis_endpoint}" if settings.kinesis_endpoint else f"AWS {settings.region}"
+    log.info(
+        "consuming stream %s as %s (worker %s, %s); daemon log: %s",
+        settings.stream,
+        settings.application,
+        settings.worker_id,
+        target,
+        daemon.log_path,
+    )
+    return _supervise(daemon.start())
+
+
+def _supervise(daemon: KclDaemon) -> int:
+    """Wait for the daemon; the first SIGTERM/SIGINT asks it to stop gracefully, a second one kills it."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if daemon.stop_requested:
+            log.warning("second signal: killing the daemon and its record processors")
+            daemon.kill()
+            return
+        log.info("%s: stopping the daemon (processors checkpoint first)", signal.Signals(signum).name)
+        daemon.stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = daemon.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if daemon.stop_requested and code in (0, JVM_TERMINATED):
+        log.info("daemon stopped")
+        return 0
+    log.error(
+        "daemon exited with code %d: a record processor stopped without checkpoint or the daemon failed "
+        "(see above and %s); run again to resume from the last checkpoints",
+        code,
+        daemon.log_path,
+    )
+    return code or 1
