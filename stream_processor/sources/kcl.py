@@ -32,7 +32,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponent
 from stream_processor.alerts.render import output_text
 from stream_processor.model import Alert, Position, RawRecord
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("stream_processor.sources.kcl")  # not __name__: run as __main__ by the daemon
 
 THROTTLING = "ThrottlingException"
 SHUTDOWN = "ShutdownException"
