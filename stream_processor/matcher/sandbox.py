@@ -47,9 +47,7 @@ def sandbox_violations(program: str) -> list[str]:
         return [f"cannot be checked: {error}"]
     found: list[str] = []
     if lexed.ambiguous_comment:
-        found.append(
-            "has a comment ending in a backslash: jq versions disagree on whether the next line is code"
-        )
+        found.append("has a comment ending in a backslash: jq versions disagree on whether the next line is code")
     _scan(lexed.tokens, found)
     unique: list[str] = []
     for message in found:
@@ -97,6 +95,4 @@ def _is_object_key(tokens: Sequence[Token], index: int, brackets: list[str]) -> 
     if not brackets or brackets[-1] != "{" or index == 0:
         return False
     before, after = tokens[index - 1], tokens[index + 1]
-    return (
-        before.kind == "OP" and before.text in ("{", ",") and after.kind == "OP" and after.text in (":", ",", "}")
-    )
+    return before.kind == "OP" and before.text in ("{", ",") and after.kind == "OP" and after.text in (":", ",", "}")

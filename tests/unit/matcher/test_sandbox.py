@@ -53,7 +53,7 @@ ALLOWED = [
     'ltrimstr("x")',
     "@sh",
     "# env in a comment\n.a",
-    '. as {env: $e} | $e',
+    ". as {env: $e} | $e",
     'select(.eventName == "StartSession") | "username: \\(.responseElements.sessionId) target: \\(.target)"',
 ]
 

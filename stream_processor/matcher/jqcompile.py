@@ -1,0 +1,856 @@
+"""Compile a parsed jq program to Python closures with jq 1.8's semantics.
+
+Each node compiles to one of three shapes, so the common rule (`select(cond) | "text \\(.x)"`) runs as a
+few nested calls with no generator at all:
+
+- ONE: exactly one output (or an error): `fn(x) -> value`
+- OPT: at most one output: `fn(x) -> value | NONE`
+- MANY: any number: `fn(x) -> iterator`
+
+Evaluation order follows jq where it can change the result: the right operand of a binary operator is
+the outer loop, later string interpolations are outer loops, object entries nest in source order.
+Anything else raises `Unsupported` at compile time; `NeedsLibjq` at run time hands one event to libjq.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from stream_processor.matcher import jqruntime as rt
+from stream_processor.matcher.jqparse import (
+    ArrayCons,
+    Binary,
+    Call,
+    Comma,
+    Identity,
+    If,
+    Index,
+    Iterate,
+    Literal,
+    Negate,
+    Node,
+    ObjectCons,
+    Pipe,
+    Recurse,
+    StringInterp,
+    Try,
+    Unsupported,
+)
+from stream_processor.matcher.jqregex import translate
+from stream_processor.matcher.jqruntime import JqError, NeedsLibjq, truthy
+
+ONE, OPT, MANY = 0, 1, 2
+
+
+class _NoOutput:
+    """The sentinel for "no output" (distinct from jq's null)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NONE"
+
+
+NONE: Any = _NoOutput()
+Fn = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    kind: int
+    fn: Fn
+
+    def gen(self) -> Callable[[Any], Iterator[Any]]:
+        fn = self.fn
+        if self.kind == MANY:
+            return fn
+        if self.kind == ONE:
+            return lambda x: iter((fn(x),))
+
+        def opt_gen(x: Any) -> Iterator[Any]:
+            v = fn(x)
+            if v is not NONE:
+                yield v
+
+        return opt_gen
+
+    def first(self) -> Fn:
+        """`fn(x)` returning the first output or NONE, running no further than needed."""
+        if self.kind != MANY:
+            return self.fn
+        fn = self.fn
+        return lambda x: next(fn(x), NONE)
+
+
+def compile_program(node: Node) -> Fn:
+    """The program's first-output function: value, NONE, or raises JqError / NeedsLibjq."""
+    return _compile(node).first()
+
+
+def _compile(node: Node) -> Compiled:
+    handler = _HANDLERS.get(type(node))
+    if handler is None:
+        raise Unsupported(f"uses {type(node).__name__}")
+    return handler(node)
+
+
+def _one(fn: Fn) -> Compiled:
+    return Compiled(ONE, fn)
+
+
+# -- paths
+
+
+def _const_path(node: Node) -> tuple[str, ...] | None:
+    """`.a.b.c` as ("a", "b", "c") when every step is a plain, non-optional string key from `.`."""
+    keys: list[str] = []
+    while isinstance(node, Index):
+        if node.optional or not isinstance(node.key, Literal) or type(node.key.value) is not str:
+            return None
+        keys.append(node.key.value)
+        node = node.target
+    if not isinstance(node, Identity) or not keys:
+        return None
+    return tuple(reversed(keys))
+
+
+def _path_fn(keys: tuple[str, ...]) -> Fn:
+    index = rt.index
+    if len(keys) == 1:
+        (a,) = keys
+
+        def p1(x: Any) -> Any:
+            if type(x) is dict:
+                return x.get(a)
+            return index(x, a)
+
+        return p1
+    if len(keys) == 2:
+        a, b = keys
+
+        def p2(x: Any) -> Any:
+            x = x.get(a) if type(x) is dict else index(x, a)
+            return x.get(b) if type(x) is dict else index(x, b)
+
+        return p2
+
+    def pn(x: Any) -> Any:
+        for k in keys:
+            x = x.get(k) if type(x) is dict else index(x, k)
+        return x
+
+    return pn
+
+
+def _compile_identity(node: Identity) -> Compiled:
+    return _one(lambda x: x)
+
+
+def _compile_recurse(node: Recurse) -> Compiled:
+    def rec(x: Any) -> Iterator[Any]:
+        yield x
+        t = type(x)
+        if t is list:
+            for item in x:
+                yield from rec(item)
+        elif t is dict:
+            for item in x.values():
+                yield from rec(item)
+
+    return Compiled(MANY, rec)
+
+
+def _compile_literal(node: Literal) -> Compiled:
+    value = node.value
+    return _one(lambda x: value)
+
+
+def _compile_index(node: Index) -> Compiled:
+    path = _const_path(node)
+    if path is not None:
+        return _one(_path_fn(path))
+    target = _compile(node.target)
+    key = _compile(node.key)
+    index = rt.index
+    optional = node.optional
+    if target.kind != MANY and key.kind != MANY:
+        tf, kf = target.fn, key.fn
+        if not optional and target.kind == ONE and key.kind == ONE:
+            return _one(lambda x: index(tf(x), kf(x)))
+
+        def opt_index(x: Any) -> Any:
+            k = kf(x)
+            if k is NONE:
+                return NONE
+            t = tf(x)
+            if t is NONE:
+                return NONE
+            if optional:
+                try:
+                    return index(t, k)
+                except JqError:
+                    return NONE
+            return index(t, k)
+
+        return Compiled(OPT, opt_index)
+    tg, kg = target.gen(), key.gen()
+
+    def many_index(x: Any) -> Iterator[Any]:
+        for k in kg(x):
+            for t in tg(x):
+                if optional:
+                    try:
+                        v = index(t, k)
+                    except JqError:
+                        continue
+                    yield v
+                else:
+                    yield index(t, k)
+
+    return Compiled(MANY, many_index)
+
+
+def _compile_iterate(node: Iterate) -> Compiled:
+    tg = _compile(node.target).gen()
+    optional = node.optional
+
+    def iterate(x: Any) -> Iterator[Any]:
+        for t in tg(x):
+            tt = type(t)
+            if tt is list:
+                yield from t
+            elif tt is dict:
+                yield from t.values()
+            elif not optional:
+                raise rt.iterate_error(t)
+
+    return Compiled(MANY, iterate)
+
+
+# -- control
+
+
+def _compile_try(node: Try) -> Compiled:
+    body = _compile(node.body)
+    fallback: Compiled | None = None
+    if node.catch is not None:
+        catch = node.catch
+        if isinstance(catch, Call) and catch.name == "empty" and not catch.args:
+            fallback = None
+        elif isinstance(catch, Literal):
+            fallback = _compile(catch)
+        else:
+            raise Unsupported("uses `catch` with a handler that reads the error")
+    if body.kind != MANY:
+        bf = body.fn
+        if fallback is None:
+
+            def try_opt(x: Any) -> Any:
+                try:
+                    return bf(x)
+                except JqError:
+                    return NONE
+
+            return Compiled(OPT, try_opt)
+        caught = fallback.fn(None)
+
+        def try_catch(x: Any) -> Any:
+            try:
+                return bf(x)
+            except JqError:
+                return caught
+
+        return Compiled(body.kind, try_catch)
+    bg = body.gen()
+    caught_value = NONE if fallback is None else fallback.fn(None)
+
+    def try_many(x: Any) -> Iterator[Any]:
+        iterator = bg(x)
+        while True:
+            try:
+                v = next(iterator)
+            except StopIteration:
+                return
+            except JqError:
+                if caught_value is not NONE:
+                    yield caught_value
+                return
+            yield v
+
+    return Compiled(MANY, try_many)
+
+
+def _compile_pipe(node: Pipe) -> Compiled:
+    left, right = _compile(node.left), _compile(node.right)
+    lf, rf = left.fn, right.fn
+    if left.kind == ONE and right.kind == ONE:
+        return _one(lambda x: rf(lf(x)))
+    if left.kind != MANY and right.kind != MANY:
+
+        def pipe_opt(x: Any) -> Any:
+            v = lf(x)
+            if v is NONE:
+                return NONE
+            return rf(v)
+
+        return Compiled(OPT, pipe_opt)
+    lg, rg = left.gen(), right.gen()
+
+    def pipe_many(x: Any) -> Iterator[Any]:
+        for v in lg(x):
+            yield from rg(v)
+
+    return Compiled(MANY, pipe_many)
+
+
+def _compile_comma(node: Comma) -> Compiled:
+    lg, rg = _compile(node.left).gen(), _compile(node.right).gen()
+
+    def comma(x: Any) -> Iterator[Any]:
+        yield from lg(x)
+        yield from rg(x)
+
+    return Compiled(MANY, comma)
+
+
+def _compile_if(node: If) -> Compiled:
+    cond, then, other = _compile(node.cond), _compile(node.then), _compile(node.otherwise)
+    if cond.kind != MANY and then.kind != MANY and other.kind != MANY:
+        cf, tf, of = cond.fn, then.fn, other.fn
+        if cond.kind == ONE and then.kind == ONE and other.kind == ONE:
+            return _one(lambda x: tf(x) if truthy(cf(x)) else of(x))
+
+        def if_opt(x: Any) -> Any:
+            c = cf(x)
+            if c is NONE:
+                return NONE
+            return tf(x) if truthy(c) else of(x)
+
+        return Compiled(OPT, if_opt)
+    cg, tg, og = cond.gen(), then.gen(), other.gen()
+
+    def if_many(x: Any) -> Iterator[Any]:
+        for c in cg(x):
+            yield from (tg(x) if truthy(c) else og(x))
+
+    return Compiled(MANY, if_many)
+
+
+# -- operators
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "==": rt.equal,
+    "!=": lambda a, b: not rt.equal(a, b),
+    "<": lambda a, b: rt.compare(a, b) < 0,
+    "<=": lambda a, b: rt.compare(a, b) <= 0,
+    ">": lambda a, b: rt.compare(a, b) > 0,
+    ">=": lambda a, b: rt.compare(a, b) >= 0,
+}
+
+
+def _compile_binary(node: Binary) -> Compiled:
+    op = node.op
+    if op in _COMPARE:
+        return _compile_comparison(node)
+    if op in ("and", "or"):
+        return _compile_logic(node)
+    if op == "//":
+        return _compile_alternative(node)
+    raise Unsupported(f"uses arithmetic `{op}`")
+
+
+def _compile_comparison(node: Binary) -> Compiled:
+    op = node.op
+    left, right = _compile(node.left), _compile(node.right)
+    cmp = _COMPARE[op]
+    if op in ("==", "!=") and left.kind == ONE and isinstance(node.right, Literal) and type(node.right.value) is str:
+        # A string constant equals only an equal string: Python's == on str is exactly jq's here.
+        lf, const = left.fn, node.right.value
+        if op == "==":
+            return _one(lambda x: lf(x) == const)
+        return _one(lambda x: lf(x) != const)
+    if left.kind == ONE and right.kind == ONE:
+        lf, rf = left.fn, right.fn
+
+        def cmp_one(x: Any) -> bool:
+            b = rf(x)
+            return cmp(lf(x), b)
+
+        return _one(cmp_one)
+    if left.kind != MANY and right.kind != MANY:
+        lf, rf = left.fn, right.fn
+
+        def cmp_opt(x: Any) -> Any:
+            b = rf(x)
+            if b is NONE:
+                return NONE
+            a = lf(x)
+            if a is NONE:
+                return NONE
+            return cmp(a, b)
+
+        return Compiled(OPT, cmp_opt)
+    lg, rg = left.gen(), right.gen()
+
+    def cmp_many(x: Any) -> Iterator[Any]:
+        for b in rg(x):
+            for a in lg(x):
+                yield cmp(a, b)
+
+    return Compiled(MANY, cmp_many)
+
+
+def _compile_logic(node: Binary) -> Compiled:
+    is_and = node.op == "and"
+    left, right = _compile(node.left), _compile(node.right)
+    lf, rf = left.fn, right.fn
+    if left.kind == ONE and right.kind == ONE:
+        if is_and:
+            return _one(lambda x: truthy(lf(x)) and truthy(rf(x)))
+        return _one(lambda x: truthy(lf(x)) or truthy(rf(x)))
+    if left.kind != MANY and right.kind != MANY:
+
+        def logic_opt(x: Any) -> Any:
+            a = lf(x)
+            if a is NONE:
+                return NONE
+            if truthy(a) != is_and:
+                return not is_and
+            b = rf(x)
+            if b is NONE:
+                return NONE
+            return truthy(b)
+
+        return Compiled(OPT, logic_opt)
+    lg, rg = left.gen(), right.gen()
+
+    def logic_many(x: Any) -> Iterator[Any]:
+        for a in lg(x):
+            if truthy(a) != is_and:
+                yield not is_and
+            else:
+                for b in rg(x):
+                    yield truthy(b)
+
+    return Compiled(MANY, logic_many)
+
+
+def _compile_alternative(node: Binary) -> Compiled:
+    """`a // b` (jq 1.8): the truthy outputs of a, errors included; b's outputs if a had none."""
+    left, right = _compile(node.left), _compile(node.right)
+    if left.kind != MANY and right.kind != MANY:
+        lf, rf = left.fn, right.fn
+
+        def alt(x: Any) -> Any:
+            a = lf(x)
+            if a is not NONE and a is not None and a is not False:
+                return a
+            return rf(x)
+
+        return Compiled(ONE if right.kind == ONE else OPT, alt)
+    lg, rg = left.gen(), right.gen()
+
+    def alt_many(x: Any) -> Iterator[Any]:
+        found = False
+        for a in lg(x):
+            if truthy(a):
+                found = True
+                yield a
+        if not found:
+            yield from rg(x)
+
+    return Compiled(MANY, alt_many)
+
+
+def _compile_negate(node: Negate) -> Compiled:
+    operand = node.operand
+    if isinstance(operand, Literal) and type(operand.value) is int and operand.value != 0:
+        value = -operand.value
+        return _one(lambda x: value)
+    raise Unsupported("uses unary minus on something other than a non-zero integer literal")
+
+
+# -- construction
+
+
+def _compile_string(node: StringInterp) -> Compiled:
+    pieces: list[str | Compiled] = [p if isinstance(p, str) else _compile(p) for p in node.parts]
+    tostring = rt.tostring
+    if all(isinstance(p, str) or p.kind == ONE for p in pieces):
+        fns: list[str | Fn] = [p if isinstance(p, str) else p.fn for p in pieces]
+        if len(fns) == 2 and isinstance(fns[0], str) and not isinstance(fns[1], str):
+            prefix, f1 = fns[0], fns[1]
+            return _one(lambda x: prefix + tostring(f1(x)))
+        order = [i for i in range(len(fns) - 1, -1, -1) if not isinstance(fns[i], str)]
+
+        def interp_one(x: Any) -> str:
+            out = list(fns)
+            for i in order:  # later interpolations are evaluated first (jq's loop order)
+                f = fns[i]
+                assert not isinstance(f, str)
+                out[i] = tostring(f(x))
+            return "".join(out)  # type: ignore[arg-type]
+
+        return _one(interp_one)
+    gens: list[str | Callable[[Any], Iterator[Any]]] = [p if isinstance(p, str) else p.gen() for p in pieces]
+
+    def interp_many(x: Any) -> Iterator[Any]:
+        def fill(i: int, suffix: str) -> Iterator[str]:
+            if i < 0:
+                yield suffix
+                return
+            g = gens[i]
+            if isinstance(g, str):
+                yield from fill(i - 1, g + suffix)
+                return
+            for v in g(x):
+                yield from fill(i - 1, tostring(v) + suffix)
+
+        yield from fill(len(gens) - 1, "")
+
+    return Compiled(MANY, interp_many)
+
+
+def _compile_array(node: ArrayCons) -> Compiled:
+    if node.body is None:
+        return _one(lambda x: [])
+    body = _compile(node.body)
+    bg = body.gen()
+    if body.kind == ONE:
+        bf = body.fn
+        return _one(lambda x: [bf(x)])
+    return _one(lambda x: list(bg(x)))
+
+
+def _compile_object(node: ObjectCons) -> Compiled:
+    entries = [(_compile(k), _compile(v)) for k, v in node.entries]
+    if all(k.kind == ONE and v.kind == ONE for k, v in entries):
+        fns = [(k.fn, v.fn) for k, v in entries]
+
+        def obj_one(x: Any) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for kf, vf in fns:
+                k = kf(x)
+                v = vf(x)
+                if type(k) is not str:
+                    raise JqError(f"Object keys must be strings (got {rt.type_name(k)})")
+                out[k] = v
+            return out
+
+        return _one(obj_one)
+    gens = [(k.gen(), v.gen()) for k, v in entries]
+
+    def obj_many(x: Any) -> Iterator[Any]:
+        def fill(i: int, acc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+            if i == len(gens):
+                yield acc
+                return
+            kg, vg = gens[i]
+            for k in kg(x):
+                for v in vg(x):
+                    if type(k) is not str:
+                        raise JqError(f"Object keys must be strings (got {rt.type_name(k)})")
+                    extended = dict(acc)
+                    extended[k] = v
+                    yield from fill(i + 1, extended)
+
+        yield from fill(0, {})
+
+    return Compiled(MANY, obj_many)
+
+
+# -- builtins
+
+
+def _unary(fn: Callable[[Any], Any]) -> Callable[[tuple[Compiled, ...]], Compiled]:
+    return lambda args: _one(fn)
+
+
+def _select_type(names: tuple[str, ...]) -> Callable[[tuple[Compiled, ...]], Compiled]:
+    type_name = rt.type_name
+
+    def build(args: tuple[Compiled, ...]) -> Compiled:
+        return Compiled(OPT, lambda x: x if type_name(x) in names else NONE)
+
+    return build
+
+
+def _with_arg(fn: Callable[[Any, Any], Any]) -> Callable[[tuple[Compiled, ...]], Compiled]:
+    """A C builtin (or `$param` definition) with one argument: one call per output of the argument."""
+
+    def build(args: tuple[Compiled, ...]) -> Compiled:
+        (arg,) = args
+        if arg.kind == ONE:
+            af = arg.fn
+            return _one(lambda x: fn(x, af(x)))
+        ag = arg.gen()
+
+        def each(x: Any) -> Iterator[Any]:
+            for a in ag(x):
+                yield fn(x, a)
+
+        return Compiled(MANY, each)
+
+    return build
+
+
+def _error0(args: tuple[Compiled, ...]) -> Compiled:
+    def raise_input(x: Any) -> Any:
+        raise JqError(x)
+
+    return _one(raise_input)
+
+
+def _error1(args: tuple[Compiled, ...]) -> Compiled:
+    first = args[0].first()
+
+    def raise_message(x: Any) -> Any:
+        m = first(x)
+        if m is NONE:
+            return NONE
+        raise JqError(m)
+
+    return Compiled(OPT, raise_message)
+
+
+def _select(args: tuple[Compiled, ...]) -> Compiled:
+    (cond,) = args
+    cf = cond.fn
+    if cond.kind == ONE:
+        return Compiled(OPT, lambda x: x if truthy(cf(x)) else NONE)
+    if cond.kind == OPT:
+
+        def select_opt(x: Any) -> Any:
+            c = cf(x)
+            return x if c is not NONE and truthy(c) else NONE
+
+        return Compiled(OPT, select_opt)
+    cg = cond.gen()
+
+    def select_many(x: Any) -> Iterator[Any]:
+        for c in cg(x):
+            if truthy(c):
+                yield x
+
+    return Compiled(MANY, select_many)
+
+
+def _iter_values(x: Any) -> Iterator[Any]:
+    t = type(x)
+    if t is list:
+        return iter(x)
+    if t is dict:
+        return iter(x.values())
+    raise rt.iterate_error(x)
+
+
+def _any_all(is_any: bool, generator: Callable[[Any], Iterator[Any]] | None, condition: Compiled | None) -> Compiled:
+    """jq 1.8: any(g; c) = isempty(g | c or empty) | not; all(g; c) = isempty(g | c and empty)."""
+    cg = condition.gen() if condition is not None else None
+
+    def any_all(x: Any) -> bool:
+        values = generator(x) if generator is not None else _iter_values(x)
+        for v in values:
+            outputs = cg(v) if cg is not None else (v,)
+            for c in outputs:
+                if truthy(c) == is_any:
+                    return is_any
+        return not is_any
+
+    return _one(any_all)
+
+
+def _any0(args: tuple[Compiled, ...]) -> Compiled:
+    return _any_all(True, None, None)
+
+
+def _all0(args: tuple[Compiled, ...]) -> Compiled:
+    return _any_all(False, None, None)
+
+
+def _any1(args: tuple[Compiled, ...]) -> Compiled:
+    return _any_all(True, None, args[0])
+
+
+def _all1(args: tuple[Compiled, ...]) -> Compiled:
+    return _any_all(False, None, args[0])
+
+
+def _any2(args: tuple[Compiled, ...]) -> Compiled:
+    return _any_all(True, args[0].gen(), args[1])
+
+
+def _all2(args: tuple[Compiled, ...]) -> Compiled:
+    return _any_all(False, args[0].gen(), args[1])
+
+
+def _in1(args: tuple[Compiled, ...]) -> Compiled:
+    """IN(s) = any(s == .; .)"""
+    sg = args[0].gen()
+    equal = rt.equal
+
+    def in1(x: Any) -> bool:
+        return any(equal(v, x) for v in sg(x))
+
+    return _one(in1)
+
+
+def _in2(args: tuple[Compiled, ...]) -> Compiled:
+    """IN(src; s) = any(src == s; .): s is the outer loop."""
+    srcg, sg = args[0].gen(), args[1].gen()
+    equal = rt.equal
+
+    def in2(x: Any) -> bool:
+        for b in sg(x):
+            for a in srcg(x):
+                if equal(a, b):
+                    return True
+        return False
+
+    return _one(in2)
+
+
+def _map(args: tuple[Compiled, ...]) -> Compiled:
+    fg = args[0].gen()
+    return _one(lambda x: [v for item in _iter_values(x) for v in fg(item)])
+
+
+def _first1(args: tuple[Compiled, ...]) -> Compiled:
+    return Compiled(OPT, args[0].first())
+
+
+def _isempty(args: tuple[Compiled, ...]) -> Compiled:
+    first = args[0].first()
+    return _one(lambda x: first(x) is NONE)
+
+
+def _inside(args: tuple[Compiled, ...]) -> Compiled:
+    return _with_arg(lambda x, a: rt.contains(a, x))(args)
+
+
+def _in_keys(args: tuple[Compiled, ...]) -> Compiled:
+    return _with_arg(lambda x, a: rt.has(a, x))(args)
+
+
+def _empty(args: tuple[Compiled, ...]) -> Compiled:
+    return Compiled(OPT, lambda x: NONE)
+
+
+def _literal(value: Any) -> Callable[[tuple[Compiled, ...]], Compiled]:
+    return lambda args: _one(lambda x: value)
+
+
+def _type(x: Any) -> str:
+    return rt.type_name(x)
+
+
+_BUILTINS: dict[tuple[str, int], Callable[[tuple[Compiled, ...]], Compiled]] = {
+    ("empty", 0): _empty,
+    ("true", 0): _literal(True),
+    ("false", 0): _literal(False),
+    ("null", 0): _literal(None),
+    ("not", 0): _unary(lambda x: not truthy(x)),
+    ("error", 0): _error0,
+    ("error", 1): _error1,
+    ("select", 1): _select,
+    ("length", 0): _unary(rt.length),
+    ("utf8bytelength", 0): _unary(rt.utf8bytelength),
+    ("type", 0): _unary(_type),
+    ("keys", 0): _unary(lambda x: rt.keys(x, True)),
+    ("keys_unsorted", 0): _unary(lambda x: rt.keys(x, False)),
+    ("to_entries", 0): _unary(rt.to_entries),
+    ("tostring", 0): _unary(rt.tostring),
+    ("tojson", 0): _unary(rt.tojson),
+    ("tonumber", 0): _unary(rt.tonumber),
+    ("ascii_downcase", 0): _unary(rt.ascii_downcase),
+    ("ascii_upcase", 0): _unary(rt.ascii_upcase),
+    ("add", 0): _unary(rt.add),
+    ("first", 0): _unary(lambda x: rt.index(x, 0)),
+    ("last", 0): _unary(lambda x: rt.index(x, -1)),
+    ("values", 0): lambda args: Compiled(OPT, lambda x: x if x is not None else NONE),
+    ("nulls", 0): lambda args: Compiled(OPT, lambda x: x if x is None else NONE),
+    ("booleans", 0): _select_type(("boolean",)),
+    ("numbers", 0): _select_type(("number",)),
+    ("strings", 0): _select_type(("string",)),
+    ("arrays", 0): _select_type(("array",)),
+    ("objects", 0): _select_type(("object",)),
+    ("iterables", 0): _select_type(("array", "object")),
+    ("scalars", 0): _select_type(("null", "boolean", "number", "string")),
+    ("has", 1): _with_arg(rt.has),
+    ("in", 1): _in_keys,
+    ("contains", 1): _with_arg(rt.contains),
+    ("inside", 1): _inside,
+    ("startswith", 1): _with_arg(rt.startswith),
+    ("endswith", 1): _with_arg(rt.endswith),
+    ("ltrimstr", 1): _with_arg(rt.ltrimstr),
+    ("rtrimstr", 1): _with_arg(rt.rtrimstr),
+    ("split", 1): _with_arg(rt.split),
+    ("join", 1): _with_arg(rt.join),
+    ("map", 1): _map,
+    ("first", 1): _first1,
+    ("isempty", 1): _isempty,
+    ("any", 0): _any0,
+    ("all", 0): _all0,
+    ("any", 1): _any1,
+    ("all", 1): _all1,
+    ("any", 2): _any2,
+    ("all", 2): _all2,
+    ("IN", 1): _in1,
+    ("IN", 2): _in2,
+}
+
+
+def _compile_call(node: Call) -> Compiled:
+    name, arity = node.name, len(node.args)
+    if name == "test" and arity in (1, 2):
+        return _compile_test(node)
+    build = _BUILTINS.get((name, arity))
+    if build is None:
+        raise Unsupported(f"uses `{name}/{arity}`")
+    return build(tuple(_compile(arg) for arg in node.args))
+
+
+def _compile_test(node: Call) -> Compiled:
+    pattern = node.args[0]
+    flags: Any = None
+    if len(node.args) == 2:
+        flag_node = node.args[1]
+        if not isinstance(flag_node, Literal) or not (flag_node.value is None or type(flag_node.value) is str):
+            raise Unsupported("uses `test` with computed flags")
+        flags = flag_node.value
+    elif isinstance(pattern, Call) and pattern.name == "null":
+        raise Unsupported("uses `test(null)`")
+    if not isinstance(pattern, Literal) or type(pattern.value) is not str:
+        raise Unsupported("uses `test` with a computed regex")
+    regex = translate(pattern.value, flags)
+    search, ascii_only = regex.pattern.search, regex.ascii_only
+
+    def test(x: Any) -> bool:
+        if type(x) is not str:
+            raise JqError(f"{rt.type_name(x)} ({rt.error_text(x)}) cannot be matched, as it is not a string")
+        if ascii_only and not x.isascii():
+            raise NeedsLibjq("regex needs an ASCII subject")
+        return search(x) is not None
+
+    return _one(test)
+
+
+_HANDLERS: dict[type, Callable[[Any], Compiled]] = {
+    Identity: _compile_identity,
+    Recurse: _compile_recurse,
+    Literal: _compile_literal,
+    Index: _compile_index,
+    Iterate: _compile_iterate,
+    Try: _compile_try,
+    Pipe: _compile_pipe,
+    Comma: _compile_comma,
+    If: _compile_if,
+    Binary: _compile_binary,
+    Negate: _compile_negate,
+    StringInterp: _compile_string,
+    ArrayCons: _compile_array,
+    ObjectCons: _compile_object,
+    Call: _compile_call,
+}
