@@ -101,6 +101,9 @@ _SERVICES: tuple[str, ...] = (
     "config.amazonaws.com",
     "s3.amazonaws.com",
 )
+_HUMAN_ROLE_PREFIXES = ("AWSReservedSSO_", "OrganizationAccountAccessRole")
+# Calls that workloads make and people (IAM users with long-term keys) do not: secrets are read by roles.
+_WORKLOAD_ONLY = frozenset({"secret"})
 _BUCKETS: tuple[str, ...] = (
     "prod-app-assets",
     "company-cloudtrail-logs",
@@ -162,6 +165,7 @@ class TrafficGenerator:
         self._principals = self._make_principals()
         self._users = [p for p in self._principals if p.kind == "IAMUser"]
         self._roles = [p for p in self._principals if p.kind == "AssumedRole"]
+        self._human_roles = [p for p in self._roles if p.name.startswith(_HUMAN_ROLE_PREFIXES)]
         self._benign_cum = _cumulative([entry[3] for entry in _BENIGN])
         self._scenario_cum = _cumulative([scenario.weight for scenario in SCENARIOS])
 
@@ -236,6 +240,10 @@ class TrafficGenerator:
 
     def role(self) -> _Principal:
         return self._rng.choice(self._roles)
+
+    def human_role(self) -> _Principal:
+        """A role people sign in to (SSO, cross-account admin), never a workload or CI role."""
+        return self._rng.choice(self._human_roles)
 
     def identity(self, principal: _Principal, mfa: bool = False, invoked_by: str | None = None) -> Event:
         """A fresh userIdentity dict for `principal` (never shared between events)."""
@@ -344,6 +352,8 @@ class TrafficGenerator:
             invoked_by = rng.choice(_SERVICES)
             identity = self.identity(principal, invoked_by=invoked_by)
             user_agent = source_ip = invoked_by
+        elif kind in _WORKLOAD_ONLY:
+            identity = self.identity(self.role())
         else:
             identity = self.identity(self.user())
         if kind in ("assume", "decrypt") and roll >= 0.68 and roll < 0.9:
@@ -706,7 +716,7 @@ def _write(
     g: TrafficGenerator, source: str, name: str, request: Any = None, response: Any = None, *, admin_role: bool = False
 ) -> Event:
     """A write made by a human: an IAM user (long-term key) or an admin SSO role."""
-    principal = g.role() if admin_role or g._rng.random() < 0.4 else g.user()
+    principal = g.human_role() if admin_role or g._rng.random() < 0.4 else g.user()
     return g.base(source, name, g.identity(principal), False, request=request, response=response)
 
 
