@@ -220,7 +220,7 @@ def consumer_command(
         str(config),
         "--stream",
         stream,
-        "--application-name",
+        "--application",
         application,
         "--region",
         stack.region,
