@@ -5,9 +5,11 @@
 Starts kinesis-local, moto and a Slack-compatible receiver on 127.0.0.1, runs `stream-processor consume`
 (the KCL MultiLangDaemon with our record processor) with the seed rules plus one probe rule, waits until the
 consumer is up, then produces realistic CloudTrail traffic at `--rate` events/s for `--duration` seconds.
-Every `--probe-every`-th event is a probe that carries its own put time (`additionalEventData.benchPutTime`,
-taken when the producer pulls it, at most the producer's 50 ms linger before its PutRecords call); the probe
-rule outputs it, and the receiver reads it back on arrival: put-to-alert latency. The run ends with a probe,
+About `--probes-per-second` events a second are probes, each carrying its own put time
+(`additionalEventData.benchPutTime`, taken when the producer pulls it, at most the producer's 50 ms linger
+before its PutRecords call); the probe rule outputs it, and the receiver reads it back on arrival:
+put-to-alert latency. Probes are few because the Slack destination is rate-limited (about 1 post/s per shard
+process, bursts of 5): more would measure that limit, not the pipeline. The run ends with a probe,
 so the time its alert arrives bounds how long the consumer took to get through everything.
 
 Prints a table and writes benchmarks/results/e2e.json.
@@ -142,6 +144,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     work_dir.mkdir(parents=True, exist_ok=True)
     collector = AlertCollector()
     stream = "bench-e2e"
+    probe_every = max(1, round(args.rate / args.probes_per_second))
     with LocalStack(work_dir / "logs") as stack, SlackReceiver(on_post=collector.on_post) as receiver:
         stack.create_stream(stream, args.shards)
         config = write_bench_config(args.config, receiver.url, work_dir)
@@ -166,7 +169,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             )
 
             # the measured run
-            traffic = ProbeTraffic("measured", args.probe_every, seed=args.seed)
+            traffic = ProbeTraffic("measured", probe_every, seed=args.seed)
             total = int(args.rate * args.duration)
             producer = SubscriptionProducer(
                 producer_client, stream, per_record=args.per_record, rate=args.rate, seed=args.seed
@@ -193,7 +196,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             "duration_s": args.duration,
             "shards": args.shards,
             "events_per_record": args.per_record,
-            "probe_every": args.probe_every,
+            "probe_every_events": probe_every,
             "rules": str(args.config.relative_to(REPO_ROOT) if args.config.is_relative_to(REPO_ROOT) else args.config)
             + " + probe rule",
         },
@@ -244,7 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of steady production (60)")
     parser.add_argument("--shards", type=int, default=2, help="stream shards (2)")
     parser.add_argument("--per-record", type=int, default=50, help="log events per Kinesis record (50)")
-    parser.add_argument("--probe-every", type=int, default=100, help="one latency probe every N events (100)")
+    parser.add_argument(
+        "--probes-per-second",
+        type=float,
+        default=1.0,
+        help="latency probes per second (1: Slack destinations are rate-limited to about 1 post/s per shard)",
+    )
     parser.add_argument("--config", type=Path, default=SEED_CONFIG, help="rules besides the probe (the seed's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--startup-timeout", type=float, default=180.0)
