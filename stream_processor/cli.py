@@ -19,6 +19,7 @@ COMMANDS = (
     "stack",
     "dead-letters",
     "consume",
+    "test-rules",
 )
 
 

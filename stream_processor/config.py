@@ -724,7 +724,8 @@ class _ConfigBuilder:
                     if resolved is not None:
                         clean[key] = resolved
 
-        if len(self.problems) == before:
+        resolved = not references or self.resolver.RESOLVES
+        if len(self.problems) == before and resolved:
             check = getattr(cls, "check_options", None)
             if callable(check):
                 for message in check(clean):

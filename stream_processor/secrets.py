@@ -106,8 +106,11 @@ class SecretResolver:
         self.fetches = 0
         """How many values were fetched from their source (cache misses): for tests and metrics."""
 
+    RESOLVES = True
+    """False for resolvers that hand out placeholders (`UnresolvedSecrets`)."""
+
     def __repr__(self) -> str:  # never the cache
-        return f"SecretResolver(cached={len(self._cache)})"
+        return f"{type(self).__name__}(cached={len(self._cache)})"
 
     def resolve(self, value: str) -> str:
         """The value a reference points to (cached), or `value` itself when it is not a reference.
@@ -242,6 +245,23 @@ class SecretResolver:
         return value
 
 
+class UnresolvedSecrets(SecretResolver):
+    """Checks that references are well formed but fetches nothing: every one resolves to a placeholder.
+
+    For commands that need the rules but not the destinations (`test-rules`), so they run in CI without
+    access to the secrets. Load-time checks of resolved values (a URL's shape) are skipped for references.
+    """
+
+    RESOLVES = False
+    PLACEHOLDER = "<unresolved secret reference>"
+
+    def resolve(self, value: str) -> str:
+        if not is_reference(value):
+            return value
+        parse_reference(value)
+        return self.PLACEHOLDER
+
+
 def _json_field(reference: SecretReference, raw: str) -> str:
     try:
         document = json.loads(raw)
@@ -273,6 +293,7 @@ __all__ = [
     "SecretReference",
     "SecretReferenceError",
     "SecretResolver",
+    "UnresolvedSecrets",
     "is_reference",
     "parse_reference",
 ]
