@@ -371,8 +371,9 @@ def test_state_dedupe_table_matches_the_dynamodb_store() -> None:
     assert item[ttl["AttributeName"]].keys() == {"N"}, "the TTL attribute must be a number (epoch seconds)"
 
 
-def test_state_dead_letter_queue_is_encrypted() -> None:
-    queue = load_template("state.yaml")["Resources"]["DeadLetterQueue"]["Properties"]
+@pytest.mark.parametrize("queue_id", ["DeadLetterQueue", "FailedBatchQueue"])
+def test_state_queues_are_encrypted(queue_id: str) -> None:
+    queue = load_template("state.yaml")["Resources"][queue_id]["Properties"]
     assert queue["SqsManagedSseEnabled"] == {"Fn::If": ["UseCustomerKey", {"Ref": "AWS::NoValue"}, True]}
     assert queue["KmsMasterKeyId"] == {"Fn::If": ["UseCustomerKey", {"Ref": "KmsKeyArn"}, {"Ref": "AWS::NoValue"}]}
 
@@ -386,7 +387,7 @@ def test_lambda_event_source_mapping_never_drops_a_batch_silently() -> None:
     assert mapping["BisectBatchOnFunctionError"] is True
     assert mapping["MaximumRetryAttempts"] == {"Ref": "MaximumRetryAttempts"}
     assert mapping["BatchSize"] == {"Ref": "BatchSize"}
-    assert mapping["DestinationConfig"] == {"OnFailure": {"Destination": {"Ref": "DeadLetterQueueArn"}}}
+    assert mapping["DestinationConfig"] == {"OnFailure": {"Destination": {"Ref": "FailedBatchQueueArn"}}}
 
 
 @pytest.mark.parametrize("function", ["KinesisFunction", "S3Function"])
@@ -404,7 +405,7 @@ def test_lambda_s3_invocation_is_limited_to_the_trail_bucket() -> None:
     assert render(permission["SourceArn"]).endswith(":s3:::${TrailBucketName}")
     assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
     invoke = resources["S3FunctionInvokeConfig"]["Properties"]
-    assert invoke["DestinationConfig"] == {"OnFailure": {"Destination": {"Ref": "DeadLetterQueueArn"}}}
+    assert invoke["DestinationConfig"] == {"OnFailure": {"Destination": {"Ref": "FailedBatchQueueArn"}}}
 
 
 def test_lambda_s3_function_reads_only_trail_files() -> None:
@@ -422,7 +423,7 @@ def test_lambda_kinesis_function_can_poll_and_park() -> None:
         assert resources_for(statements, action) == {
             "arn:${AWS::Partition}:kinesis:${AWS::Region}:${AWS::AccountId}:stream/${StreamName}"
         }, action
-    assert resources_for(statements, "sqs:SendMessage") == {"${DeadLetterQueueArn}"}
+    assert resources_for(statements, "sqs:SendMessage") == {"${DeadLetterQueueArn}", "${FailedBatchQueueArn}"}
     assert resources_for(statements, "kms:Decrypt") == {
         "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/${StreamKeyId}"
     }
