@@ -18,6 +18,7 @@ COMMANDS = (
     "produce",
     "stack",
     "dead-letters",
+    "backtest",
     "consume",
     "test-rules",
 )

@@ -1,0 +1,429 @@
+"""`stream-processor backtest`: run the rules over archived CloudTrail (S3 prefixes, files, folders), never sending.
+
+This is how a rule is tried on last week before it is enabled: per rule, how often it would have fired, for
+how many principals, over which time span, and one example of what the alert would have said.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from stream_processor.alerts.render import cap, output_text, summarize
+from stream_processor.commands.common import add_aws_arguments, add_config_argument, aws_settings, load_config_from_args
+from stream_processor.config import Config
+from stream_processor.errors import ConfigError
+from stream_processor.model import Alert, DecodeResult, MatchResult
+from stream_processor.pipeline import Pipeline
+from stream_processor.sources.files import (
+    ALL_DATES,
+    S3_SCHEME,
+    ArchiveObject,
+    ArchiveReader,
+    DateRange,
+    ReadFailure,
+    list_local,
+    list_s3,
+    parse_s3_url,
+)
+
+SAMPLE_CHARS = 160
+MATCHERS = ("fast", "libjq")  # build_matcher's kinds; the fast path is the default
+MALFORMED_SHOWN = 20
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "backtest",
+        help="run the rules over CloudTrail archives (s3:// prefixes, files, folders) and report per rule",
+        description=(
+            "Read CloudTrail log files from S3 prefixes (s3://bucket/AWSLogs/...) or local files and folders, "
+            "concurrently, match every event against the rules and report per rule: matches, distinct "
+            "principals, first and last eventTime and a sample. A dry run: nothing is ever sent."
+        ),
+    )
+    add_config_argument(parser)
+    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="s3://bucket/prefix, a file or a folder")
+    parser.add_argument("--format", choices=("table", "json", "csv"), default="table", help="report format")
+    parser.add_argument(
+        "--since", type=_day, metavar="DATE", help="first day (UTC, YYYY-MM-DD) of the CloudTrail date path to read"
+    )
+    parser.add_argument(
+        "--until", type=_day, metavar="DATE", help="last day (UTC, inclusive) of the CloudTrail date path to read"
+    )
+    parser.add_argument("--workers", type=int, default=8, help="objects read at the same time (default: %(default)s)")
+    parser.add_argument("--matcher", choices=MATCHERS, default=MATCHERS[0], help=argparse.SUPPRESS)
+    add_aws_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def _day(text: str) -> date:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).date()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+# --- the report --------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RuleStats:
+    """What one rule would have done over the archive."""
+
+    name: str
+    matches: int = 0
+    errors: int = 0
+    principals: set[str] = field(default_factory=set)
+    first_time: str | None = None
+    last_time: str | None = None
+    sample: Alert | None = None
+
+    def add(self, alert: Alert) -> None:
+        self.matches += 1
+        data = alert.event.data
+        principal = principal_of(data)
+        if principal:
+            self.principals.add(principal)
+        event_time = data.get("eventTime")
+        if isinstance(event_time, str):
+            if self.first_time is None or event_time < self.first_time:
+                self.first_time = event_time
+            if self.last_time is None or event_time > self.last_time:
+                self.last_time = event_time
+        # The earliest event is the sample: the same whatever order the concurrent reads finish in.
+        if self.sample is None or _sample_key(alert) < _sample_key(self.sample):
+            self.sample = alert
+
+    def sample_record(self) -> dict[str, Any] | None:
+        if self.sample is None:
+            return None
+        return {
+            "eventID": self.sample.event.event_id,
+            "eventTime": self.sample.event.data.get("eventTime"),
+            "position": str(self.sample.event.position),
+            "output": sample_text(self.sample),
+        }
+
+
+def _sample_key(alert: Alert) -> tuple[str, str, str]:
+    event_time = alert.event.data.get("eventTime")
+    return (event_time if isinstance(event_time, str) else "~", alert.event.event_id, str(alert.event.position))
+
+
+def principal_of(event: dict[str, Any]) -> str:
+    """Who acted: userIdentity.arn, else principalId, else the AWS service that invoked the call."""
+    identity = event.get("userIdentity")
+    if not isinstance(identity, dict):
+        return ""
+    for key in ("arn", "principalId", "invokedBy"):
+        value = identity.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def sample_text(alert: Alert) -> str:
+    """The rule's output as the alert shows it, or the event's what/who when the output is the event."""
+    shown = output_text(alert)
+    if shown is None:
+        facts = summarize(alert)
+        shown = f"{facts.what} by {facts.who}"
+    return cap(shown, SAMPLE_CHARS)
+
+
+@dataclass(slots=True)
+class BacktestReport:
+    rules: dict[str, RuleStats]
+    objects: int = 0
+    bytes_read: int = 0
+    events: int = 0
+    control_messages: int = 0
+    digest_files: int = 0
+    malformed: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @classmethod
+    def for_config(cls, config: Config) -> BacktestReport:
+        return cls({rule.name: RuleStats(rule.name) for rule in config.rules})
+
+    def add(self, source: ArchiveObject, decoded: DecodeResult, matched: MatchResult) -> None:
+        self.objects += 1
+        self.bytes_read += source.size
+        self.events += len(decoded.events)
+        self.control_messages += decoded.control_messages
+        self.digest_files += decoded.digest_files
+        self.malformed.extend(f"{item.position}: {item.kind}: {item.reason}" for item in decoded.malformed)
+        for error in matched.errors:
+            self.rules[error.rule_name].errors += 1
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rules": [
+                {
+                    "rule": stats.name,
+                    "matches": stats.matches,
+                    "distinct_principals": len(stats.principals),
+                    "first_event_time": stats.first_time,
+                    "last_event_time": stats.last_time,
+                    "rule_errors": stats.errors,
+                    "sample": stats.sample_record(),
+                }
+                for stats in self.rules.values()
+            ],
+            "totals": {
+                "objects": self.objects,
+                "bytes": self.bytes_read,
+                "events": self.events,
+                "malformed": len(self.malformed),
+                "control_messages": self.control_messages,
+                "digest_files": self.digest_files,
+                "unreadable_objects": len(self.failures),
+                "seconds": round(self.seconds, 3),
+                "events_per_second": round(self.events_per_second, 1),
+            },
+            "unreadable": self.failures,
+            "malformed": self.malformed[:MALFORMED_SHOWN],
+        }
+
+    def write_csv(self, stream: IO[str]) -> None:
+        writer = csv.writer(stream)
+        writer.writerow(
+            [
+                "rule",
+                "matches",
+                "distinct_principals",
+                "first_event_time",
+                "last_event_time",
+                "rule_errors",
+                "sample_event_id",
+                "sample_output",
+            ]
+        )
+        for stats in self.rules.values():
+            sample = stats.sample_record() or {}
+            writer.writerow(
+                [
+                    stats.name,
+                    stats.matches,
+                    len(stats.principals),
+                    stats.first_time or "",
+                    stats.last_time or "",
+                    stats.errors,
+                    sample.get("eventID", ""),
+                    sample.get("output", ""),
+                ]
+            )
+
+    def print_table(self, console: Console) -> None:
+        table = Table(title="backtest: per rule (dry run, nothing sent)", title_justify="left")
+        table.add_column("rule")
+        table.add_column("matches", justify="right")
+        table.add_column("principals", justify="right")
+        table.add_column("first eventTime")
+        table.add_column("last eventTime")
+        table.add_column("errors", justify="right")
+        table.add_column("sample (eventID: output)", overflow="fold")
+        for stats in self.rules.values():
+            sample = stats.sample_record()
+            table.add_row(
+                Text(stats.name),
+                f"{stats.matches:,}",
+                f"{len(stats.principals):,}",
+                stats.first_time or "-",
+                stats.last_time or "-",
+                f"{stats.errors:,}" if stats.errors else "",
+                Text(f"{sample['eventID'] or '-'}: {sample['output']}") if sample else "",
+            )
+        console.print(table)
+
+    def print_totals(self, console: Console) -> None:
+        for line in self.failures:
+            console.print(f"unreadable: {line}", markup=False, soft_wrap=True)
+        for line in self.malformed[:MALFORMED_SHOWN]:
+            console.print(f"malformed: {line}", markup=False, soft_wrap=True)
+        if len(self.malformed) > MALFORMED_SHOWN:
+            console.print(f"... and {len(self.malformed) - MALFORMED_SHOWN} more malformed inputs", markup=False)
+        parts = [
+            f"{self.objects:,} objects ({self.bytes_read / 1e6:,.1f} MB)",
+            f"{self.events:,} events",
+            f"{len(self.malformed):,} malformed",
+        ]
+        if self.digest_files:
+            parts.append(f"{self.digest_files:,} digest files skipped")
+        if self.control_messages:
+            parts.append(f"{self.control_messages:,} control messages skipped")
+        if self.failures:
+            parts.append(f"{len(self.failures):,} unreadable")
+        parts.append(f"{self.seconds:,.1f} s, {self.events_per_second:,.0f} events/s")
+        console.print(" · ".join(parts), markup=False, highlight=False)
+
+
+# --- the run -----------------------------------------------------------------------------------------------
+
+
+class _RateColumn(ProgressColumn):
+    """Events per second since the start (the task's `events` field)."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        events = int(task.fields.get("events", 0))
+        rate = events / elapsed if elapsed > 0 else 0.0
+        return Text(f"{events:,} events · {rate:,.0f} events/s")
+
+
+def _listing(sources: list[str], dates: DateRange, s3: Any | None, failures: list[str]) -> Iterator[ArchiveObject]:
+    """Every object of every source, lazily; a prefix that cannot be listed is a failure, the others go on."""
+    for source in sources:
+        if source.startswith(S3_SCHEME):
+            bucket, prefix = parse_s3_url(source)
+            try:
+                yield from list_s3(s3, bucket, prefix, dates)
+            except (ClientError, BotoCoreError) as error:
+                failures.append(f"{source}: listing failed: {_aws_reason(error)}")
+        else:
+            yield from list_local(Path(source), dates)
+
+
+def _aws_reason(error: Exception) -> str:
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        return f"{details.get('Code', '')}: {details.get('Message', '')}".strip(": ")
+    return str(error)
+
+
+def run_backtest(
+    config: Config,
+    sources: list[str],
+    *,
+    dates: DateRange = ALL_DATES,
+    s3_client: Any | None = None,
+    workers: int = 8,
+    matcher_kind: str = MATCHERS[0],
+    progress: Progress | None = None,
+) -> BacktestReport:
+    """Match every event of `sources` against `config`'s rules, never sending anything.
+
+    Raises:
+        FileNotFoundError: a local source does not exist (checked before anything is read).
+    """
+    for source in sources:
+        if not source.startswith(S3_SCHEME) and not Path(source).exists():
+            raise FileNotFoundError(2, "no such file or folder", source)
+    report = BacktestReport.for_config(config)
+    pipeline = Pipeline.build(config, send=False, matcher_kind=matcher_kind, alert_sink=None)
+    reader = ArchiveReader(s3_client, workers=workers)
+    task = progress.add_task("listing", total=None, events=0) if progress is not None else None
+    listed = 0
+
+    def on_listed(_: ArchiveObject) -> None:
+        nonlocal listed
+        listed += 1
+
+    started = time.monotonic()
+    # Rule run-time errors are counted per rule in the report; a line each would bury it.
+    pipeline_log = logging.getLogger("stream_processor.pipeline")
+    level = pipeline_log.level
+    pipeline_log.setLevel(logging.ERROR)
+    try:
+        for item in reader.read(_listing(sources, dates, s3_client, report.failures), on_listed):
+            if isinstance(item, ReadFailure):
+                report.failures.append(f"{item.source.name}: {item.reason}")
+            else:
+                outcome = pipeline.process_decoded(item.decoded)
+                report.add(item.source, item.decoded, outcome.matched)
+                for alert in outcome.alerts:
+                    report.rules[alert.rule_name].add(alert)
+            if progress is not None and task is not None:
+                done = report.objects + len(report.failures)
+                progress.update(task, completed=done, total=listed, events=report.events)
+        if progress is not None and task is not None:
+            progress.update(task, description="read", total=listed)
+    finally:
+        pipeline_log.setLevel(level)
+        pipeline.close()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    if args.since and args.until and args.since > args.until:
+        err.print(f"--since {args.since} is after --until {args.until}", markup=False)
+        return 2
+    try:
+        config = load_config_from_args(args)
+    except ConfigError as error:
+        for problem in error.problems:
+            err.print(problem, markup=False)
+        return 1
+    s3_client = None
+    if any(source.startswith(S3_SCHEME) for source in args.sources):
+        pool = BotoConfig(max_pool_connections=max(10, args.workers), retries={"mode": "standard"})
+        s3_client = aws_settings(args).client("s3", config=pool)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    try:
+        with progress:
+            report = run_backtest(
+                config,
+                args.sources,
+                dates=DateRange(args.since, args.until),
+                s3_client=s3_client,
+                workers=args.workers,
+                matcher_kind=args.matcher,
+                progress=progress,
+            )
+    except FileNotFoundError as error:
+        err.print(f"{error.filename}: no such file or folder", markup=False)
+        return 1
+    except ValueError as error:  # a malformed s3:// URL
+        err.print(str(error), markup=False)
+        return 2
+    _write(report, args.format, sys.stdout)
+    report.print_totals(err)
+    return 1 if report.failures else 0
+
+
+def _write(report: BacktestReport, fmt: str, stream: IO[str]) -> None:
+    if fmt == "json":
+        stream.write(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        report.write_csv(buffer)
+        stream.write(buffer.getvalue())
+    else:
+        report.print_table(Console(file=stream, highlight=False, width=None if stream.isatty() else 200))
+
+
+__all__ = ["BacktestReport", "RuleStats", "principal_of", "run_backtest"]
