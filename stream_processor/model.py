@@ -22,7 +22,7 @@ class Position:
     def __str__(self) -> str:
         if self.sequence is None:
             return self.origin
-        if self.sub_sequence:
+        if self.sub_sequence is not None:
             return f"{self.origin}@{self.sequence}/{self.sub_sequence}"
         return f"{self.origin}@{self.sequence}"
 

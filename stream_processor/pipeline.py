@@ -94,7 +94,7 @@ class Pipeline:
         *,
         aws: AwsSettings | None = None,
         send: bool = True,
-        matcher_kind: str = "libjq",
+        matcher_kind: str = "fast",
         alert_sink: AlertSink | None = None,
         ledger: DedupeStore | None = None,
         dead_letters: DeadLetterStore | None = None,

@@ -19,7 +19,6 @@ from stream_processor.alerts.render import output_text, summarize
 from stream_processor.commands.common import add_aws_arguments, add_config_argument, aws_settings, load_config_from_args
 from stream_processor.decode import decode_bytes
 from stream_processor.errors import ConfigError
-from stream_processor.matcher import MATCHER_KINDS
 from stream_processor.model import Alert, DecodeResult
 from stream_processor.pipeline import Pipeline
 
@@ -46,7 +45,12 @@ def add_parser(subparsers: Any) -> None:
         default="text",
         help="text: readable alerts; jsonl: one JSON object per alert (rule, eventID, output, ...)",
     )
-    parser.add_argument("--matcher", choices=MATCHER_KINDS, default=MATCHER_KINDS[-1], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--matcher",
+        choices=("fast", "libjq"),
+        default="fast",
+        help="fast: rules compiled to native predicates (default); libjq: the reference, per event per rule",
+    )
     add_aws_arguments(parser)
     parser.set_defaults(run=run)
 
