@@ -1,8 +1,8 @@
 """Rule tests: the examples a rule carries (`[[rule.test]]`), run with the real matcher.
 
-Tests live in the rule file, under each rule, or in a tests file beside it (`NAME.tests.toml` next to
-`NAME.toml`, found automatically, or given explicitly), which holds `[[rule]]` tables with only `name`
-and `[[rule.test]]`: that keeps a rule file byte-for-byte what tattletail reads, tests and all elsewhere.
+Tests live in the rule file, under each rule, or in a tests file (`NAME.tests.toml` next to `NAME.toml`
+or in a `tests/` folder beside it, found automatically, or given explicitly), which holds `[[rule]]` tables
+with only `name` and `[[rule.test]]`: that keeps a rule file byte-for-byte what tattletail reads.
 
 A test passes when the rule decides as expected on every event of the test (an inline event, or every
 event an `event_file` decodes to), and, for a match, the rendered output and title are the expected text.
@@ -26,6 +26,7 @@ from stream_processor.matcher.base import Matcher
 from stream_processor.model import Alert, CloudTrailEvent, Position
 
 TESTS_SUFFIX = ".tests.toml"
+TESTS_DIR = "tests"
 MATCH = "match"
 NO_MATCH = "no_match"
 ERROR = "error"
@@ -65,12 +66,15 @@ class RuleTestReport:
 
 
 def tests_file_beside(location: str) -> Path | None:
-    """`NAME.tests.toml` beside a local `NAME.toml` rule file, when it exists."""
+    """The tests file of a local `NAME.toml`: `NAME.tests.toml` beside it, else `tests/NAME.tests.toml`."""
     if location.startswith(S3_SCHEME):
         return None
     path = Path(location)
-    candidate = path.with_name(path.name.removesuffix(".toml") + TESTS_SUFFIX)
-    return candidate if candidate != path and candidate.is_file() else None
+    name = path.name.removesuffix(".toml") + TESTS_SUFFIX
+    for candidate in (path.with_name(name), path.parent / TESTS_DIR / name):
+        if candidate != path and candidate.is_file():
+            return candidate
+    return None
 
 
 def collect_tests(config: Config, tests_files: Sequence[str | Path] = ()) -> dict[str, tuple[RuleTest, ...]]:
