@@ -112,15 +112,13 @@ def _explain_lines(rules: Sequence[Rule]) -> list[str]:
     for name, path, reason in explain_rules(rules):
         index = index_by_name.get(name)
         label = f'rule #{index} "{name}"' if index is not None else f'rule "{name}"'
-        lines.append(f"  {label}: {path}" + (f" ({reason})" if reason else ""))
+        detail = reason.removeprefix(path).lstrip(" ,:")
+        lines.append(f"  {label}: {path}" + (f" ({detail})" if detail else ""))
     return lines
 
 
 def explain_rules(rules: Sequence[Rule]) -> list[tuple[str, str, str]]:
-    """The single call site of `stream_processor.matcher.explain`; every rule is libjq until it exists."""
-    from stream_processor import matcher
+    """Which path each rule takes in the matcher: compiled (and how it is indexed) or libjq (and why)."""
+    from stream_processor.matcher import explain
 
-    explain = getattr(matcher, "explain", None)
-    if explain is None:
-        return [(rule.name, "libjq", "the compiled fast path is not built yet") for rule in rules]
     return [(str(name), str(path), str(reason)) for name, path, reason in explain(rules)]
