@@ -2,14 +2,16 @@
 #
 # The consumer image: `stream-processor consume` runs the KCL MultiLangDaemon (Java) which runs one Python
 # record processor per shard lease. Three stages: Maven fetches the KCL jars named by infra/kcl/pom.xml,
-# a Python stage builds every wheel (amazon-kclpy takes its jars from the Maven stage's repository instead of
-# downloading them), and the runtime stage is python:3.11-slim with a headless Java 17, running as non-root.
+# a Python stage builds every wheel (amazon-kclpy bundles its jars, taken from the Maven stage's repository
+# instead of downloaded), and the runtime stage is python:3.11-slim with a headless Java 17, running as
+# non-root. `consume` finds the jars inside the installed amazon_kclpy package (set STREAM_PROCESSOR_KCL_JARS
+# or --kcl-jars to use others).
 #
 #   docker build -t stream-processor:0.1.0 .
 #   docker run --rm stream-processor:0.1.0                     # consume --help
-#   docker run --rm -e AWS_REGION=eu-west-1 stream-processor:0.1.0 consume --stream NAME --application-name APP
+#   docker run --rm -e AWS_REGION=eu-west-1 stream-processor:0.1.0 consume --stream NAME --application APP
 #
-# Bookworm is pinned on purpose: Debian trixie no longer ships openjdk-17.
+# Bookworm is pinned on purpose: it is the Debian release whose archive has openjdk-17-jre-headless.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG MAVEN_IMAGE=maven:3.9-eclipse-temurin-17
@@ -19,7 +21,7 @@ ARG KCLPY_VERSION=3.1.3
 FROM ${MAVEN_IMAGE} AS kcl-jars
 WORKDIR /build
 COPY infra/kcl/pom.xml infra/kcl/pom.xml
-# Fills /m2 (a Maven repository layout, for amazon-kclpy's build) and infra/kcl/jars (the flat classpath).
+# Fills /m2, a Maven repository layout that amazon-kclpy's build reads its jars from.
 RUN mvn -q -B -Dmaven.repo.local=/m2 -f infra/kcl/pom.xml dependency:copy-dependencies \
  && ls infra/kcl/jars/*.jar > /dev/null
 
@@ -31,8 +33,10 @@ COPY --from=kcl-jars /m2 /m2
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY stream_processor ./stream_processor
-# KCL_MVN_REPO_SEARCH_URL: amazon-kclpy's setup.py copies its jars from this repository (no download).
-RUN KCL_MVN_REPO_SEARCH_URL=file:///m2/ pip wheel --wheel-dir /wheels . "amazon-kclpy==${KCLPY_VERSION}"
+# KCL_MVN_REPO_SEARCH_URL: amazon-kclpy's setup.py copies its jars from this repository into its wheel.
+RUN KCL_MVN_REPO_SEARCH_URL=file:///m2/ pip wheel --wheel-dir /wheels . "amazon-kclpy==${KCLPY_VERSION}" \
+ && python -c "import glob, zipfile; w, = glob.glob('/wheels/amazon_kclpy-*.whl'); \
+assert any(n.endswith('.jar') for n in zipfile.ZipFile(w).namelist()), 'amazon-kclpy wheel has no jars'"
 
 # --- 3. runtime -----------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -40,8 +44,7 @@ ARG KCLPY_VERSION
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    STREAM_PROCESSOR_KCL_JARS=/opt/kcl/jars
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # The JVM the MultiLangDaemon runs on; nothing else from apt.
 RUN apt-get update \
@@ -50,8 +53,6 @@ RUN apt-get update \
 
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels stream-processor "amazon-kclpy==${KCLPY_VERSION}"
-
-COPY --from=kcl-jars /build/infra/kcl/jars /opt/kcl/jars
 
 # Non-root; its home is the only writable place the consumer needs (KCL properties, SQLite state).
 RUN groupadd --system --gid 10001 app \
