@@ -67,7 +67,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     # piped (CI logs): wide enough that details are not folded into narrow columns
     out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     if args.tests and len(args.configs) > 1:
         err.print("test-rules: --tests applies to one CONFIG: give one CONFIG per run", markup=False)
         return EXIT_USAGE
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         if report.failed or (args.require_tests and report.untested):
             failed = True
     if len(args.configs) > 1:
-        out.print(f"all files: {passed} of {total} tests passed", markup=False)
+        out.print(f"all files: {passed} of {total} tests passed", markup=False, soft_wrap=True)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -109,6 +109,7 @@ def _print_report(out: Console, report: RuleTestReport, tests_files: list[str]) 
             f"{location}{read}: no rule tests: add [[rule.test]] under a rule, or put them in a tests file "
             f"beside it (see docs/rules.md)",
             markup=False,
+            soft_wrap=True,
         )
     else:
         several_sources = len({result.source for result in report.results}) > 1
@@ -127,9 +128,11 @@ def _print_report(out: Console, report: RuleTestReport, tests_files: list[str]) 
             f"{location}: {len(report.results) - failures} of {len(report.results)} tests passed"
             + (f", {failures} FAILED" if failures else ""),
             markup=False,
+            soft_wrap=True,
         )
     if report.untested:
         out.print(
             f"{location}: {len(report.untested)} enabled rule(s) without a test: {', '.join(report.untested)}",
             markup=False,
+            soft_wrap=True,
         )
