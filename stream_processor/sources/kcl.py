@@ -341,19 +341,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from stream_processor.aws import AwsSettings
         from stream_processor.config import load_config
         from stream_processor.dedupe import SQLiteDedupeStore
-        from stream_processor.matcher import MATCHER_KINDS
         from stream_processor.pipeline import Pipeline
 
         aws = AwsSettings(region=args.region, endpoint_url=args.aws_endpoint)
         config = load_config(args.config, aws)
         ledger = SQLiteDedupeStore(args.dedupe_db) if args.dedupe_db else None
+        options: dict[str, Any] = {"matcher_kind": args.matcher} if args.matcher else {}
         pipeline = Pipeline.build(
             config,
             aws=aws,
             send=not args.dry_run,
-            matcher_kind=args.matcher or MATCHER_KINDS[-1],
             alert_sink=_log_alert if args.dry_run else None,
             ledger=ledger,
+            **options,
         )
     except Exception:
         log.exception("record processor could not start")

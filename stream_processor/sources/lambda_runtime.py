@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from stream_processor.aws import AwsSettings
 from stream_processor.config import config_location_from_env, load_config
@@ -116,6 +116,7 @@ class ContainerRuntime:
         self._build = build
         self._settings: LambdaSettings | None = None
         self._pipeline: Pipeline | None = None
+        self._clients: dict[str, Any] = {}
 
     def settings(self, environ: Mapping[str, str]) -> LambdaSettings:
         if self._settings is None:
@@ -128,12 +129,19 @@ class ContainerRuntime:
             self._pipeline = self._build(self.settings(environ))
         return self._pipeline
 
+    def client(self, environ: Mapping[str, str], service: str) -> Any:
+        """A boto3 client for `service`, made once per container."""
+        if service not in self._clients:
+            self._clients[service] = self.settings(environ).aws.client(service)
+        return self._clients[service]
+
     def reset(self) -> None:
         """Forget the pipeline (tests; a container never needs this)."""
         if self._pipeline is not None:
             self._pipeline.close()
         self._pipeline = None
         self._settings = None
+        self._clients.clear()
 
 
 def _configure_logging(environ: Mapping[str, str]) -> None:

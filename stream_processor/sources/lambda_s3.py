@@ -68,9 +68,8 @@ def handler(event: Mapping[str, Any], context: LambdaContext | None) -> dict[str
         ConfigError: the rule file cannot be loaded.
         IncompleteDeliveryError: an alert was not delivered or parked (Lambda retries the event).
     """
-    settings = RUNTIME.settings(os.environ)
     pipeline = RUNTIME.pipeline(os.environ)
-    return process_s3_event(event, pipeline, settings.aws.client("s3"))
+    return process_s3_event(event, pipeline, RUNTIME.client(os.environ, "s3"))
 
 
 def process_s3_event(event: Mapping[str, Any], pipeline: Pipeline, s3: S3ClientProtocol) -> dict[str, int]:

@@ -1,0 +1,492 @@
+"""Reading a stream's shards directly (GetShardIterator/GetRecords), for `replay` and `status`.
+
+A replay reads what already went by without touching the live application: no lease, no checkpoint, nothing
+written. Each shard is read from a start position (a sequence number, a time, the trim horizon) to a stop
+(a sequence number, a time, the tip as of the start, or never with `follow`). When a shard closes
+(resharding), its children are read next: a child starts only once every parent in the replay has been read
+to its end, so records of one partition key still come out in order.
+
+GetRecords is limited per shard (5 calls/s, 2 MB/s on AWS): ProvisionedThroughputExceededException is waited
+out with exponential backoff and jitter, and an iterator that expired (after 5 minutes) is renewed after the
+last record read. Reads of different shards overlap on a small thread pool; the caller's pipeline runs on
+the calling thread, one batch at a time, so memory holds at most one batch per shard being read.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from stream_processor.model import Position, RawRecord
+
+log = logging.getLogger(__name__)
+
+TRIM_HORIZON: Final = "TRIM_HORIZON"
+LATEST: Final = "LATEST"
+AT_SEQUENCE_NUMBER: Final = "AT_SEQUENCE_NUMBER"
+AFTER_SEQUENCE_NUMBER: Final = "AFTER_SEQUENCE_NUMBER"
+AT_TIMESTAMP: Final = "AT_TIMESTAMP"
+
+THROTTLED: Final = "ProvisionedThroughputExceededException"
+EXPIRED_ITERATOR: Final = "ExpiredIteratorException"
+
+
+def error_code(error: BaseException) -> str:
+    """The AWS error code of a botocore ClientError (or of anything shaped like one), else ''."""
+    response = getattr(error, "response", None)
+    if isinstance(response, Mapping):
+        code = response.get("Error", {}).get("Code", "")
+        return str(code)
+    return ""
+
+
+# --- shards ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ShardInfo:
+    """A shard as ListShards describes it."""
+
+    shard_id: str
+    parent_shard_id: str | None = None
+    adjacent_parent_shard_id: str | None = None
+    starting_sequence: str = ""
+    ending_sequence: str | None = None
+
+    @property
+    def closed(self) -> bool:
+        """Closed by a split or merge: it takes no more records, and its children carry its hash range on."""
+        return self.ending_sequence is not None
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        return tuple(p for p in (self.parent_shard_id, self.adjacent_parent_shard_id) if p)
+
+
+def list_shards(kinesis: Any, stream: str) -> list[ShardInfo]:
+    """Every shard of the stream still within retention (open and closed), in shard id order."""
+    shards: list[ShardInfo] = []
+    request: dict[str, Any] = {"StreamName": stream}
+    while True:
+        page = kinesis.list_shards(**request)
+        for shard in page.get("Shards", []):
+            numbers = shard.get("SequenceNumberRange", {})
+            shards.append(
+                ShardInfo(
+                    shard_id=shard["ShardId"],
+                    parent_shard_id=shard.get("ParentShardId"),
+                    adjacent_parent_shard_id=shard.get("AdjacentParentShardId"),
+                    starting_sequence=numbers.get("StartingSequenceNumber", ""),
+                    ending_sequence=numbers.get("EndingSequenceNumber"),
+                )
+            )
+        token = page.get("NextToken")
+        if not token:
+            break
+        request = {"NextToken": token}
+    return sorted(shards, key=lambda shard: shard.shard_id)
+
+
+def children_of(shards: Sequence[ShardInfo], shard_id: str) -> list[ShardInfo]:
+    return [shard for shard in shards if shard_id in shard.parents]
+
+
+# --- positions ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StartPosition:
+    """Where a shard's reading starts: an iterator type and its argument."""
+
+    kind: str
+    sequence: str | None = None
+    timestamp: datetime | None = None
+
+    @classmethod
+    def trim_horizon(cls) -> StartPosition:
+        return cls(TRIM_HORIZON)
+
+    @classmethod
+    def after(cls, sequence: str) -> StartPosition:
+        return cls(AFTER_SEQUENCE_NUMBER, sequence=sequence)
+
+    @classmethod
+    def at(cls, sequence: str) -> StartPosition:
+        return cls(AT_SEQUENCE_NUMBER, sequence=sequence)
+
+    @classmethod
+    def at_time(cls, timestamp: datetime) -> StartPosition:
+        return cls(AT_TIMESTAMP, timestamp=timestamp)
+
+    def iterator_arguments(self) -> dict[str, Any]:
+        arguments: dict[str, Any] = {"ShardIteratorType": self.kind}
+        if self.sequence is not None:
+            arguments["StartingSequenceNumber"] = self.sequence
+        if self.timestamp is not None:
+            arguments["Timestamp"] = self.timestamp
+        return arguments
+
+    def __str__(self) -> str:
+        if self.sequence is not None:
+            return f"{self.kind} {self.sequence}"
+        if self.timestamp is not None:
+            return f"{self.kind} {self.timestamp.isoformat()}"
+        return self.kind
+
+
+@dataclass(frozen=True, slots=True)
+class StopCondition:
+    """Where reading stops. With none of these set it stops at the tip (caught up, or past `started_at`)."""
+
+    to_sequence: str | None = None  # inclusive, on the shard it belongs to
+    to_time: datetime | None = None  # records that arrived after it are not read
+    follow: bool = False  # never stop at the tip: wait for new records until interrupted
+
+
+# --- reading one shard -------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ShardProgress:
+    """What was read of one shard so far, for the progress bar and the summary."""
+
+    shard_id: str
+    start: StartPosition
+    records: int = 0
+    first_sequence: str | None = None
+    last_sequence: str | None = None
+    millis_behind: int | None = None
+    throttled: int = 0
+    expired_iterators: int = 0
+    done: bool = False
+    reason: str = ""  # why it stopped: "shard end", "tip", "to-sequence", "to-time", "nothing to read"
+
+
+@dataclass(frozen=True, slots=True)
+class ShardBatch:
+    """One GetRecords worth of a shard, as pipeline records."""
+
+    shard_id: str
+    records: list[RawRecord]
+    millis_behind: int
+
+
+class ShardReader:
+    """Reads one shard from its start position until its stop condition, one GetRecords per `next_batch`."""
+
+    LIMIT = 10_000  # records per GetRecords (the API's maximum)
+    BACKOFF_INITIAL_SECONDS = 0.2
+    BACKOFF_MAX_SECONDS = 10.0
+    IDLE_SECONDS = 1.0  # at the tip with `follow`: wait this long between polls
+    MIN_INTERVAL_SECONDS = 0.2  # 5 GetRecords per second per shard
+
+    def __init__(
+        self,
+        kinesis: Any,
+        stream: str,
+        shard_id: str,
+        start: StartPosition,
+        stop: StopCondition,
+        *,
+        started_at: datetime | None = None,
+        limit: int = LIMIT,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.kinesis = kinesis
+        self.stream = stream
+        self.stop = stop
+        self.limit = limit
+        self.started_at = started_at or datetime.now(UTC)
+        self.progress = ShardProgress(shard_id, start)
+        self.ended = False  # reached the end of a closed shard (its children may be read next)
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._iterator: str | None = None
+        self._last_call = float("-inf")
+        self._polls_at_tip = 0
+
+    @property
+    def shard_id(self) -> str:
+        return self.progress.shard_id
+
+    def _get_iterator(self) -> str | None:
+        """A fresh iterator: after the last record read, else at the start position."""
+        if self.progress.last_sequence is not None:
+            position = StartPosition.after(self.progress.last_sequence)
+        else:
+            position = self.progress.start
+        response = self._call(
+            "get_shard_iterator", StreamName=self.stream, ShardId=self.shard_id, **position.iterator_arguments()
+        )
+        iterator = response.get("ShardIterator")
+        return str(iterator) if iterator else None
+
+    def _call(self, operation: str, **arguments: Any) -> Any:
+        """One API call, throttling waited out with exponential backoff and full jitter, never given up on."""
+        delay = self.BACKOFF_INITIAL_SECONDS
+        while True:
+            try:
+                return getattr(self.kinesis, operation)(**arguments)
+            except Exception as error:
+                if error_code(error) != THROTTLED:
+                    raise
+                self.progress.throttled += 1
+                wait_for = random.uniform(delay / 2, delay)  # noqa: S311 - jitter, not a secret
+                log.info("%s on %s throttled; retrying in %.2f s", operation, self.shard_id, wait_for)
+                self._sleep(wait_for)
+                delay = min(delay * 2, self.BACKOFF_MAX_SECONDS)
+
+    def _pace(self) -> None:
+        wait_for = self._last_call + self.MIN_INTERVAL_SECONDS - self._monotonic()
+        if wait_for > 0:
+            self._sleep(wait_for)
+        self._last_call = self._monotonic()
+
+    def _finish(self, reason: str) -> None:
+        self.progress.done = True
+        self.progress.reason = reason
+
+    def next_batch(self) -> ShardBatch | None:
+        """The next batch of records (possibly empty), or None once the shard is done."""
+        if self.progress.done:
+            return None
+        if self._iterator is None:
+            self._iterator = self._get_iterator()
+            if self._iterator is None:
+                self.ended = True
+                self._finish("shard end")
+                return None
+        self._pace()
+        try:
+            response = self._call("get_records", ShardIterator=self._iterator, Limit=self.limit)
+        except Exception as error:
+            if error_code(error) != EXPIRED_ITERATOR:
+                raise
+            self.progress.expired_iterators += 1
+            self._iterator = None
+            return ShardBatch(self.shard_id, [], self.progress.millis_behind or 0)
+        millis_behind = int(response.get("MillisBehindLatest", 0))
+        self.progress.millis_behind = millis_behind
+        records = self._take(response.get("Records", []))
+        next_iterator = response.get("NextShardIterator")
+        if self.progress.done:
+            pass
+        elif not next_iterator:
+            self.ended = True
+            self._finish("shard end")
+        else:
+            self._iterator = str(next_iterator)
+            if not response.get("Records") and millis_behind == 0:
+                self._at_tip()
+            else:
+                self._polls_at_tip = 0
+        return ShardBatch(self.shard_id, records, millis_behind)
+
+    def _at_tip(self) -> None:
+        if not self.stop.follow:
+            self._finish("to-time" if self.stop.to_time is not None else "tip")
+            return
+        self._polls_at_tip += 1
+        self._sleep(self.IDLE_SECONDS)
+
+    def _take(self, records: Sequence[Mapping[str, Any]]) -> list[RawRecord]:
+        """The records within the stop condition, as pipeline records; ends the shard past it."""
+        taken: list[RawRecord] = []
+        to_time = self.stop.to_time
+        if to_time is None and not self.stop.follow:
+            to_time = self.started_at  # "up to the tip" is the tip as of the replay's start
+        to_sequence = int(self.stop.to_sequence) if self.stop.to_sequence is not None else None
+        for record in records:
+            sequence = str(record["SequenceNumber"])
+            arrival = record.get("ApproximateArrivalTimestamp")
+            if to_time is not None and isinstance(arrival, datetime) and arrival > to_time:
+                self._finish("to-time" if self.stop.to_time is not None else "tip")
+                break
+            if to_sequence is not None and int(sequence) > to_sequence:
+                self._finish("to-sequence")
+                break
+            taken.append(
+                RawRecord(
+                    data=bytes(record["Data"]),
+                    position=Position(self.shard_id, sequence),
+                    partition_key=record.get("PartitionKey"),
+                    arrival_time=arrival if isinstance(arrival, datetime) else None,
+                )
+            )
+            if to_sequence is not None and int(sequence) == to_sequence:
+                self._finish("to-sequence")
+                break
+        if taken:
+            self.progress.records += len(taken)
+            self.progress.first_sequence = self.progress.first_sequence or taken[0].position.sequence
+            self.progress.last_sequence = taken[-1].position.sequence
+        return taken
+
+
+# --- reading a stream --------------------------------------------------------------------------------------
+
+
+StartFor = Callable[[ShardInfo], StartPosition | None]
+"""The start position of a shard, or None when there is nothing of it to read (its checkpoint is SHARD_END)."""
+
+
+@dataclass(slots=True)
+class StreamReplay:
+    """Reads a set of shards and their descendants, each from `start_for(shard)`, in parent-before-child order.
+
+    `roots` are the shards asked for; a child of a shard that ended is added when all of its parents that are
+    part of the replay have ended. Iterating yields batches as the shard reads complete.
+    """
+
+    kinesis: Any
+    stream: str
+    roots: Sequence[str]
+    start_for: StartFor
+    stop: StopCondition = field(default_factory=StopCondition)
+    workers: int = 4
+    limit: int = ShardReader.LIMIT
+    sleep: Callable[[float], None] = time.sleep
+    follow_children: bool = True
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    readers: dict[str, ShardReader] = field(default_factory=dict)
+
+    def _reader(self, shard: ShardInfo) -> ShardReader | None:
+        start = self.start_for(shard)
+        if start is None:
+            progress = ShardProgress(shard.shard_id, StartPosition("SHARD_END"), done=True, reason="nothing to read")
+            reader = ShardReader(self.kinesis, self.stream, shard.shard_id, progress.start, self.stop)
+            reader.progress = progress
+            reader.ended = True
+            self.readers[shard.shard_id] = reader
+            return None
+        reader = ShardReader(
+            self.kinesis,
+            self.stream,
+            shard.shard_id,
+            start,
+            self.stop,
+            started_at=self.started_at,
+            limit=self.limit,
+            sleep=self.sleep,
+        )
+        self.readers[shard.shard_id] = reader
+        return reader
+
+    def __iter__(self) -> Iterator[ShardBatch]:
+        shards = {shard.shard_id: shard for shard in list_shards(self.kinesis, self.stream)}
+        missing = [shard_id for shard_id in self.roots if shard_id not in shards]
+        if missing:
+            raise ValueError(f"stream {self.stream!r} has no shard {', '.join(missing)}")
+        in_replay = set(self.roots)
+        ready = [shards[shard_id] for shard_id in self.roots if not (set(shards[shard_id].parents) & in_replay)]
+        waiting = [shard_id for shard_id in self.roots if shards[shard_id] not in ready]
+        with ThreadPoolExecutor(max(1, self.workers), thread_name_prefix="replay") as pool:
+            running: dict[Future[ShardBatch | None], ShardReader] = {}
+
+            def launch(shard: ShardInfo) -> None:
+                reader = self._reader(shard)
+                if reader is None:
+                    finished.append(shard.shard_id)
+                else:
+                    running[pool.submit(reader.next_batch)] = reader
+
+            finished: list[str] = []
+            for shard in ready:
+                launch(shard)
+            while running or finished:
+                while finished:  # a shard ended: start whatever was only waiting for it
+                    ended_id = finished.pop()
+                    ended_reader = self.readers[ended_id]
+                    if self.follow_children and ended_reader.ended:
+                        shards = self._refresh(shards, ended_id)
+                        for child in children_of(list(shards.values()), ended_id):
+                            if child.shard_id not in in_replay:
+                                in_replay.add(child.shard_id)
+                                waiting.append(child.shard_id)
+                    for shard_id in list(waiting):
+                        parents = set(shards[shard_id].parents) & in_replay
+                        if all(p in self.readers and self.readers[p].progress.done for p in parents):
+                            waiting.remove(shard_id)
+                            launch(shards[shard_id])
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    reader = running.pop(future)
+                    batch = future.result()  # an unexpected AWS error ends the replay, loudly
+                    if batch is not None:
+                        yield batch
+                    if reader.progress.done:
+                        finished.append(reader.shard_id)
+                    else:
+                        running[pool.submit(reader.next_batch)] = reader
+            for shard_id in waiting:  # parents never ended (a stop condition came first)
+                log.info("not reading %s: its parents were not read to their end", shard_id)
+
+    def _refresh(self, shards: dict[str, ShardInfo], ended_id: str) -> dict[str, ShardInfo]:
+        """Children appear in ListShards when the reshard happens; list again if we know of none yet."""
+        if children_of(list(shards.values()), ended_id):
+            return shards
+        return {shard.shard_id: shard for shard in list_shards(self.kinesis, self.stream)}
+
+    @property
+    def progress(self) -> list[ShardProgress]:
+        return [reader.progress for reader in self.readers.values()]
+
+
+# --- lag of a checkpoint -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LagProbe:
+    """How far a position is behind the tip: Kinesis's MillisBehindLatest, and the age of the next record."""
+
+    millis_behind: int | None
+    next_record_age_ms: int | None  # None: no record after the position (caught up)
+    next_sequence: str | None
+    error: str = ""
+
+    @property
+    def caught_up(self) -> bool:
+        return not self.error and self.next_sequence is None
+
+
+def probe_lag(
+    kinesis: Any, stream: str, shard_id: str, start: StartPosition, now: datetime | None = None, tries: int = 3
+) -> LagProbe:
+    """One GetShardIterator and GetRecords(Limit=1) (a few more if the shard is sparse), never a write.
+
+    A throttled or failed call gives a probe with `error` set rather than raising: status shows the rest.
+    """
+    now = now or datetime.now(UTC)
+    try:
+        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard_id, **start.iterator_arguments()).get(
+            "ShardIterator"
+        )
+        millis_behind: int | None = None
+        for _ in range(tries):
+            if not iterator:
+                break
+            response = kinesis.get_records(ShardIterator=iterator, Limit=1)
+            millis_behind = int(response.get("MillisBehindLatest", 0))
+            records = response.get("Records", [])
+            if records:
+                arrival = records[0].get("ApproximateArrivalTimestamp")
+                age = int((now - arrival).total_seconds() * 1000) if isinstance(arrival, datetime) else None
+                return LagProbe(millis_behind, max(age, 0) if age is not None else None, records[0]["SequenceNumber"])
+            if millis_behind == 0:
+                break
+            iterator = response.get("NextShardIterator")
+        return LagProbe(millis_behind, None, None)
+    except Exception as error:
+        code = error_code(error)
+        if not code:
+            raise
+        return LagProbe(None, None, None, error=code)
