@@ -1,0 +1,319 @@
+"""Matcher throughput on realistic CloudTrail traffic, every path measured in one run on one core.
+
+Paths, per ruleset (the seed's 2 rules, the 15 CIS alarms, the 60-rule set):
+
+- decode:        gunzip + parse of CloudWatch Logs subscription records, nothing else (the ceiling).
+- decode+fast:   the same, then FastMatcher (compiled rules, eventName/eventSource index).
+- decode+libjq:  the same, then LibjqMatcher (libjq per event per rule: the naive loop), on a subsample.
+- jq-cli:        the `jq` command-line tool over the same events as JSON lines, all rules in one program.
+
+Run: `make bench` or `.venv/bin/python benchmarks/run.py --events 100000`. Writes benchmarks/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from stream_processor.config import Rule, load_config  # noqa: E402
+from stream_processor.decode import decode_records  # noqa: E402
+from stream_processor.matcher import LibjqMatcher, Matcher, build_matcher  # noqa: E402
+from stream_processor.model import Position, RawRecord  # noqa: E402
+from stream_processor.traffic import TrafficGenerator, pack_subscription_records  # noqa: E402
+
+RULESETS = {"seed": "examples/seed.toml", "cis": "examples/cis.toml", "rules60": "examples/rules60.toml"}
+# Records handed to decode + match at once: one KCL process_records call carries a few hundred records.
+RECORDS_PER_BATCH = 100
+SHARD = "shardId-000000000000"
+
+err = Console(stderr=True)
+out = Console(width=None if sys.stdout.isatty() else 130)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One measured path: the JSON written to benchmarks/results/latest.json is a list of these."""
+
+    path: str
+    ruleset: str
+    events: int
+    seconds: float
+    events_per_s: float
+    rules: int = 0
+    repeats: int = 1
+    median_events_per_s: float = 0.0
+    matched_events: int | None = None
+    load_1min: float = 0.0
+    note: str = ""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000, help="events to generate (default 100000)")
+    parser.add_argument("--libjq-events", type=int, default=5_000, help="subsample for the naive libjq loop")
+    parser.add_argument("--jq-events", type=int, default=0, help="events fed to the jq CLI (default: all)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per decode/fast path (best reported)")
+    parser.add_argument("--cli-repeats", type=int, default=2, help="timed runs of the jq CLI and the libjq loop")
+    parser.add_argument("--no-gc", action="store_true", help="disable Python's cyclic GC while measuring")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--match-rate", type=float, default=0.02)
+    parser.add_argument("--rulesets", default=",".join(RULESETS), help="comma-separated: seed,cis,rules60")
+    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "latest.json")
+    args = parser.parse_args(argv)
+
+    names = [name.strip() for name in args.rulesets.split(",") if name.strip()]
+    unknown = [name for name in names if name not in RULESETS]
+    if unknown:
+        parser.error(f"unknown ruleset(s) {unknown}; known: {list(RULESETS)}")
+    rulesets = {name: load_config(str(REPO / RULESETS[name])).rules for name in names}
+
+    err.print(f"[bold]stream-processor benchmark[/]: Python {platform.python_version()}, {platform.machine()}, "
+              f"one process, one core; {args.events:,} events, seed {args.seed}, match rate {args.match_rate}, "
+              f"GC {'off' if args.no_gc else 'on'}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    messages, records = _traffic(args.events, args.seed, args.match_rate)
+    libjq_records = _prefix(records, args.libjq_events)
+    libjq_events = sum(_count(record) for record in libjq_records)
+
+    if args.no_gc:
+        gc.disable()
+    entries: list[Entry] = []
+    decode_entry = _measure_decode(records, len(messages), args.repeats)
+    entries.append(decode_entry)
+    jq_binary = shutil.which("jq")
+    jq_events = messages[: args.jq_events] if args.jq_events else messages
+    with tempfile.TemporaryDirectory(prefix="sp-bench-") as tmp:
+        jsonl = Path(tmp) / "events.jsonl"
+        jsonl.write_bytes(b"\n".join(jq_events) + b"\n")
+        for name, rules in rulesets.items():
+            fast = _measure_matcher("decode+fast", name, build_matcher(rules, kind="fast"), records, len(messages),
+                                    args.repeats)
+            entries.append(fast)
+            entries.append(_measure_matcher("decode+libjq", name, LibjqMatcher(rules), libjq_records, libjq_events,
+                                            args.cli_repeats, note=f"subsample of {libjq_events:,} events"))
+            if jq_binary is None:
+                entries.append(Entry("jq-cli", name, 0, 0.0, 0.0, len(rules),
+                                     note="skipped: no jq binary on PATH (apt-get install jq)"))
+            else:
+                expected = fast.matched_events if len(jq_events) == len(messages) else None
+                entries.append(_measure_jq_cli(jq_binary, name, rules, jsonl, len(jq_events), expected,
+                                               args.cli_repeats))
+
+    _print_table(entries, names)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps([asdict(entry) for entry in entries], indent=2) + "\n")
+    err.print(f"wrote {args.output.relative_to(REPO) if args.output.is_relative_to(REPO) else args.output}")
+    return 0
+
+
+# --- traffic -----------------------------------------------------------------------------------------------
+
+
+def _traffic(count: int, seed: int, match_rate: float) -> tuple[list[bytes], list[RawRecord]]:
+    """Events as JSON bytes and the same events packed as gzip CloudWatch Logs subscription records."""
+    generator = TrafficGenerator(seed=seed, match_rate=match_rate)
+    messages: list[bytes] = []
+    chunk = 10_000
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("generating events", total=count)
+        while len(messages) < count:
+            step = min(chunk, count - len(messages))
+            messages.extend(generator.generate_bytes(step))
+            progress.advance(task, step)
+        task = progress.add_task("packing subscription records", total=count)
+        packed: list[bytes] = []
+        for start in range(0, count, chunk):
+            packed.extend(pack_subscription_records(messages[start : start + chunk], seed=seed + start))
+            progress.advance(task, min(chunk, count - start))
+    records = [RawRecord(data, Position(SHARD, f"{index:056d}")) for index, data in enumerate(packed)]
+    size = sum(len(message) for message in messages)
+    gz = sum(len(record.data) for record in records)
+    err.print(f"traffic: {count:,} events, {size / count:,.0f} B/event, {len(records):,} records "
+              f"({count / len(records):.0f} events/record, {size / gz:.1f}x gzip)")
+    return messages, records
+
+
+def _batches(records: Sequence[RawRecord]) -> list[Sequence[RawRecord]]:
+    return [records[i : i + RECORDS_PER_BATCH] for i in range(0, len(records), RECORDS_PER_BATCH)]
+
+
+def _prefix(records: Sequence[RawRecord], events: int) -> list[RawRecord]:
+    """The leading records that hold at least `events` events."""
+    chosen: list[RawRecord] = []
+    total = 0
+    for record in records:
+        if total >= events:
+            break
+        chosen.append(record)
+        total += _count(record)
+    return chosen
+
+
+def _count(record: RawRecord) -> int:
+    return len(decode_records([record]).events)
+
+
+# --- measurements --------------------------------------------------------------------------------------------
+
+
+def _timed(run: Callable[[], int], repeats: int) -> tuple[list[float], int]:
+    """Wall times of `repeats` runs after one warm-up run; `run` returns what it counted (kept for checks)."""
+    counted = run()
+    times: list[float] = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return times, counted
+
+
+def _entry(path: str, ruleset: str, events: int, times: list[float], rules: int, matched: int | None,
+           note: str = "") -> Entry:
+    """Best of the timed runs: on a shared machine the fastest run is the one least disturbed by others."""
+    best = min(times)
+    median = statistics.median(times)
+    entry = Entry(path, ruleset, events, round(best, 4), round(events / best, 1), rules, len(times),
+                  round(events / median, 1), matched, round(os.getloadavg()[0], 2), note)
+    err.print(f"  {path:<13} {ruleset:<8} {entry.events_per_s:>12,.0f} events/s best of {len(times)} "
+              f"(median {entry.median_events_per_s:,.0f}){'; ' + note if note else ''}")
+    return entry
+
+
+def _measure_decode(records: Sequence[RawRecord], events: int, repeats: int) -> Entry:
+    err.print(f"[bold]decode only[/] ({repeats} runs)")
+    batches = _batches(records)
+
+    def run() -> int:
+        decoded = 0
+        for batch in batches:
+            decoded += len(decode_records(batch).events)
+        return decoded
+
+    times, decoded = _timed(run, repeats)
+    if decoded != events:
+        raise SystemExit(f"decode found {decoded} events, expected {events}")
+    return _entry("decode", "none", events, times, 0, None)
+
+
+def _measure_matcher(path: str, ruleset: str, matcher: Matcher, records: Sequence[RawRecord], events: int,
+                     repeats: int, note: str = "") -> Entry:
+    err.print(f"[bold]{path}[/] {ruleset} ({len(matcher.rules)} rules, {events:,} events, {repeats} run(s))")
+    batches = _batches(records)
+
+    def run() -> int:
+        matched = 0
+        for batch in batches:
+            result = matcher.match_batch(decode_records(batch).events)
+            matched += len({id(match.event) for match in result.matches})
+        return matched
+
+    times, matched = _timed(run, repeats)
+    return _entry(path, ruleset, events, times, len(matcher.rules), matched, note)
+
+
+def jq_cli_program(rules: Sequence[Rule]) -> str:
+    """One jq program that runs every rule on each input with tattletail's first-output semantics.
+
+    Per event it prints the indexes of the rules that matched (nothing when none did). `[r?][0]` is the
+    first output, with an error (`?`) counting as no output; `// empty` drops null and false.
+    """
+    definitions = "".join(f"def r{index}: ({rule.jq_match});\n" for index, rule in enumerate(rules))
+    checks = ", ".join(f"([r{index}?][0] // empty | {index})" for index in range(len(rules)))
+    return f"{definitions}[{checks}] | select(length > 0)"
+
+
+def _measure_jq_cli(binary: str, ruleset: str, rules: Sequence[Rule], jsonl: Path, events: int,
+                    expected: int | None, repeats: int) -> Entry:
+    """One jq process reads every event once and runs all rules: the CLI's best case, not a strawman.
+
+    One process per rule would re-read and re-parse the file for every rule; that is slower and measures
+    JSON parsing more than rule evaluation.
+    """
+    err.print(f"[bold]jq-cli[/] {ruleset} ({len(rules)} rules, {events:,} events, {repeats} run(s))")
+    program = jq_cli_program(rules)
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    times: list[float] = []
+    matched = 0
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        completed = subprocess.run([binary, "-c", program, str(jsonl)], capture_output=True, check=False)
+        times.append(time.perf_counter() - start)
+        if completed.returncode != 0:
+            reason = completed.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
+            return Entry("jq-cli", ruleset, events, 0.0, 0.0, len(rules), note=f"failed: {reason[0][:200]}")
+        matched = completed.stdout.count(b"\n")
+    note = f"{version}, one process, all rules in one program"
+    if expected is not None and matched != expected:
+        note += f"; WARNING: {matched} matched events, FastMatcher found {expected}"
+    return _entry("jq-cli", ruleset, events, times, len(rules), matched, note)
+
+
+# --- report --------------------------------------------------------------------------------------------------
+
+
+def _print_table(entries: list[Entry], names: list[str]) -> None:
+    by_key = {(entry.path, entry.ruleset): entry for entry in entries}
+    ceiling = by_key[("decode", "none")].events_per_s
+    table = Table(title="events/s on one core (best of the runs) over gzip CloudWatch Logs subscription records")
+    for column in ("ruleset", "rules", "decode only", "decode+fast", "decode+libjq", "jq CLI", "fast/libjq",
+                   "fast/jq CLI", "fast/ceiling"):
+        table.add_column(column, justify="left" if column == "ruleset" else "right")
+    for name in names:
+        fast = by_key[("decode+fast", name)]
+        libjq = by_key[("decode+libjq", name)]
+        cli = by_key[("jq-cli", name)]
+        table.add_row(
+            name,
+            str(fast.rules),
+            f"{ceiling:,.0f}",
+            f"{fast.events_per_s:,.0f}",
+            f"{libjq.events_per_s:,.0f}",
+            f"{cli.events_per_s:,.0f}" if cli.events_per_s else "skipped",
+            _ratio(fast.events_per_s, libjq.events_per_s),
+            _ratio(fast.events_per_s, cli.events_per_s),
+            f"{fast.events_per_s / ceiling:.0%}",
+        )
+    out.print(table)
+    libjq = next((entry for entry in entries if entry.path == "decode+libjq"), None)
+    cli = next((entry for entry in entries if entry.path == "jq-cli" and entry.events_per_s), None)
+    out.print(f"decode only: gunzip + parse with stream_processor.decode, {RECORDS_PER_BATCH} records per batch; "
+              f"decode+fast: the same, then FastMatcher.match_batch per batch.")
+    if libjq is not None:
+        out.print(f"decode+libjq: LibjqMatcher (libjq per event per rule) on the first {libjq.events:,} events.")
+    if cli is not None:
+        out.print(f"jq CLI: {cli.note}, over the same events as JSON lines (no gzip: its best case).")
+    load = max(entry.load_1min for entry in entries)
+    if load > (os.cpu_count() or 1):
+        out.print(f"[yellow]note: load average reached {load:.1f} on {os.cpu_count()} CPUs during the run: other "
+                  "processes competed for the cores, so every figure is lower than on an idle machine.[/]")
+    for entry in entries:
+        if entry.path == "jq-cli" and entry.note and not entry.events_per_s:
+            out.print(f"jq CLI for {entry.ruleset}: {entry.note}")
+        if "WARNING" in entry.note:
+            out.print(f"[red]{entry.ruleset}: {entry.note}[/]")
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:,.0f}x" if b else "n/a"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
