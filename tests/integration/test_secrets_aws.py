@@ -121,11 +121,8 @@ def test_validate_checks_references_exist_and_never_prints_a_value(
     assert main(["validate", str(good), *endpoint]) == 0
     good_output = capsys.readouterr()
 
-    bad = (
-        write_config(tmp_path / "bad", names, parameter="/stream-processor/absent")
-        if (tmp_path / "bad").mkdir() is None
-        else good
-    )
+    (tmp_path / "bad").mkdir()
+    bad = write_config(tmp_path / "bad", names, parameter="/stream-processor/absent")
     assert main(["validate", str(bad), *endpoint]) == 1
     bad_output = capsys.readouterr()
 
