@@ -147,11 +147,10 @@ def _falsy_requirement(node: Node) -> Requirement | None:
             left, right = _falsy_requirement(node.left), _falsy_requirement(node.right)
             if left is not None and right is not None and left[0] == right[0]:
                 return left[0], left[1] & right[1]
-            if left is not None:
-                return left
-            if right is not None and _never_fails(node.left):
+            if right is not None and _never_fails(node.left) and (left is None or right[0] == "eventName"):
+                # eventName is the sharper key; usable since `a` cannot fail on the way to `b`.
                 return right
-            return None
+            return left
         return None
     if isinstance(node, Pipe):
         field = _field_of(node.left)
@@ -170,9 +169,14 @@ def _falsy_requirement(node: Node) -> Requirement | None:
 
 
 def _never_fails(node: Node) -> bool:
-    """Conservative: one top-level field of the event, a literal, or an equality between such."""
+    """Conservative: one top-level field of the event, a literal, equalities and `and`/`or` of such.
+
+    Each of these has exactly one output on an object input, and cannot raise.
+    """
     if isinstance(node, Literal):
         return True
+    if isinstance(node, Binary) and node.op in ("and", "or"):
+        return _never_fails(node.left) and _never_fails(node.right)
     if isinstance(node, Index):
         return isinstance(node.target, Identity) and isinstance(node.key, Literal) and type(node.key.value) is str
     if isinstance(node, Binary) and node.op in ("==", "!="):

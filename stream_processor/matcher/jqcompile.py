@@ -368,6 +368,28 @@ def _compile_comparison(node: Binary) -> Compiled:
     if op in ("==", "!=") and left.kind == ONE and isinstance(node.right, Literal) and type(node.right.value) is str:
         # A string constant equals only an equal string: Python's == on str is exactly jq's here.
         lf, const = left.fn, node.right.value
+        path = _const_path(node.left)
+        if op == "==" and path is not None and len(path) == 1:
+            (k,) = path
+            index = rt.index
+
+            def field_eq(x: Any) -> bool:
+                if type(x) is dict:
+                    return bool(x.get(k) == const)
+                return bool(index(x, k) == const)
+
+            return _one(field_eq)
+        if op == "==" and path is not None and len(path) == 2:
+            k1, k2 = path
+            index = rt.index
+
+            def field2_eq(x: Any) -> bool:
+                x = x.get(k1) if type(x) is dict else index(x, k1)
+                if type(x) is dict:
+                    return bool(x.get(k2) == const)
+                return bool(index(x, k2) == const)
+
+            return _one(field2_eq)
         if op == "==":
             return _one(lambda x: lf(x) == const)
         return _one(lambda x: lf(x) != const)
@@ -408,8 +430,24 @@ def _compile_logic(node: Binary) -> Compiled:
     lf, rf = left.fn, right.fn
     if left.kind == ONE and right.kind == ONE:
         if is_and:
-            return _one(lambda x: truthy(lf(x)) and truthy(rf(x)))
-        return _one(lambda x: truthy(lf(x)) or truthy(rf(x)))
+
+            def and_one(x: Any) -> bool:
+                a = lf(x)
+                if a is None or a is False:
+                    return False
+                b = rf(x)
+                return b is not None and b is not False
+
+            return _one(and_one)
+
+        def or_one(x: Any) -> bool:
+            a = lf(x)
+            if a is not None and a is not False:
+                return True
+            b = rf(x)
+            return b is not None and b is not False
+
+        return _one(or_one)
     if left.kind != MANY and right.kind != MANY:
 
         def logic_opt(x: Any) -> Any:
@@ -619,7 +657,12 @@ def _select(args: tuple[Compiled, ...]) -> Compiled:
     (cond,) = args
     cf = cond.fn
     if cond.kind == ONE:
-        return Compiled(OPT, lambda x: x if truthy(cf(x)) else NONE)
+
+        def select_one(x: Any) -> Any:
+            c = cf(x)
+            return NONE if c is None or c is False else x
+
+        return Compiled(OPT, select_one)
     if cond.kind == OPT:
 
         def select_opt(x: Any) -> Any:
@@ -817,6 +860,8 @@ def _compile_test(node: Call) -> Compiled:
     flags: Any = None
     if len(node.args) == 2:
         flag_node = node.args[1]
+        if isinstance(flag_node, Call) and flag_node.name == "null" and not flag_node.args:
+            flag_node = Literal(None)
         if not isinstance(flag_node, Literal) or not (flag_node.value is None or type(flag_node.value) is str):
             raise Unsupported("uses `test` with computed flags")
         flags = flag_node.value

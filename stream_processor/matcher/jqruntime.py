@@ -208,6 +208,8 @@ def format_float(value: float) -> str:
     adjusted = exponent + len(digits) - 1
     if exponent <= 0 and adjusted >= -6:
         places = -exponent
+        if places == 0:
+            return sign + digits
         if places >= len(digits):
             return sign + "0." + "0" * (places - len(digits)) + digits
         return sign + digits[: len(digits) - places] + "." + digits[len(digits) - places :]

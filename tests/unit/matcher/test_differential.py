@@ -1,0 +1,262 @@
+"""The fast path must give exactly libjq's result: shipped rules x corpus, and generated rules x events.
+
+Deeper local runs: MATCHER_HYPOTHESIS_EXAMPLES=20000 .venv/bin/pytest tests/unit/matcher/test_differential.py
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tomllib
+from typing import Any
+
+import jq
+import orjson
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from stream_processor.config import Rule
+from stream_processor.matcher import LibjqMatcher
+from stream_processor.matcher.fast import FastMatcher
+from stream_processor.matcher.jqparse import Unsupported
+from stream_processor.model import CloudTrailEvent, MatchResult, Position
+from tests.conftest import REPO_ROOT, corpus_path
+from tests.unit.matcher.differential import agree, compiled, fast_outcome, libjq_outcome, same
+
+EXAMPLES = int(os.environ.get("MATCHER_HYPOTHESIS_EXAMPLES", "300"))
+
+
+# -- shipped rules x corpus
+
+
+def _shipped_rules() -> list[Rule]:
+    rules: list[Rule] = []
+    for path in sorted((REPO_ROOT / "examples").glob("*.toml")):
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        for entry in document.get("rule", []):
+            rules.append(Rule(name=f"{path.stem}: {entry['name']}", jq_match=entry["jq_match"]))
+    return rules
+
+
+def _documents(raw: bytes) -> list[Any]:
+    try:
+        return [orjson.loads(raw)]
+    except orjson.JSONDecodeError:
+        documents = []
+        for line in raw.splitlines():
+            try:
+                documents.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                continue
+        return documents
+
+
+def _corpus_events() -> list[CloudTrailEvent]:
+    root = corpus_path()
+    events: list[CloudTrailEvent] = []
+    for path in sorted(root.rglob("*")):
+        if not path.name.endswith((".json", ".jsonl", ".json.gz")):
+            continue
+        raw = path.read_bytes()
+        if path.name.endswith(".gz"):
+            raw = gzip.decompress(raw)
+        for document in _documents(raw):
+            for item in document if isinstance(document, list) else [document]:
+                if not isinstance(item, dict):
+                    continue
+                # Every object is a fair input; CloudTrail files also carry their events in Records.
+                candidates = [item]
+                if isinstance(item.get("Records"), list):
+                    candidates += [r for r in item["Records"] if isinstance(r, dict)]
+                for data in candidates:
+                    position = Position(f"{path.relative_to(root)}#{len(events)}")
+                    events.append(CloudTrailEvent(orjson.dumps(data), data, position))
+    return events
+
+
+def _same_result(fast: MatchResult, reference: MatchResult) -> None:
+    got = [(m.rule_name, m.event.position, m.output) for m in fast.matches]
+    want = [(m.rule_name, m.event.position, m.output) for m in reference.matches]
+    assert [g[:2] for g in got] == [w[:2] for w in want]
+    for g, w in zip(got, want, strict=True):
+        assert same(g[2], w[2]), (g, w)
+    assert {(e.rule_name, e.position) for e in fast.errors} == {(e.rule_name, e.position) for e in reference.errors}
+
+
+@pytest.mark.corpus
+def test_shipped_rules_agree_with_libjq_on_the_corpus() -> None:
+    rules = _shipped_rules()
+    events = _corpus_events()
+    assert rules, "examples/*.toml has no rules"
+    assert len(events) > 100
+    _same_result(FastMatcher(rules).match_batch(events), LibjqMatcher(rules).match_batch(events))
+
+
+@pytest.mark.corpus
+def test_shipped_rules_agree_rule_by_rule_without_the_index() -> None:
+    # The index could hide a disagreement on events it never dispatches: compare each rule's own output.
+    rules = _shipped_rules()
+    events = _corpus_events()
+    for rule in rules:
+        try:
+            compiled(rule.jq_match)
+        except Unsupported:
+            continue
+        for event in events:
+            fast = fast_outcome(rule.jq_match, event.data)
+            if fast is None:
+                continue
+            reference = libjq_outcome(rule.jq_match, event.data)
+            assert agree(fast, reference), (rule.name, event.position, fast, reference)
+
+
+def test_all_shipped_rules_take_the_fast_path() -> None:
+    from stream_processor.matcher import explain
+
+    rules = _shipped_rules()
+    slow = [(name, reason) for name, path, reason in explain(rules) if path != "compiled"]
+    assert slow == []
+
+
+# -- generated rules x generated events
+
+KEYS = ("a", "b", "eventName", "é k")
+STRINGS = ("", "a", "ab", "A", "x", "Create", "CreateUser", "é", "\x7f", "\u2028", "😀", "a,b", "1", "null")
+NUMBERS: tuple[int | float, ...] = (0, 1, -1, 2, 1.0, 1.5, -0.0, 0.1, 1e16, 1e-07, 2**53 + 1, 2**63 - 1, 12345.678)
+
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.sampled_from(NUMBERS),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(STRINGS),
+    st.text(max_size=4),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(st.sampled_from(KEYS), children, max_size=3),
+    ),
+    max_leaves=8,
+)
+events = st.dictionaries(st.sampled_from(KEYS), json_values, max_size=4)
+
+LITERALS = (
+    "null", "true", "false", "0", "1", "-1", "1.0", "1.5", "2", "100000000000000000000", '""', '"a"', '"x"',
+    '"é"', '"Create"', '"CreateUser"', '"a,b"', "[]", "{}", '["a"]', '{"a": 1}',
+)  # fmt: skip
+PATHS = (
+    ".", ".a", ".b", ".eventName", '."é k"', ".a.b", ".a?", ".a.b?", '.["a"]', ".[0]", ".[-1]", ".a[0]", ".[]",
+    ".[]?", ".a[]?", "..", ".a[]", ".[1]?",
+)  # fmt: skip
+UNARY = (
+    "not", "length", "type", "keys", "tostring", "tojson", "ascii_downcase", "ascii_upcase", "any", "all",
+    "to_entries", "add", "first", "last", "values", "empty", "tonumber", "error", "keys_unsorted", "utf8bytelength",
+    "strings", "objects",
+)  # fmt: skip
+WITH_ARG = (
+    "startswith", "endswith", "contains", "inside", "has", "IN", "ltrimstr", "rtrimstr", "split", "join", "map",
+    "any", "all", "select", "error", "first", "isempty", "in",
+)  # fmt: skip
+REGEXES = ('"a"', '"^a"', '"b$"', '"a.b"', '"^Create"', '"(a|b)+"', '"[a-c]"', '"a*"', '"\\\\d"', '"É"')
+
+
+@st.composite
+def programs(draw: st.DrawFn, depth: int = 0) -> str:
+    sub = programs(depth=depth + 1)
+    if depth >= 3:
+        return draw(st.sampled_from(PATHS + LITERALS))
+    choice = draw(st.integers(min_value=0, max_value=24))
+    if choice <= 3:
+        return draw(st.sampled_from(PATHS + LITERALS))
+    if choice == 4:
+        op = draw(st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "and", "or", "//", "|", ","]))
+        return f"({draw(sub)} {op} {draw(sub)})"
+    if choice == 5:
+        op = draw(st.sampled_from(["==", "!=", "<", "and", "or", "//", "|", ","]))
+        op2 = draw(st.sampled_from(["==", "and", "or", "//", "|", ","]))
+        return f"{draw(sub)} {op} {draw(sub)} {op2} {draw(sub)}"
+    if choice == 6:
+        return f"select({draw(sub)})"
+    if choice == 7:
+        name = draw(st.sampled_from(UNARY))
+        return f"({draw(sub)} | {name})"
+    if choice == 8:
+        name = draw(st.sampled_from(WITH_ARG))
+        return f"{name}({draw(sub)})"
+    if choice == 9:
+        name = draw(st.sampled_from(["any", "all", "IN"]))
+        return f"{name}({draw(sub)}; {draw(sub)})"
+    if choice == 10:
+        flags = draw(st.sampled_from(["", '; "i"', '; "g"', "; null", '; "x"']))
+        return f"({draw(sub)} | test({draw(st.sampled_from(REGEXES))}{flags}))"
+    if choice == 11:
+        return f'"p \\({draw(sub)}) q \\({draw(sub)})"'
+    if choice == 12:
+        return f'{{a: {draw(sub)}, "b": {draw(sub)}, ({draw(sub)}): 1, eventName}}'
+    if choice == 13:
+        return f"[{draw(sub)}]"
+    if choice == 14:
+        return f"if {draw(sub)} then {draw(sub)} else {draw(sub)} end"
+    if choice == 15:
+        return f"if {draw(sub)} then {draw(sub)} elif {draw(sub)} then {draw(sub)} end"
+    if choice == 16:
+        return f"try {draw(sub)}"
+    if choice == 17:
+        catch = draw(st.sampled_from(["1", '"c"', "null", "empty", "false"]))
+        return f"try {draw(sub)} catch {catch}"
+    if choice == 18:
+        return f"({draw(sub)})?"
+    if choice == 19:
+        field = draw(st.sampled_from(KEYS[:3]))
+        value = draw(st.sampled_from(STRINGS[:8]))
+        return f'select(.{field} == "{value}" {draw(st.sampled_from(["and", "or"]))} {draw(sub)}) | {draw(sub)}'
+    if choice == 20:
+        values = draw(st.lists(st.sampled_from(STRINGS[:8]), min_size=1, max_size=3))
+        return f"select(.eventName | IN({', '.join(orjson.dumps(v).decode() for v in values)})) | {draw(sub)}"
+    if choice == 21:
+        return f"({draw(sub)})[{draw(sub)}]"
+    if choice == 22:
+        return f"{draw(sub)}.a"
+    if choice == 23:
+        return f"[.[] | {draw(sub)}]"
+    return f"{draw(sub)} | {draw(sub)}"
+
+
+def _compiles_in_jq(program: str) -> bool:
+    try:
+        jq.compile(program)
+    except ValueError:
+        return False
+    return True
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(program=programs(), event=events)
+def test_generated_programs_agree_with_libjq(program: str, event: dict[str, Any]) -> None:
+    assume(_compiles_in_jq(program))
+    try:
+        compiled(program)
+    except Unsupported:
+        assume(False)
+    fast = fast_outcome(program, event)
+    assume(fast is not None)
+    assert fast is not None
+    reference = libjq_outcome(program, event)
+    assert agree(fast, reference), (program, orjson.dumps(event), fast, reference)
+
+
+@settings(max_examples=max(EXAMPLES // 3, 50), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rules=st.lists(programs(), min_size=1, max_size=4),
+    batch=st.lists(events, min_size=1, max_size=5),
+)
+def test_generated_rule_sets_match_like_libjq(rules: list[str], batch: list[dict[str, Any]]) -> None:
+    # Whole matcher, index included: same matches in the same order, same errors.
+    assume(all(_compiles_in_jq(program) for program in rules))
+    rule_objects = [Rule(name=f"r{i}", jq_match=program) for i, program in enumerate(rules)]
+    cloudtrail = [CloudTrailEvent(orjson.dumps(e), e, Position(f"e{i}")) for i, e in enumerate(batch)]
+    _same_result(FastMatcher(rule_objects).match_batch(cloudtrail), LibjqMatcher(rule_objects).match_batch(cloudtrail))
