@@ -20,6 +20,7 @@ COMMANDS = (
     "stack",
     "dead-letters",
     "backtest",
+    "status",
     "consume",
     "test-rules",
 )

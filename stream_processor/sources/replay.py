@@ -238,7 +238,7 @@ class ShardReader:
                 if error_code(error) != THROTTLED:
                     raise
                 self.progress.throttled += 1
-                wait_for = random.uniform(delay / 2, delay)  # noqa: S311 - jitter, not a secret
+                wait_for = random.uniform(delay / 2, delay)  # jitter, not a secret
                 log.info("%s on %s throttled; retrying in %.2f s", operation, self.shard_id, wait_for)
                 self._sleep(wait_for)
                 delay = min(delay * 2, self.BACKOFF_MAX_SECONDS)
@@ -290,8 +290,10 @@ class ShardReader:
         return ShardBatch(self.shard_id, records, millis_behind)
 
     def _at_tip(self) -> None:
-        if not self.stop.follow:
-            self._finish("to-time" if self.stop.to_time is not None else "tip")
+        """Caught up: stop, or wait for more when following (or when `to_time` is still to come)."""
+        waiting_for_time = self.stop.to_time is not None and self.stop.to_time > datetime.now(UTC)
+        if not self.stop.follow and not waiting_for_time:
+            self._finish("tip")
             return
         self._polls_at_tip += 1
         self._sleep(self.IDLE_SECONDS)
@@ -359,24 +361,22 @@ class StreamReplay:
 
     def _reader(self, shard: ShardInfo) -> ShardReader | None:
         start = self.start_for(shard)
-        if start is None:
-            progress = ShardProgress(shard.shard_id, StartPosition("SHARD_END"), done=True, reason="nothing to read")
-            reader = ShardReader(self.kinesis, self.stream, shard.shard_id, progress.start, self.stop)
-            reader.progress = progress
-            reader.ended = True
-            self.readers[shard.shard_id] = reader
-            return None
         reader = ShardReader(
             self.kinesis,
             self.stream,
             shard.shard_id,
-            start,
+            start or StartPosition("SHARD_END"),
             self.stop,
             started_at=self.started_at,
             limit=self.limit,
             sleep=self.sleep,
         )
         self.readers[shard.shard_id] = reader
+        if start is None:  # already read to its end by the application: go on with its children
+            reader.ended = True
+            reader.progress.done = True
+            reader.progress.reason = "nothing to read"
+            return None
         return reader
 
     def __iter__(self) -> Iterator[ShardBatch]:

@@ -1,0 +1,284 @@
+"""`stream-processor status`: where each shard of a KCL application stands, from its lease table and the stream.
+
+Per shard: open or closed, the lease owner, the checkpoint, and how far the checkpoint is behind the tip
+(Kinesis's MillisBehindLatest at the checkpoint, and the age of the oldest record not yet checkpointed).
+Shards that nobody holds are listed apart: those are the ones not being read. Everything is read-only; the
+lag probe costs one GetShardIterator and one GetRecords(Limit=1) per shard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from stream_processor.aws import AwsSettings
+from stream_processor.leases import LATEST, SHARD_END, TRIM_HORIZON, Lease, LeaseTableError, read_leases
+from stream_processor.sources.replay import LagProbe, ShardInfo, StartPosition, list_shards, probe_lag
+
+
+def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
+    """--stream, --region and the two endpoints (the same names as `consume`)."""
+    parser.add_argument("--stream", required=True, help="Kinesis stream name")
+    parser.add_argument("--region", help="AWS region (default: the SDK's, e.g. $AWS_REGION)")
+    endpoints = parser.add_argument_group("endpoints (default to AWS)")
+    endpoints.add_argument("--kinesis-endpoint", metavar="URL", help="Kinesis (e.g. kinesis-local)")
+    endpoints.add_argument("--dynamodb-endpoint", metavar="URL", help="DynamoDB holding the lease table (e.g. moto)")
+
+
+def kinesis_client(args: argparse.Namespace) -> Any:
+    return AwsSettings(region=args.region, endpoint_url=args.kinesis_endpoint).client("kinesis")
+
+
+def dynamodb_client(args: argparse.Namespace) -> Any:
+    return AwsSettings(region=args.region, endpoint_url=args.dynamodb_endpoint).client("dynamodb")
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "status",
+        help="each shard's owner, checkpoint and lag, from the KCL lease table and the stream",
+        description=(
+            "Read the KCL application's lease table (named after the application) and the stream, and show "
+            "per shard: open or closed, its lease owner, its checkpoint and how far that is behind the tip; "
+            "then which shards nobody holds. Read-only."
+        ),
+    )
+    add_stream_arguments(parser)
+    parser.add_argument("--application", required=True, help="KCL application name (= the lease table's name)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--no-lag", action="store_true", help="skip the per-shard GetRecords lag probe")
+    parser.set_defaults(run=run)
+
+
+@dataclass(frozen=True, slots=True)
+class ShardStatus:
+    """One shard as `status` reports it."""
+
+    shard_id: str
+    state: str  # "open", "closed" (still has records to process) or "ended" (closed and done)
+    parents: list[str]
+    owner: str | None
+    checkpoint: str | None
+    lease_counter: int | None
+    owner_switches: int | None
+    millis_behind: int | None
+    oldest_unprocessed_age_ms: int | None
+    caught_up: bool | None
+    lag_error: str = ""
+    has_lease: bool = True
+
+    @property
+    def needs_owner(self) -> bool:
+        """Has records left to process and nobody holding it."""
+        return self.owner is None and self.state != "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStatus:
+    stream: str
+    application: str
+    checked_at: str
+    shards: list[ShardStatus]
+    stale_leases: list[str]  # leases of shards no longer in the stream (trimmed by retention)
+
+    @property
+    def unowned(self) -> list[str]:
+        return [shard.shard_id for shard in self.shards if shard.needs_owner]
+
+    @property
+    def workers(self) -> dict[str, list[str]]:
+        owners: dict[str, list[str]] = defaultdict(list)
+        for shard in self.shards:
+            if shard.owner is not None:
+                owners[shard.owner].append(shard.shard_id)
+        return dict(sorted(owners.items()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream,
+            "application": self.application,
+            "checked_at": self.checked_at,
+            "shards": [{**asdict(shard), "needs_owner": shard.needs_owner} for shard in self.shards],
+            "unowned": self.unowned,
+            "workers": self.workers,
+            "stale_leases": self.stale_leases,
+        }
+
+
+def _lag_start(lease: Lease | None) -> StartPosition | None:
+    """Where unprocessed records begin for this lease; None when there are none by definition."""
+    if lease is None or lease.checkpoint in (None, TRIM_HORIZON):
+        return StartPosition.trim_horizon()
+    if lease.checkpoint in (SHARD_END, LATEST):
+        return None
+    sequence = lease.checkpointed_sequence
+    return StartPosition.after(sequence) if sequence else StartPosition.trim_horizon()
+
+
+def shard_status(
+    kinesis: Any, stream: str, shard: ShardInfo, lease: Lease | None, *, now: datetime, probe: bool
+) -> ShardStatus:
+    ended = lease is not None and lease.ended
+    state = "ended" if ended else ("closed" if shard.closed else "open")
+    lag: LagProbe | None = None
+    if probe:
+        start = _lag_start(lease)
+        lag = LagProbe(0, None, None) if start is None else probe_lag(kinesis, stream, shard.shard_id, start, now)
+    return ShardStatus(
+        shard_id=shard.shard_id,
+        state=state,
+        parents=list(shard.parents),
+        owner=lease.owner if lease else None,
+        checkpoint=lease.checkpoint if lease else None,
+        lease_counter=lease.lease_counter if lease else None,
+        owner_switches=lease.owner_switches_since_checkpoint if lease else None,
+        millis_behind=lag.millis_behind if lag else None,
+        oldest_unprocessed_age_ms=lag.next_record_age_ms if lag else None,
+        caught_up=lag.caught_up if lag and not lag.error else None,
+        lag_error=lag.error if lag else "",
+        has_lease=lease is not None,
+    )
+
+
+def collect_status(
+    kinesis: Any, dynamodb: Any, stream: str, application: str, *, probe: bool = True, now: datetime | None = None
+) -> StreamStatus:
+    """The status of every shard of `stream` for `application`.
+
+    Raises:
+        LeaseTableError: the lease table cannot be read.
+    """
+    now = now or datetime.now(UTC)
+    leases = {lease.shard_id: lease for lease in read_leases(dynamodb, application, stream)}
+    shards = list_shards(kinesis, stream)
+    known = {shard.shard_id for shard in shards}
+    statuses = [
+        shard_status(kinesis, stream, shard, leases.get(shard.shard_id), now=now, probe=probe) for shard in shards
+    ]
+    # A closed shard without a lease whose children have leases was finished and cleaned up by the KCL.
+    with_lease = {s.shard_id for s in statuses if s.has_lease}
+    statuses = [
+        _cleaned_up(status)
+        if not status.has_lease and _children_started(status.shard_id, shards, with_lease)
+        else status
+        for status in statuses
+    ]
+    stale = sorted(shard_id for shard_id in leases if shard_id not in known)
+    return StreamStatus(stream, application, now.isoformat(timespec="seconds"), statuses, stale)
+
+
+def _children_started(shard_id: str, shards: list[ShardInfo], with_lease: set[str]) -> bool:
+    children = [shard.shard_id for shard in shards if shard_id in shard.parents]
+    return bool(children) and any(child in with_lease for child in children)
+
+
+def _cleaned_up(status: ShardStatus) -> ShardStatus:
+    return ShardStatus(
+        status.shard_id,
+        "ended",
+        status.parents,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        has_lease=False,
+    )
+
+
+def _duration(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    seconds = ms / 1000
+    if seconds < 1:
+        return f"{ms} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def print_status(status: StreamStatus, console: Console) -> None:
+    table = Table(
+        title=f"{status.stream} · application {status.application} · {status.checked_at}", title_justify="left"
+    )
+    for column, justify in (
+        ("shard", "left"),
+        ("state", "left"),
+        ("owner", "left"),
+        ("checkpoint", "left"),
+        ("behind tip", "right"),
+        ("oldest unprocessed", "right"),
+        ("lease counter", "right"),
+        ("owner switches", "right"),
+        ("parents", "left"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for shard in status.shards:
+        if shard.lag_error:
+            behind = Text(shard.lag_error, style="yellow")
+            oldest = Text("?")
+        elif shard.caught_up:
+            behind, oldest = Text("caught up", style="green"), Text("-")
+        else:
+            behind = Text(_duration(shard.millis_behind))
+            oldest = Text(_duration(shard.oldest_unprocessed_age_ms))
+        owner = (
+            Text(shard.owner)
+            if shard.owner
+            else Text("UNOWNED" if shard.needs_owner else "-", style="red" if shard.needs_owner else "")
+        )
+        table.add_row(
+            shard.shard_id,
+            shard.state,
+            owner,
+            Text(shard.checkpoint or "-" if shard.has_lease else "(no lease)", overflow="fold"),
+            behind,
+            oldest,
+            "-" if shard.lease_counter is None else str(shard.lease_counter),
+            "-" if shard.owner_switches is None else str(shard.owner_switches),
+            ", ".join(shard.parents),
+        )
+    console.print(table)
+    workers = status.workers
+    if workers:
+        for worker, shard_ids in workers.items():
+            console.print(f"worker {worker}: {len(shard_ids)} shard(s): {', '.join(shard_ids)}", markup=False)
+    unowned = status.unowned
+    if unowned:
+        console.print(f"unowned: {', '.join(unowned)} (nobody is reading these)", markup=False, style="red")
+    else:
+        console.print("every shard with records left has an owner", markup=False)
+    if status.stale_leases:
+        console.print(f"leases of shards no longer in the stream: {', '.join(status.stale_leases)}", markup=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+    kinesis = kinesis_client(args)
+    try:
+        status = collect_status(kinesis, dynamodb_client(args), args.stream, args.application, probe=not args.no_lag)
+    except LeaseTableError as error:
+        err.print(str(error), markup=False)
+        return 1
+    except kinesis.exceptions.ResourceNotFoundException:
+        err.print(f"no stream {args.stream!r}", markup=False)
+        return 1
+    if args.json:
+        sys.stdout.write(orjson.dumps(status.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        out = Console(highlight=False, emoji=False)
+        print_status(status, out if out.is_terminal else Console(highlight=False, emoji=False, width=200))
+    return 0

@@ -1,0 +1,195 @@
+"""`stream-processor status` on the local stack: a KCL-format lease table in moto, a stream on kinesis-local."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+
+from stream_processor.cli import main
+from stream_processor.leases import SHARD_END, TRIM_HORIZON, Lease, lease_item, read_leases
+from stream_processor.local.stack import LocalStack
+from stream_processor.sources.replay import list_shards
+
+pytestmark = pytest.mark.integration
+
+
+# --- helpers shared with test_replay ---------------------------------------------------------------------
+
+
+def put_to_shard(stack: LocalStack, stream: str, shard_id: str, payloads: Sequence[bytes]) -> list[str]:
+    """Put records on one shard (by its starting hash key); their sequence numbers, in order."""
+    kinesis = stack.kinesis_client()
+    shard = next(s for s in kinesis.list_shards(StreamName=stream)["Shards"] if s["ShardId"] == shard_id)
+    hash_key = shard["HashKeyRange"]["StartingHashKey"]
+    sequences = []
+    for payload in payloads:
+        response = kinesis.put_record(StreamName=stream, Data=payload, PartitionKey="p", ExplicitHashKey=hash_key)
+        assert response["ShardId"] == shard_id
+        sequences.append(response["SequenceNumber"])
+    return sequences
+
+
+def create_lease_table(stack: LocalStack, application: str, leases: Sequence[Lease]) -> None:
+    """The lease table as the KCL creates and fills it: hash key leaseKey (S), one item per shard."""
+    dynamodb = stack.client("dynamodb")
+    dynamodb.create_table(
+        TableName=application,
+        KeySchema=[{"AttributeName": "leaseKey", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "leaseKey", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for lease in leases:
+        dynamodb.put_item(TableName=application, Item=lease_item(lease))
+
+
+def lease(shard_id: str, checkpoint: str, owner: str | None = None, **more: Any) -> Lease:
+    return Lease(lease_key=shard_id, shard_id=shard_id, owner=owner, checkpoint=checkpoint, lease_counter=7, **more)
+
+
+def merge(stack: LocalStack, stream: str, shard: str, adjacent: str) -> str:
+    """MergeShards on kinesis-local, wait until ACTIVE again; the child's shard id."""
+    kinesis = stack.kinesis_client()
+    kinesis.merge_shards(StreamName=stream, ShardToMerge=shard, AdjacentShardToMerge=adjacent)
+    deadline = time.monotonic() + 30
+    while kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamStatus"] != "ACTIVE":
+        assert time.monotonic() < deadline, "the stream did not become ACTIVE after the merge"
+        time.sleep(0.05)
+    return next(s.shard_id for s in list_shards(kinesis, stream) if shard in s.parents)
+
+
+def status_args(stack: LocalStack, stream: str, application: str) -> list[str]:
+    return [
+        "--stream",
+        stream,
+        "--application",
+        application,
+        "--kinesis-endpoint",
+        stack.kinesis_url,
+        "--dynamodb-endpoint",
+        stack.moto_url,
+        "--region",
+        stack.region,
+    ]
+
+
+def unique_application() -> str:
+    return f"app-{uuid.uuid4().hex[:10]}"
+
+
+# --- tests -------------------------------------------------------------------------------------------------
+
+
+def run_status_json(
+    stack: LocalStack, stream: str, application: str, capsys: pytest.CaptureFixture[str]
+) -> dict[str, Any]:
+    assert main(["status", "--json", *status_args(stack, stream, application)]) == 0
+    return dict(json.loads(capsys.readouterr().out))
+
+
+def test_owners_checkpoints_lag_and_unowned_shards(
+    local_stack: LocalStack, new_stream: Callable[[int], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN three shards: one behind its checkpoint, one caught up, one that nobody holds
+    stream = new_stream(3)
+    shard_ids = [shard.shard_id for shard in list_shards(local_stack.kinesis_client(), stream)]
+    behind = put_to_shard(local_stack, stream, shard_ids[0], [b"a", b"b", b"c", b"d"])
+    caught_up = put_to_shard(local_stack, stream, shard_ids[1], [b"e", b"f"])
+    put_to_shard(local_stack, stream, shard_ids[2], [b"g"])
+    application = unique_application()
+    create_lease_table(
+        local_stack,
+        application,
+        [
+            lease(shard_ids[0], behind[1], owner="worker-a"),
+            lease(shard_ids[1], caught_up[-1], owner="worker-b", owner_switches_since_checkpoint=1),
+            lease(shard_ids[2], TRIM_HORIZON),
+        ],
+    )
+
+    # WHEN status reads the lease table and the stream
+    report = run_status_json(local_stack, stream, application, capsys)
+
+    # THEN each shard shows its owner, checkpoint and lag, and the unowned shard is called out
+    shards = {shard["shard_id"]: shard for shard in report["shards"]}
+    first, second, third = (shards[shard_id] for shard_id in shard_ids)
+    assert (first["owner"], first["checkpoint"], first["state"]) == ("worker-a", behind[1], "open")
+    assert first["caught_up"] is False and first["oldest_unprocessed_age_ms"] is not None
+    assert first["millis_behind"] is not None
+    assert (second["owner"], second["checkpoint"], second["caught_up"]) == ("worker-b", caught_up[-1], True)
+    assert second["owner_switches"] == 1 and second["lease_counter"] == 7
+    assert (third["owner"], third["checkpoint"], third["caught_up"]) == (None, TRIM_HORIZON, False)
+    assert report["unowned"] == [shard_ids[2]]
+    assert report["workers"] == {"worker-a": [shard_ids[0]], "worker-b": [shard_ids[1]]}
+
+
+def test_a_merge_shows_ended_parents_and_the_child(
+    local_stack: LocalStack, new_stream: Callable[[int], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    stream = new_stream(2)
+    left, right = (shard.shard_id for shard in list_shards(local_stack.kinesis_client(), stream))
+    left_sequences = put_to_shard(local_stack, stream, left, [b"1", b"2"])
+    put_to_shard(local_stack, stream, right, [b"3"])
+    child = merge(local_stack, stream, left, right)
+    application = unique_application()
+    create_lease_table(
+        local_stack,
+        application,
+        [
+            lease(left, SHARD_END, owner="worker-a", child_shard_ids=(child,)),
+            lease(right, TRIM_HORIZON, owner="worker-b", child_shard_ids=(child,)),
+            lease(child, TRIM_HORIZON, parent_shard_ids=(left, right)),
+        ],
+    )
+    assert left_sequences
+
+    report = run_status_json(local_stack, stream, application, capsys)
+
+    shards = {shard["shard_id"]: shard for shard in report["shards"]}
+    assert shards[left]["state"] == "ended" and shards[left]["caught_up"] is True
+    assert shards[right]["state"] == "closed" and shards[right]["caught_up"] is False
+    assert shards[child]["state"] == "open" and sorted(shards[child]["parents"]) == sorted([left, right])
+    assert report["unowned"] == [child]
+
+
+def test_readable_table_names_owners_and_unowned(
+    local_stack: LocalStack, new_stream: Callable[[int], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    stream = new_stream(2)
+    first, second = (shard.shard_id for shard in list_shards(local_stack.kinesis_client(), stream))
+    application = unique_application()
+    create_lease_table(local_stack, application, [lease(first, TRIM_HORIZON, owner="host-1:1234")])
+
+    assert main(["status", *status_args(local_stack, stream, application)]) == 0
+
+    out = capsys.readouterr().out
+    assert "host-1:1234" in out and "UNOWNED" in out and "(no lease)" in out
+    assert f"unowned: {second}" in out
+
+
+def test_status_never_writes_the_lease_table(
+    local_stack: LocalStack, new_stream: Callable[[int], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    stream = new_stream(1)
+    (shard_id,) = (shard.shard_id for shard in list_shards(local_stack.kinesis_client(), stream))
+    application = unique_application()
+    create_lease_table(local_stack, application, [lease(shard_id, TRIM_HORIZON, owner="w")])
+    before = read_leases(local_stack.client("dynamodb"), application)
+
+    run_status_json(local_stack, stream, application, capsys)
+
+    assert read_leases(local_stack.client("dynamodb"), application) == before
+
+
+def test_a_missing_lease_table_is_a_clear_error(
+    local_stack: LocalStack, new_stream: Callable[[int], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    stream = new_stream(1)
+
+    assert main(["status", *status_args(local_stack, stream, "never-ran")]) == 1
+
+    assert "no lease table 'never-ran'" in capsys.readouterr().err
