@@ -1,0 +1,143 @@
+"""FastMatcher: the compiled path, the index, the per-event libjq hand-off, and what `explain` reports."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import jq
+import orjson
+import pytest
+
+from stream_processor.config import Rule
+from stream_processor.matcher import FastMatcher, LibjqMatcher, build_matcher, explain
+from stream_processor.matcher.jqruntime import format_float
+from stream_processor.model import CloudTrailEvent, MatchResult, Position
+
+SEED_RULES = [
+    Rule(name="Create AccessKey", jq_match='select(.eventName == "CreateAccessKey")'),
+    Rule(
+        name="SSM Start Session",
+        jq_match='select(.eventName == "StartSession") | '
+        '"username: \\(.responseElements.sessionId) target: \\(.requestParameters.target)"',
+    ),
+]
+
+
+def _events(*items: dict[str, Any]) -> list[CloudTrailEvent]:
+    return [CloudTrailEvent(orjson.dumps(d), d, Position(f"e{i}")) for i, d in enumerate(items)]
+
+
+def _summary(result: MatchResult) -> tuple[list[tuple[str, str, Any]], set[tuple[str, str]]]:
+    matches = [(m.rule_name, str(m.event.position), m.output) for m in result.matches]
+    errors = {(e.rule_name, str(e.position)) for e in result.errors}
+    return matches, errors
+
+
+def _both(rules: list[Rule], events: list[CloudTrailEvent]) -> tuple[Any, Any]:
+    return _summary(FastMatcher(rules).match_batch(events)), _summary(LibjqMatcher(rules).match_batch(events))
+
+
+def test_seed_rules_match_and_render_like_tattletail() -> None:
+    events = _events(
+        {"eventName": "StartSession", "responseElements": {"sessionId": "s-1"}, "requestParameters": {"target": "i-9"}},
+        {"eventName": "CreateAccessKey", "eventID": "2"},
+        {"eventName": "DescribeInstances"},
+    )
+    fast, reference = _both(SEED_RULES, events)
+    assert fast == reference
+    assert fast[0] == [
+        ("SSM Start Session", "e0", "username: s-1 target: i-9"),
+        ("Create AccessKey", "e1", {"eventName": "CreateAccessKey", "eventID": "2"}),
+    ]
+
+
+def test_explain_names_the_path_and_the_index_key() -> None:
+    rules = [
+        *SEED_RULES,
+        Rule(name="reduce", jq_match="reduce .[] as $x (0; . + 1) | select(. > 100)"),
+        Rule(name="two names", jq_match='select(.eventName == "B" or .eventName == "A")'),
+        Rule(name="source then name", jq_match='select(.eventSource == "iam.amazonaws.com" and .eventName == "X")'),
+        Rule(name="IN", jq_match='select(.eventName | IN("P", "Q")) | .eventName'),
+        Rule(name="anything", jq_match='select(.userIdentity.type == "Root")'),
+    ]
+    assert explain(rules) == [
+        ("Create AccessKey", "compiled", "compiled, indexed on eventName in {CreateAccessKey}"),
+        ("SSM Start Session", "compiled", "compiled, indexed on eventName in {StartSession}"),
+        ("reduce", "libjq", "libjq: uses `reduce`"),
+        ("two names", "compiled", "compiled, indexed on eventName in {A, B}"),
+        ("source then name", "compiled", "compiled, indexed on eventName in {X}"),
+        ("IN", "compiled", "compiled, indexed on eventName in {P, Q}"),
+        ("anything", "compiled", "compiled, not indexed"),
+    ]
+
+
+def test_index_does_not_hide_errors_on_events_it_would_skip() -> None:
+    # `.a | startswith` runs before the eventName check and errors on a number: every event must see it.
+    rules = [Rule(name="fragile", jq_match='select((.a | startswith("x")) and .eventName == "X")')]
+    assert explain(rules)[0][2] == "compiled, not indexed"
+    events = _events({"eventName": "Other", "a": 1}, {"eventName": "X", "a": "xy"})
+    fast, reference = _both(rules, events)
+    assert fast == reference
+    assert fast[1] == {("fragile", "e0")}
+
+
+def test_index_on_event_source_skips_other_sources_without_losing_matches() -> None:
+    rules = [
+        Rule(name="iam", jq_match='select(.eventSource == "iam.amazonaws.com" and (.eventName | startswith("Create")))'),
+    ]
+    assert explain(rules)[0][2] == "compiled, indexed on eventSource in {iam.amazonaws.com}"
+    events = _events(
+        {"eventSource": "iam.amazonaws.com", "eventName": "CreateUser"},
+        {"eventSource": "ec2.amazonaws.com", "eventName": 5},
+        {"eventSource": "iam.amazonaws.com", "eventName": 5},
+        {"eventName": ["not", "hashable"]},
+    )
+    fast, reference = _both(rules, events)
+    assert fast == reference
+    assert [m[1] for m in fast[0]] == ["e0"]
+    assert fast[1] == {("iam", "e2")}
+
+
+def test_values_outside_the_compiled_model_are_handed_to_libjq() -> None:
+    # A huge integer against a float literal, a regex class on a non-ASCII subject: libjq decides.
+    rules = [
+        Rule(name="big", jq_match="select(.n == 1.5 or .n > 2.5) | .n"),
+        Rule(name="regex", jq_match='select(.s | test("^\\\\w+$")) | .s'),
+    ]
+    events = _events({"n": 2**60 + 1, "s": "héllo"}, {"n": 3, "s": "hello"}, {"n": 1.5, "s": "a b"})
+    fast, reference = _both(rules, events)
+    assert fast == reference
+    assert [(m[0], m[1]) for m in fast[0]] == [("big", "e0"), ("regex", "e0"), ("big", "e1"), ("regex", "e1"), ("big", "e2")]
+
+
+def test_outputs_have_the_types_libjq_returns() -> None:
+    rules = [
+        Rule(name="float", jq_match="select(.eventName == \"E\") | [.x, .y, \"\\(.x)\", (.big | tojson), .big]"),
+    ]
+    events = _events({"eventName": "E", "x": 1.0, "y": -0.0, "big": 12345678901234567890})
+    fast, reference = _both(rules, events)
+    assert fast == reference
+    output = fast[0][0][2]
+    assert output == [1, 0, "1.0", "12345678901234567890", 12345678901234567168]
+    assert [type(v) for v in output] == [int, int, str, str, int]
+
+
+def test_build_matcher_by_name() -> None:
+    assert isinstance(build_matcher(SEED_RULES), FastMatcher)
+    assert isinstance(build_matcher(SEED_RULES, kind="libjq"), LibjqMatcher)
+    with pytest.raises(ValueError, match="unknown matcher kind"):
+        build_matcher(SEED_RULES, kind="fastest")
+
+
+def test_a_program_jq_rejects_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        FastMatcher([Rule(name="broken", jq_match="select(.a ==)")])
+
+
+def test_float_printing_matches_jq_for_literals() -> None:
+    rng = random.Random(7)
+    values = [1e16, 1.5e-7, 1.234e-5, 1e-5, 1e22, 5e-324, -2.5e-6, 1e-6, 0.1, -0.0, 1.0, 123.456, 1.1208125838002882e16]
+    values += [rng.uniform(-1, 1) * 10 ** rng.randint(-30, 30) for _ in range(500)]
+    printed = jq.compile(".[] | tojson").input_value(values).all()
+    assert [format_float(v) for v in values] == printed
