@@ -84,7 +84,10 @@ def test_index_does_not_hide_errors_on_events_it_would_skip() -> None:
 
 def test_index_on_event_source_skips_other_sources_without_losing_matches() -> None:
     rules = [
-        Rule(name="iam", jq_match='select(.eventSource == "iam.amazonaws.com" and (.eventName | startswith("Create")))'),
+        Rule(
+            name="iam",
+            jq_match='select(.eventSource == "iam.amazonaws.com" and (.eventName | startswith("Create")))',
+        ),
     ]
     assert explain(rules)[0][2] == "compiled, indexed on eventSource in {iam.amazonaws.com}"
     events = _events(
@@ -108,12 +111,13 @@ def test_values_outside_the_compiled_model_are_handed_to_libjq() -> None:
     events = _events({"n": 2**60 + 1, "s": "héllo"}, {"n": 3, "s": "hello"}, {"n": 1.5, "s": "a b"})
     fast, reference = _both(rules, events)
     assert fast == reference
-    assert [(m[0], m[1]) for m in fast[0]] == [("big", "e0"), ("regex", "e0"), ("big", "e1"), ("regex", "e1"), ("big", "e2")]
+    expected = [("big", "e0"), ("regex", "e0"), ("big", "e1"), ("regex", "e1"), ("big", "e2")]
+    assert [(m[0], m[1]) for m in fast[0]] == expected
 
 
 def test_outputs_have_the_types_libjq_returns() -> None:
     rules = [
-        Rule(name="float", jq_match="select(.eventName == \"E\") | [.x, .y, \"\\(.x)\", (.big | tojson), .big]"),
+        Rule(name="float", jq_match='select(.eventName == "E") | [.x, .y, "\\(.x)", (.big | tojson), .big]'),
     ]
     events = _events({"eventName": "E", "x": 1.0, "y": -0.0, "big": 12345678901234567890})
     fast, reference = _both(rules, events)
