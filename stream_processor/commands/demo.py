@@ -393,8 +393,10 @@ def run_demo(args: argparse.Namespace, console: Console) -> DemoResult:
             # a moment for a duplicate to show itself, if the consumer were to send one
             time.sleep(args.settle)
         finally:
-            with console.status("stopping the consumer", spinner="dots"):
+            stopping = time.monotonic()
+            with console.status("stopping the consumer (it checkpoints first)", spinner="dots"):
                 consumer.stop()
+            console.print(f"[bold]consumer stopped[/] in {time.monotonic() - stopping:.1f} s")
         finished = time.time()
         return DemoResult(produced, expected, collector.alerts(), consumer_started, finished)
 
@@ -429,15 +431,23 @@ def _wait_for_alerts(
             collector.changed.clear()
 
 
+def short_who(who: str) -> str:
+    """The caller without the role/session detail, and an ARN shown from its resource part (`user/alice`)."""
+    text = who.split(" (", 1)[0]
+    if text.startswith("arn:") and text.count(":") >= 5:
+        return text.split(":", 5)[5]
+    return text
+
+
 def print_alerts(alerts: Sequence[ReceivedAlert], console: Console) -> None:
     table = Table(title=f"{len(alerts)} alerts received by the Slack-compatible receiver", title_justify="left")
     table.add_column("rule", style="bold", no_wrap=True)
-    table.add_column("who", overflow="fold", max_width=48)
+    table.add_column("who", overflow="fold", max_width=40)
     table.add_column("what", overflow="fold")
     table.add_column("where", overflow="fold")
     table.add_column("output", overflow="fold", max_width=60)
     for alert in sorted(alerts, key=lambda a: a.arrived):
-        table.add_row(alert.rule, alert.who, alert.what, alert.where, alert.output)
+        table.add_row(alert.rule, short_who(alert.who), alert.what, alert.where, alert.output)
     console.print(table)
 
 
