@@ -943,6 +943,10 @@ def _example(key: str) -> str:
         "sns_arn": '"arn:aws:sns:REGION:ACCOUNT:TOPIC"',
         "to_emails": '["security@example.com"]',
         "from_email": '"alerts@example.com"',
+        "url": '"https://receiver.example.com/hooks/cloudtrail"',
+        "hmac_secret": '"ssm:/stream-processor/webhook-hmac"',
+        "routing_key": '"ssm:/stream-processor/pagerduty-routing-key"',
+        "events_url": '"https://events.pagerduty.com/v2/enqueue"',
     }
     return examples.get(key, '"..."')
 

@@ -255,13 +255,17 @@ def test_a_tests_file_holds_only_names_and_tests(tmp_path: Path) -> None:
 
 
 def test_the_shipped_examples_carry_tests_that_pass(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["test-rules", str(EXAMPLES / "seed.toml"), str(EXAMPLES / "cis.toml")])
+    shipped = sorted(EXAMPLES.glob("*.toml"))
+
+    code = main(["test-rules", "--require-tests", *map(str, shipped)])
 
     out = capsys.readouterr().out
     assert code == 0, out
+    assert {"seed.toml", "cis.toml", "rules60.toml"} <= {path.name for path in shipped}
     assert "seed.toml: 7 of 7 tests passed" in out
     assert "cis.toml: 45 of 45 tests passed" in out
-    assert "without a test" not in out  # every shipped rule has at least one test
+    assert "rules60.toml: 120 of 120 tests passed" in out
+    assert "without a test" not in out and "FAIL" not in out  # every shipped rule has tests, and they pass
 
 
 def test_the_command_exits_1_on_a_failure_and_shows_the_table(
