@@ -13,6 +13,7 @@ from stream_processor.alerts.delivery import AlertDeliverer, DeliveryPolicy
 from stream_processor.alerts.destinations.base import create_destination
 from stream_processor.alerts.destinations.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from stream_processor.config import parse_config
+from stream_processor.errors import ConfigError
 from stream_processor.local.receiver import SlackReceiver
 from stream_processor.model import Alert, CloudTrailEvent, DeliveryResult, Position
 from stream_processor.secrets import SecretResolver
@@ -243,3 +244,68 @@ def test_no_secret_reaches_a_log_line(receiver: SlackReceiver, caplog: pytest.Lo
         assert secret not in text
     assert "hook" in repr(deliverer.destinations["hook"]) and receiver.path not in repr(deliverer.destinations)
     assert ROUTING_KEY not in repr(deliverer.destinations["pd"])
+
+
+# --- load-time checks (no server needed) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        ("", 'missing url (required for type webhook): add url = "https://receiver.example.com/hooks/cloudtrail"'),
+        ('url = "ftp://s3cr3t.example.com/x"', "url is not an http:// or https:// URL with a host"),
+        ('url = "https://h/x"\nheaders = "X-A: 1"', "headers must be a table of strings, got a string"),
+        ('url = "https://h/x"\nheaders = { "X-A" = 1 }', "headers.X-A must be a non-empty string"),
+        ('url = "https://h/x"\nheaders = { "X-Signature-256" = "sha256=s3cr3t" }', "is set by stream-processor itself"),
+        ('url = "https://h/x"\nheaders = { "Bad Name" = "v" }', '"Bad Name" is not a valid HTTP header name'),
+        (
+            'url = "https://h/x"\nheaders = { "X-A" = "a\\r\\nX-Injected: s3cr3t" }',
+            "headers.X-A: the value holds a line",
+        ),
+        ('url = "https://h/x"\nhmac_secret = ""', "hmac_secret is empty"),
+    ],
+)
+def test_webhook_options_are_checked_at_load_without_echoing_values(keys: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f'[[destination]]\nid = "hook"\ntype = "webhook"\n{keys}\n', "dest.toml")
+
+    (problem,) = caught.value.problems
+    assert problem.startswith('dest.toml: destination #1 "hook" (type webhook): ')
+    assert expected in problem and "s3cr3t" not in problem
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        ("", "missing routing_key (required for type pagerduty)"),
+        ('routing_key = "R0uT1nG s3cr3t"', "routing_key holds spaces"),
+        ('routing_key = "k"\nevents_url = "events.pagerduty.com/s3cr3t"', "events_url is not an http:// or https://"),
+    ],
+)
+def test_pagerduty_options_are_checked_at_load_without_echoing_values(keys: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f'[[destination]]\nid = "pd"\ntype = "pagerduty"\n{keys}\n', "dest.toml")
+
+    (problem,) = caught.value.problems
+    assert expected in problem and "s3cr3t" not in problem
+
+
+def test_pagerduty_defaults_to_pagerdutys_endpoint() -> None:
+    from stream_processor.alerts.destinations.pagerduty import DEFAULT_EVENTS_URL, PagerDutyDestination
+
+    config = parse_config('[[destination]]\nid = "pd"\ntype = "pagerduty"\nrouting_key = "k"\n', "dest.toml")
+    destination = create_destination(config.destination("pd"))
+
+    assert isinstance(destination, PagerDutyDestination)
+    assert destination._events_url == DEFAULT_EVENTS_URL == "https://events.pagerduty.com/v2/enqueue"
+
+
+def test_dedup_key_stays_within_255_characters() -> None:
+    from stream_processor.alerts.destinations.pagerduty import dedup_key
+
+    short = make_alert()
+    long = Alert("R" * 400, "", True, short.event)
+
+    assert dedup_key(short) == f"Create AccessKey:{EVENT['eventID']}"
+    assert len(dedup_key(long)) <= 255 and dedup_key(long).endswith(f":{EVENT['eventID']}")
+    assert dedup_key(long) != dedup_key(Alert("R" * 399 + "S", "", True, short.event))
