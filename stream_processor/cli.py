@@ -21,6 +21,7 @@ COMMANDS = (
     "dead-letters",
     "backtest",
     "status",
+    "replay",
     "consume",
     "test-rules",
 )

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from stream_processor.model import Position, RawRecord
@@ -490,3 +491,26 @@ def probe_lag(
         if not code:
             raise
         return LagProbe(None, None, None, error=code)
+
+
+# --- times as people write them ----------------------------------------------------------------------------
+
+_UNITS: Final = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
+_AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hour|d|day)s?\s+ago\s*$", re.IGNORECASE)
+
+
+def parse_when(text: str, now: datetime | None = None) -> datetime:
+    """'2h ago', '30 min ago', '1d ago', or ISO 8601 (a time without an offset is UTC), as an aware datetime.
+
+    Raises:
+        ValueError: neither form.
+    """
+    found = _AGO.match(text)
+    if found:
+        seconds = float(found.group(1)) * _UNITS[found.group(2).lower()]
+        return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time: use ISO 8601 (2026-11-27T01:00:00Z) or 'N[s|m|h|d] ago'") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

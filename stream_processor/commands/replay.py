@@ -1,0 +1,403 @@
+"""`stream-processor replay`: run the rules over what a stream already carried, shard by shard.
+
+After a new rule lands, an outage or an incident: read one shard or all of them from the application's
+checkpoint, a sequence number or a time, up to a sequence number, a time, the tip, or on and on (`--follow`).
+A dry run by default (alerts printed); `--send` delivers through the normal pipeline, and the dedupe ledger
+keeps alerts the live consumer already sent from going out twice. It never writes the lease table: the live
+application keeps its leases and checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from botocore.config import Config as BotoConfig
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from stream_processor.aws import AwsSettings
+from stream_processor.commands.common import (
+    add_config_argument,
+    add_state_arguments,
+    load_config_from_args,
+    open_dead_letters,
+    open_ledger,
+)
+from stream_processor.commands.match import _JsonlPrinter, _TextPrinter
+from stream_processor.commands.status import add_stream_arguments, dynamodb_client
+from stream_processor.config import Config
+from stream_processor.dead_letters import DeadLetterStore
+from stream_processor.dedupe import DedupeStore, SQLiteDedupeStore
+from stream_processor.errors import ConfigError, StreamProcessorError
+from stream_processor.leases import LATEST, SHARD_END, Lease, LeaseTableError, read_leases
+from stream_processor.model import Alert
+from stream_processor.pipeline import BatchOutcome, Pipeline
+from stream_processor.sources.replay import (
+    ShardInfo,
+    StartFor,
+    StartPosition,
+    StopCondition,
+    StreamReplay,
+    list_shards,
+    parse_when,
+)
+
+MATCHERS = ("fast", "libjq")
+FROM_CHECKPOINT = "checkpoint"
+FROM_TRIM_HORIZON = "trim-horizon"
+
+
+class ReplayUsageError(StreamProcessorError, ValueError):
+    """The options do not describe a replay (e.g. a sequence number without its shard)."""
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "replay",
+        help="run the rules over a stream's past records (from a checkpoint, sequence or time); dry run unless --send",
+        description=(
+            "Read one shard (--shard) or all of them (--all) with GetShardIterator/GetRecords, from the KCL "
+            "application's checkpoint, a sequence number or a time, up to a sequence number, a time, the tip "
+            "(default) or forever (--follow), following resharding from parents to children. The alerts are "
+            "printed; --send delivers them, and the dedupe ledger keeps alerts already sent from repeating "
+            "(point --dedupe-db, or --state-dir/--dedupe, at the live consumer's ledger). The lease table is "
+            "only ever read."
+        ),
+    )
+    add_config_argument(parser)
+    add_stream_arguments(parser)
+    parser.add_argument(
+        "--aws-endpoint", metavar="URL", help="S3 (config), SNS, SES, SQS, DynamoDB (dedupe) calls go here (e.g. moto)"
+    )
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--shard", action="append", metavar="ID", help="a shard to read (repeatable)")
+    which.add_argument("--all", action="store_true", help="every shard of the stream")
+    start = parser.add_mutually_exclusive_group(required=True)
+    start.add_argument(
+        "--from",
+        dest="from_",
+        choices=(FROM_CHECKPOINT, FROM_TRIM_HORIZON),
+        help="checkpoint: after each shard's checkpoint in the lease table of --application; trim-horizon: all",
+    )
+    start.add_argument("--from-sequence", metavar="SEQ", help="start at this sequence number (needs one --shard)")
+    start.add_argument("--from-time", metavar="WHEN", help="start at this time: ISO 8601 or '2h ago'")
+    parser.add_argument("--application", help="KCL application (lease table) for --from checkpoint")
+    stop = parser.add_mutually_exclusive_group()
+    stop.add_argument("--to-sequence", metavar="SEQ", help="stop after this sequence number (needs one --shard)")
+    stop.add_argument("--to-time", metavar="WHEN", help="stop at records that arrived after this time")
+    stop.add_argument(
+        "--follow", action="store_true", help="do not stop at the tip: wait for new records (Ctrl-C ends)"
+    )
+    parser.add_argument(
+        "--send", action="store_true", help="deliver the alerts (deduplicated) instead of printing them"
+    )
+    parser.add_argument("--format", choices=("text", "jsonl"), default="text", help="how printed alerts look")
+    parser.add_argument("--workers", type=int, default=4, help="shards read at the same time (default: %(default)s)")
+    parser.add_argument("--limit", type=int, default=10_000, help="records per GetRecords (default: %(default)s)")
+    parser.add_argument(
+        "--dedupe-db", type=Path, metavar="PATH", help="SQLite dedupe ledger to use, e.g. consume's WORK_DIR/dedupe.db"
+    )
+    parser.add_argument("--matcher", choices=MATCHERS, default=MATCHERS[0], help=argparse.SUPPRESS)
+    add_state_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+# --- where each shard starts -------------------------------------------------------------------------------
+
+
+def checkpoint_start(leases: dict[str, Lease], shards: list[ShardInfo]) -> StartFor:
+    """Start each shard right after the application's checkpoint; None for shards it finished.
+
+    A shard without a lease: if it is closed and one of its children has a lease, the KCL finished it and
+    cleaned its lease up (nothing to read); otherwise the application never started it (read all of it).
+    """
+    with_lease = set(leases)
+
+    def start_for(shard: ShardInfo) -> StartPosition | None:
+        lease = leases.get(shard.shard_id)
+        if lease is None:
+            children = [s.shard_id for s in shards if shard.shard_id in s.parents]
+            if shard.closed and any(child in with_lease for child in children):
+                return None
+            return StartPosition.trim_horizon()
+        if lease.checkpoint == SHARD_END:
+            return None
+        if lease.checkpoint == LATEST:
+            return StartPosition(LATEST)
+        if lease.checkpointed_sequence is not None:
+            return StartPosition.after(lease.checkpointed_sequence)
+        return StartPosition.trim_horizon()  # TRIM_HORIZON, or AT_TIMESTAMP whose time the table does not keep
+
+    return start_for
+
+
+def fixed_start(root: str | None, first: StartPosition, others: StartPosition) -> StartFor:
+    """`first` for the shard `root` (or for every shard when root is None), `others` for its descendants."""
+
+    def start_for(shard: ShardInfo) -> StartPosition:
+        return first if root is None or shard.shard_id == root else others
+
+    return start_for
+
+
+# --- the run -----------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ReplayTotals:
+    """Counts for the progress bar and the summary."""
+
+    records: int = 0
+    events: int = 0
+    malformed: int = 0
+    control_messages: int = 0
+    matches: Counter[str] = field(default_factory=Counter)
+    rule_errors: Counter[str] = field(default_factory=Counter)
+    delivered: int = 0
+    duplicates: int = 0
+    failed: list[str] = field(default_factory=list)
+    parked: int = 0
+    millis_behind: int = 0
+    seconds: float = 0.0
+    pipeline_seconds: float = 0.0
+    per_shard_matches: Counter[str] = field(default_factory=Counter)
+    per_shard_events: Counter[str] = field(default_factory=Counter)
+
+    def add(self, shard_id: str, records: int, outcome: BatchOutcome) -> None:
+        self.records += records
+        decoded, matched = outcome.decoded, outcome.matched
+        self.events += len(decoded.events)
+        self.per_shard_events[shard_id] += len(decoded.events)
+        self.malformed += len(decoded.malformed)
+        self.control_messages += decoded.control_messages
+        self.matches.update(match.rule_name for match in matched.matches)
+        self.per_shard_matches[shard_id] += len(matched.matches)
+        self.rule_errors.update(error.rule_name for error in matched.errors)
+        self.duplicates += outcome.duplicates
+        self.parked += len(outcome.parked)
+        for result in outcome.deliveries:
+            if result.delivered:
+                self.delivered += 1
+        parked = {id(result) for result in outcome.parked}
+        for result in outcome.failed:
+            note = " (parked as a dead letter)" if id(result) in parked else ""
+            self.failed.append(f"{result.alert.rule_name} → {result.destination_id}: {result.reason}{note}")
+
+    @property
+    def unparked_failures(self) -> int:
+        return len(self.failed) - self.parked
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+def run_replay(
+    pipeline: Pipeline,
+    replay: StreamReplay,
+    *,
+    progress: Progress | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> ReplayTotals:
+    """Feed every batch of `replay` through `pipeline`; Ctrl-C ends a replay cleanly (the totals so far)."""
+    totals = ReplayTotals()
+    task = progress.add_task("replaying", total=None, status="") if progress is not None else None
+    started = clock()
+    try:
+        for batch in replay:
+            if batch.records:
+                before = clock()
+                outcome = pipeline.process_records(batch.records)
+                totals.pipeline_seconds += clock() - before
+                totals.add(batch.shard_id, len(batch.records), outcome)
+            totals.millis_behind = max(
+                (p.millis_behind or 0 for p in replay.progress if not p.done), default=batch.millis_behind
+            )
+            if progress is not None and task is not None:
+                progress.update(task, status=_progress_line(totals, replay))
+        flushed = pipeline.flush()
+        totals.add("-", 0, flushed)
+    except KeyboardInterrupt:
+        pass
+    totals.seconds = clock() - started
+    return totals
+
+
+def _progress_line(totals: ReplayTotals, replay: StreamReplay) -> str:
+    active = sum(1 for p in replay.progress if not p.done)
+    throttled = sum(p.throttled for p in replay.progress)
+    parts = [
+        f"{totals.records:,} records",
+        f"{totals.events:,} events",
+        f"{sum(totals.matches.values()):,} matches",
+        f"lag {totals.millis_behind / 1000:,.1f} s",
+        f"{active} shard(s) reading",
+    ]
+    if throttled:
+        parts.append(f"{throttled} throttled")
+    return " · ".join(parts)
+
+
+def print_summary(totals: ReplayTotals, replay: StreamReplay, console: Console, *, sent: bool) -> None:
+    for line in totals.failed[:20]:
+        console.print(f"not delivered: {line}", markup=False)
+    shards = Table(title="replay: per shard", title_justify="left")
+    for column in ("shard", "from", "first sequence", "last sequence", "records", "events", "matches", "throttled"):
+        shards.add_column(
+            column, justify="right" if column in ("records", "events", "matches", "throttled") else "left"
+        )
+    shards.add_column("ended by")
+    for progress in replay.progress:
+        shards.add_row(
+            progress.shard_id,
+            str(progress.start),
+            progress.first_sequence or "-",
+            progress.last_sequence or "-",
+            f"{progress.records:,}",
+            f"{totals.per_shard_events[progress.shard_id]:,}",
+            f"{totals.per_shard_matches[progress.shard_id]:,}",
+            f"{progress.throttled:,}",
+            progress.reason or "interrupted",
+        )
+    console.print(shards)
+    table = Table(title="replay: summary", title_justify="left")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("records read", f"{totals.records:,}")
+    table.add_row("events", f"{totals.events:,}")
+    table.add_row("malformed inputs", f"{totals.malformed:,}")
+    if totals.control_messages:
+        table.add_row("control messages skipped", f"{totals.control_messages:,}")
+    for rule, count in sorted(totals.matches.items()):
+        table.add_row(f"matched: {rule}", f"{count:,}")
+    for rule, count in sorted(totals.rule_errors.items()):
+        table.add_row(f"rule errors: {rule}", f"{count:,}")
+    if sent:
+        table.add_row("delivered", f"{totals.delivered:,}")
+        table.add_row("already sent (dedupe ledger)", f"{totals.duplicates:,}")
+        table.add_row("failed", f"{len(totals.failed):,}")
+        if totals.parked:
+            table.add_row("  of which parked as dead letters", f"{totals.parked:,}")
+    else:
+        table.add_row("alerts (dry run, not sent)", f"{sum(totals.matches.values()):,}")
+    throttled = sum(p.throttled for p in replay.progress)
+    if throttled:
+        table.add_row("GetRecords throttled (backed off)", f"{throttled:,}")
+    table.add_row("time", f"{totals.seconds:,.1f} s")
+    table.add_row("events/s", f"{totals.events_per_second:,.0f}")
+    if totals.seconds > 0:
+        table.add_row("share of time in decode/match/deliver", f"{totals.pipeline_seconds / totals.seconds:.0%}")
+    console.print(table)
+
+
+# --- the command -------------------------------------------------------------------------------------------
+
+
+def _kinesis_reader_client(args: argparse.Namespace) -> Any:
+    # Throttling is backed off by the reader itself (counted and shown); botocore retries one network blip.
+    config = BotoConfig(
+        retries={"mode": "standard", "total_max_attempts": 2}, max_pool_connections=max(10, args.workers)
+    )
+    return AwsSettings(region=args.region, endpoint_url=args.kinesis_endpoint).client("kinesis", config=config)
+
+
+def _start_for(args: argparse.Namespace, kinesis: Any, roots: list[str]) -> StartFor:
+    """Raises: ReplayUsageError, LeaseTableError."""
+    if args.from_ == FROM_CHECKPOINT:
+        if not args.application:
+            raise ReplayUsageError("--from checkpoint needs --application (the KCL application's name)")
+        leases = {lease.shard_id: lease for lease in read_leases(dynamodb_client(args), args.application, args.stream)}
+        return checkpoint_start(leases, list_shards(kinesis, args.stream))
+    if args.from_ == FROM_TRIM_HORIZON:
+        return fixed_start(None, StartPosition.trim_horizon(), StartPosition.trim_horizon())
+    if args.from_sequence:
+        if len(roots) != 1 or args.all:
+            raise ReplayUsageError("--from-sequence needs exactly one --shard: sequence numbers belong to a shard")
+        return fixed_start(roots[0], StartPosition.at(args.from_sequence), StartPosition.trim_horizon())
+    when = parse_when(args.from_time)
+    return fixed_start(None, StartPosition.at_time(when), StartPosition.at_time(when))
+
+
+def _stop(args: argparse.Namespace, roots: list[str]) -> StopCondition:
+    if args.to_sequence and (len(roots) != 1 or args.all):
+        raise ReplayUsageError("--to-sequence needs exactly one --shard: sequence numbers belong to a shard")
+    to_time = parse_when(args.to_time) if args.to_time else None
+    return StopCondition(to_sequence=args.to_sequence, to_time=to_time, follow=args.follow)
+
+
+def _ledger(args: argparse.Namespace) -> DedupeStore | None:
+    if args.dedupe_db is not None:
+        return SQLiteDedupeStore(args.dedupe_db)
+    return open_ledger(args)
+
+
+def build_pipeline(args: argparse.Namespace, config: Config, sink: Callable[[Alert], None] | None) -> Pipeline:
+    """A dry run printing into `sink`, or (--send) delivery with the dedupe ledger and dead letters."""
+    aws = AwsSettings(region=args.region, endpoint_url=args.aws_endpoint)
+    if not args.send:
+        return Pipeline.build(config, aws=aws, send=False, matcher_kind=args.matcher, alert_sink=sink)
+    dead_letters: DeadLetterStore = open_dead_letters(args)
+    return Pipeline.build(
+        config, aws=aws, send=True, matcher_kind=args.matcher, ledger=_ledger(args), dead_letters=dead_letters
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+    try:
+        config = load_config_from_args(args)
+    except ConfigError as error:
+        for problem in error.problems:
+            err.print(problem, markup=False)
+        return 1
+    kinesis = _kinesis_reader_client(args)
+    try:
+        roots = [s.shard_id for s in list_shards(kinesis, args.stream)] if args.all else list(args.shard)
+        start_for = _start_for(args, kinesis, roots)
+        stop = _stop(args, roots)
+        pipeline = build_pipeline(args, config, _printer(args))
+    except kinesis.exceptions.ResourceNotFoundException:
+        err.print(f"no stream {args.stream!r}", markup=False)
+        return 1
+    except (StreamProcessorError, ValueError) as error:
+        err.print(str(error), markup=False)
+        return 1 if isinstance(error, LeaseTableError) else 2  # else: the options do not describe a replay
+    replay = StreamReplay(kinesis, args.stream, roots, start_for, stop, workers=args.workers, limit=args.limit)
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    try:
+        with progress:
+            totals = run_replay(pipeline, replay, progress=progress)
+    except ValueError as error:  # a --shard the stream does not have
+        err.print(str(error), markup=False)
+        return 2
+    finally:
+        pipeline.close()
+    print_summary(totals, replay, err, sent=args.send)
+    return 1 if totals.unparked_failures else 0
+
+
+def _printer(args: argparse.Namespace) -> Callable[[Alert], None] | None:
+    if args.send:
+        return None
+    if args.format == "jsonl":
+        return _JsonlPrinter(sys.stdout)
+    return _TextPrinter(Console(highlight=False, emoji=False))
+
+
+__all__ = ["ReplayTotals", "checkpoint_start", "fixed_start", "run_replay"]
