@@ -233,6 +233,20 @@ _RELEASED = re.compile(r"lost the lease on shard (\S+?):|shard (\S+) ended")
 _CHILD_LINE = "Received error line from subprocess"  # the daemon's copy of a processor's stderr line
 
 
+def _terminate_with_parent() -> None:
+    """In the daemon's child, before exec: SIGTERM (a graceful stop) when this command dies, even by SIGKILL.
+
+    The daemon runs in a session of its own, so nothing else would stop it; Linux only, a no-op elsewhere.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class KclDaemon:
     """The MultiLangDaemon as a child process: its own session, output relayed, stopped gracefully."""
 
@@ -265,6 +279,7 @@ class KclDaemon:
             stdin=subprocess.DEVNULL,
             env=self.env,
             start_new_session=True,
+            preexec_fn=_terminate_with_parent,
         )
         assert self.process.stdout is not None and self.process.stderr is not None
         log_file = self.log_path.open("a", encoding="utf-8", errors="replace")

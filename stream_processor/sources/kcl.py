@@ -358,11 +358,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception:
         log.exception("record processor could not start")
         return EXIT_UNEXPECTED_ERROR
+    protocol_out = claim_stdout()
     try:
-        kcl.KCLProcess(KclRecordProcessor(pipeline)).run()
+        kcl.KCLProcess(KclRecordProcessor(pipeline), sys.stdin, protocol_out, sys.stderr).run()
     finally:
         pipeline.close()
     return 0
+
+
+def claim_stdout() -> IO[str]:
+    """Keep the real stdout for the protocol alone; everything else written to stdout goes to stderr.
+
+    A `stdout` destination, a stray print() or a C library writing to fd 1 would otherwise put lines on the
+    daemon's protocol channel. The daemon logs our stderr, so such output still shows up.
+    """
+    sys.stdout.flush()
+    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8", closefd=True)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return protocol
 
 
 if __name__ == "__main__":
