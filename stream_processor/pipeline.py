@@ -11,11 +11,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import orjson
+
 from stream_processor.alerts.delivery import AlertDeliverer
 from stream_processor.alerts.destinations import create_destination
+from stream_processor.alerts.render import build_alert
 from stream_processor.alerts.storm import StormFolder
 from stream_processor.aws import AwsSettings
-from stream_processor.config import Config, Rule
+from stream_processor.config import Config, Rule, compile_jq
 from stream_processor.dead_letters import DeadLetterStore
 from stream_processor.decode import decode_records
 from stream_processor.dedupe import ClaimOutcome, DedupeStore, dedupe_key
@@ -105,7 +108,7 @@ class Pipeline:
         if send:
             destinations = {d.id: create_destination(d, aws) for d in config.destinations}
             deliverer = AlertDeliverer(destinations)
-        matcher = build_matcher(config.rules, kind=matcher_kind)
+        matcher = build_matcher(config.enabled_rules, kind=matcher_kind)
         return cls(config, matcher, deliverer, alert_sink, ledger, dead_letters if send else None, storm)
 
     def process_records(self, records: Sequence[RawRecord]) -> BatchOutcome:
@@ -118,7 +121,7 @@ class Pipeline:
         outcome = BatchOutcome(decoded, matched)
         for match in matched.matches:
             rule = self._rules[match.rule_name]
-            alert = Alert(rule.name, rule.description, match.output, match.event)
+            alert = build_alert(rule, match)
             outcome.alerts.append(alert)
             if self.alert_sink is not None:
                 self.alert_sink(alert)
@@ -208,7 +211,11 @@ class Pipeline:
             if claim is ClaimOutcome.HELD_ELSEWHERE:
                 reason = "another worker is sending this alert and has not confirmed it yet"
                 return DeliveryResult(alert, destination_id, delivered=False, attempts=0, reason=reason)
-        if outcome is not None and self.storm is not None and not self.storm.admit(alert, destination_id, ""):
+        if (
+            outcome is not None
+            and self.storm is not None
+            and not self.storm.admit(alert, destination_id, self._storm_group(alert))
+        ):
             outcome.folded += 1
             if self.ledger is not None and event_id:
                 self.ledger.complete(key, owner)  # accounted for in the digest: a replay must not fold it again
@@ -221,6 +228,17 @@ class Pipeline:
         else:
             self.ledger.release(key)
         return result
+
+    def _storm_group(self, alert: Alert) -> str:
+        """The rule's `group_by` value for this event (e.g. the principal ARN), folded per group."""
+        rule = self._rules.get(alert.rule_name)
+        if rule is None or not rule.group_by:
+            return ""
+        try:
+            value = compile_jq(rule.group_by).input_value(alert.event.data).first()
+        except (ValueError, StopIteration):
+            return ""
+        return value if isinstance(value, str) else orjson.dumps(value).decode()
 
     def _claim(self, key: str, owner: str) -> ClaimOutcome:
         """A claim held by another worker is usually confirmed within seconds: wait for it, bounded."""

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from stream_processor.alerts.render import build_alert
 from stream_processor.commands.common import (
     add_aws_arguments,
     add_config_argument,
@@ -21,8 +22,10 @@ from stream_processor.commands.common import (
     open_dead_letters,
     open_ledger,
 )
+from stream_processor.config import Rule
 from stream_processor.dead_letters import ALERT, INPUT, DeadLetter, DeadLetterStore
 from stream_processor.errors import ConfigError, DeadLetterStoreError
+from stream_processor.model import Match
 from stream_processor.pipeline import Pipeline
 
 
@@ -111,13 +114,14 @@ def run_redrive(args: argparse.Namespace) -> int:
         return 1
     pipeline = Pipeline.build(config, aws=aws_settings(args), send=True, ledger=open_ledger(args))
     known = {destination.id for destination in config.destinations}
+    rules = {rule.name: rule for rule in config.rules}
     counts: Counter[str] = Counter()
     with Progress(
         TextColumn("redriving"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True
     ) as progress:
         task = progress.add_task("redrive", total=len(letters))
         for letter in letters:
-            counts[_redrive_one(letter, store, pipeline, known)] += 1
+            counts[_redrive_one(letter, store, pipeline, known, rules)] += 1
             progress.advance(task)
     pipeline.close()
     store.close()
@@ -130,10 +134,16 @@ def run_redrive(args: argparse.Namespace) -> int:
     return 1 if counts["still failing"] or counts["unknown destination"] else 0
 
 
-def _redrive_one(letter: DeadLetter, store: DeadLetterStore, pipeline: Pipeline, known: set[str]) -> str:
+def _redrive_one(
+    letter: DeadLetter, store: DeadLetterStore, pipeline: Pipeline, known: set[str], rules: dict[str, Rule]
+) -> str:
     if letter.destination_id not in known:
         return "unknown destination"
-    result = pipeline.send(letter.alert(), letter.destination_id)
+    alert = letter.alert()
+    rule = rules.get(letter.rule_name)
+    if rule is not None:  # the rule's title, severity, runbook and tags as the config says now
+        alert = build_alert(rule, Match(rule.name, alert.event, alert.output))
+    result = pipeline.send(alert, letter.destination_id)
     if result is None:
         store.remove(letter)
         return "already sent"

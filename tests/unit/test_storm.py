@@ -100,3 +100,37 @@ def test_a_replayed_storm_is_neither_resent_nor_counted_twice(tmp_path: Path) ->
     pipeline.flush()
     assert len(slack.sent) == 11
     assert digest_count(str(slack.sent[-1].output)) == 40
+
+
+def test_group_by_folds_each_principal_separately(tmp_path: Path) -> None:
+    rule = Rule(
+        "Access Denied", 'select(.errorCode == "AccessDenied")', "denied", ("slack",), 1, group_by=".userIdentity.arn"
+    )
+    config = Config((rule,), (DestinationConfig("slack", "recording"),))
+    slack = RecordingDestination(config.destinations[0])
+    clock = Clock()
+    folder = StormFolder(tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=2, window_seconds=60), clock)
+    pipeline = Pipeline(
+        config, LibjqMatcher((rule,)), AlertDeliverer({"slack": slack}, DeliveryPolicy.immediate()), storm=folder
+    )
+    lines = [
+        orjson.dumps(
+            {
+                "eventVersion": "1.08",
+                "eventSource": "s3.amazonaws.com",
+                "eventName": "GetObject",
+                "eventID": f"e{i}",
+                "errorCode": "AccessDenied",
+                "userIdentity": {"arn": f"arn:aws:iam::1:user/{'alice' if i % 2 else 'bob'}"},
+            }
+        )
+        for i in range(20)
+    ]
+    pipeline.process_records([RawRecord(b"\n".join(lines), Position("shardId-000000000000", "1"))])
+    assert len(slack.sent) == 4  # two per principal
+    clock.now += 61
+    pipeline.flush()
+    digests = sorted(str(a.output) for a in slack.sent[4:])
+    assert len(digests) == 2
+    assert digests[0].startswith("8 more Access Denied alerts by arn:aws:iam::1:user/alice")
+    assert digests[1].startswith("8 more Access Denied alerts by arn:aws:iam::1:user/bob")
