@@ -53,7 +53,7 @@ class ProduceSummary:
 
 
 class TokenBucket:
-    """Paces events to `rate` per second; a burst of at most `burst` events (or one request) goes at once."""
+    """Paces events to `rate` per second; at most `burst` saved-up events go at once (`initial` at the start)."""
 
     def __init__(
         self,
@@ -61,6 +61,7 @@ class TokenBucket:
         burst: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        initial: float | None = None,
     ) -> None:
         if rate <= 0:
             raise ValueError(f"rate must be positive, got {rate}")
@@ -68,7 +69,7 @@ class TokenBucket:
         self.burst = max(burst, 1.0)
         self._clock = clock
         self._sleep = sleep
-        self._tokens = self.burst
+        self._tokens = self.burst if initial is None else min(initial, self.burst)
         self._last = clock()
 
     def _refill(self) -> None:
@@ -112,6 +113,7 @@ class SubscriptionProducer:
     MAX_ATTEMPTS = 12
     BACKOFF_BASE = 0.05
     BACKOFF_CAP = 2.0
+    CATCH_UP_SECONDS = 1.0
 
     def __init__(
         self,
@@ -136,8 +138,14 @@ class SubscriptionProducer:
         self._rng = random.Random(seed)
         self._clock = clock
         self._sleep = sleep
+        # Up to CATCH_UP_SECONDS of events may go at once: time lost in a slow PutRecords call is made up, so
+        # the average rate holds, without an unbounded burst after a long stall.
         self._bucket = (
-            TokenBucket(rate, burst=max(rate * linger, per_record), clock=clock, sleep=sleep) if rate else None
+            TokenBucket(
+                rate, burst=max(rate * self.CATCH_UP_SECONDS, per_record), clock=clock, sleep=sleep, initial=per_record
+            )
+            if rate
+            else None
         )
         self._pending = _Pending()
         self._events = 0

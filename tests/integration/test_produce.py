@@ -168,3 +168,25 @@ def test_a_missing_stream_is_a_readable_error(local_stack: LocalStack, capsys: p
     )  # fmt: skip
     assert code == 1
     assert "no-such-stream" in capsys.readouterr().err
+
+
+def test_time_lost_in_slow_puts_is_made_up_so_the_average_rate_holds() -> None:
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    class SlowKinesis:
+        exceptions = None
+
+        def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
+            now[0] += 0.3  # every PutRecords call takes 300 ms
+            return {"FailedRecordCount": 0, "Records": [{} for _ in Records]}
+
+    producer = SubscriptionProducer(
+        SlowKinesis(), "s", per_record=10, rate=500.0, control_every=0, clock=lambda: now[0], sleep=sleep
+    )
+    summary = producer.produce(TrafficGenerator(seed=2).generate_bytes(5000))
+    # 5000 events at 500/s: 10 s, although a third of each second goes into a put that waits
+    assert summary.events == 5000
+    assert 9.9 <= summary.seconds <= 10.6  # the last put still takes its 300 ms
