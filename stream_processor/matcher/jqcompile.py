@@ -358,7 +358,30 @@ def _compile_binary(node: Binary) -> Compiled:
         return _compile_logic(node)
     if op == "//":
         return _compile_alternative(node)
+    if op == "+":
+        return _compile_operator(node, rt.plus)
     raise Unsupported(f"uses arithmetic `{op}`")
+
+
+def _compile_operator(node: Binary, fn: Callable[[Any, Any], Any]) -> Compiled:
+    """A binary operator with jq's loop order: the right operand is the outer loop."""
+    left, right = _compile(node.left), _compile(node.right)
+    if left.kind == ONE and right.kind == ONE:
+        lf, rf = left.fn, right.fn
+
+        def op_one(x: Any) -> Any:
+            b = rf(x)
+            return fn(lf(x), b)
+
+        return _one(op_one)
+    lg, rg = left.gen(), right.gen()
+
+    def op_many(x: Any) -> Iterator[Any]:
+        for b in rg(x):
+            for a in lg(x):
+                yield fn(a, b)
+
+    return Compiled(MANY, op_many)
 
 
 def _compile_comparison(node: Binary) -> Compiled:
@@ -764,6 +787,39 @@ def _first1(args: tuple[Compiled, ...]) -> Compiled:
     return Compiled(OPT, args[0].first())
 
 
+def _last1(args: tuple[Compiled, ...]) -> Compiled:
+    """last(f): the last output of f; no output when f has none (jq 1.8's bytecoded last/1)."""
+    fg = args[0].gen()
+
+    def last(x: Any) -> Any:
+        value = NONE
+        for value in fg(x):  # noqa: B007 - the loop keeps the last output
+            pass
+        return value
+
+    return Compiled(OPT, last)
+
+
+def _limit(args: tuple[Compiled, ...]) -> Compiled:
+    count, body = args
+    cf, bg = count.first(), body.gen()
+
+    def limit(x: Any) -> Iterator[Any]:
+        n = cf(x)
+        if count.kind != ONE or type(n) is not int:
+            raise NeedsLibjq("limit with a computed count")
+        if n < 0:
+            raise JqError("limit doesn't support negative count")
+        if n == 0:
+            return
+        for i, v in enumerate(bg(x), 1):
+            yield v
+            if i >= n:
+                return
+
+    return Compiled(MANY, limit)
+
+
 def _isempty(args: tuple[Compiled, ...]) -> Compiled:
     first = args[0].first()
     return _one(lambda x: first(x) is NONE)
@@ -834,6 +890,8 @@ _BUILTINS: dict[tuple[str, int], Callable[[tuple[Compiled, ...]], Compiled]] = {
     ("map", 1): _map,
     ("first", 1): _first1,
     ("isempty", 1): _isempty,
+    ("last", 1): _last1,
+    ("limit", 2): _limit,
     ("any", 0): _any0,
     ("all", 0): _all0,
     ("any", 1): _any1,

@@ -120,6 +120,8 @@ class ObjectCons(Node):
     entries: tuple[tuple[Node, Node], ...]
 
 
+# Formats whose meaning is a builtin we compile: `@json "x\(.a)"` inserts `.a | tojson`.
+_FORMATS = {"@text": "tostring", "@json": "tojson"}
 _COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
 _ASSIGNMENTS = ("=", "|=", "+=", "-=", "*=", "/=", "%=", "//=")
 # Binding power of Expr operators, from jq's precedence declarations (higher binds tighter).
@@ -286,7 +288,11 @@ class _Parser:
         if kind == "STR":
             return self.string_node(token)
         if kind == "FORMAT":
-            raise Unsupported(f"uses the format `{text}`")
+            if text not in _FORMATS:
+                raise Unsupported(f"uses the format `{text}`")
+            if self.peek().kind == "STR":
+                return self.string_node(self.next(), text)
+            return Call(_FORMATS[text], ())
         if kind == "VAR":
             raise Unsupported(f"uses variables (`{text}`)")
         if kind == "FIELD":
@@ -413,7 +419,7 @@ class _Parser:
             return Pipe(left, self.dict_expr())
         return left
 
-    def string_node(self, token: Token) -> Node:
+    def string_node(self, token: Token, format_name: str = "@text") -> Node:
         parts: list[str | Node] = []
         for part in token.parts:
             if isinstance(part, str):
@@ -422,6 +428,8 @@ class _Parser:
                 inner = _Parser(part)
                 node = inner.query()
                 inner.expect_eof()
+                if format_name != "@text":
+                    node = Pipe(node, Call(_FORMATS[format_name], ()))
                 parts.append(node)
         if all(isinstance(part, str) for part in parts):
             return Literal("".join(part for part in parts if isinstance(part, str)))

@@ -470,3 +470,21 @@ def add(value: Any) -> Any:
     if type(acc) in (int, float):
         raise NeedsLibjq("arithmetic on numbers")
     return acc
+
+
+def plus(a: Any, b: Any) -> Any:
+    """jq's `+`: null is the identity; strings, arrays concatenate; objects merge (right wins)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    ta, tb = type(a), type(b)
+    if ta is str and tb is str:
+        return a + b
+    if ta is list and tb is list:
+        return a + b
+    if ta is dict and tb is dict:
+        return {**a, **b}
+    if ta in (int, float) and tb in (int, float):
+        raise NeedsLibjq("arithmetic on numbers")
+    raise JqError(f"{type_name(a)} ({error_text(a)}) and {type_name(b)} ({error_text(b)}) cannot be added")

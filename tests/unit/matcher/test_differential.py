@@ -14,6 +14,7 @@ import jq
 import orjson
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import event as hypothesis_event
 from hypothesis import strategies as st
 
 from stream_processor.config import Rule
@@ -159,7 +160,7 @@ UNARY = (
 )  # fmt: skip
 WITH_ARG = (
     "startswith", "endswith", "contains", "inside", "has", "IN", "ltrimstr", "rtrimstr", "split", "join", "map",
-    "any", "all", "select", "error", "first", "isempty", "in",
+    "any", "all", "select", "error", "first", "isempty", "in", "last",
 )  # fmt: skip
 REGEXES = ('"a"', '"^a"', '"b$"', '"a.b"', '"^Create"', '"(a|b)+"', '"[a-c]"', '"a*"', '"\\\\d"', '"É"')
 
@@ -169,11 +170,11 @@ def programs(draw: st.DrawFn, depth: int = 0) -> str:
     sub = programs(depth=depth + 1)
     if depth >= 3:
         return draw(st.sampled_from(PATHS + LITERALS))
-    choice = draw(st.integers(min_value=0, max_value=24))
+    choice = draw(st.integers(min_value=0, max_value=26))
     if choice <= 3:
         return draw(st.sampled_from(PATHS + LITERALS))
     if choice == 4:
-        op = draw(st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "and", "or", "//", "|", ","]))
+        op = draw(st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "and", "or", "//", "|", ",", "+"]))
         return f"({draw(sub)} {op} {draw(sub)})"
     if choice == 5:
         op = draw(st.sampled_from(["==", "!=", "<", "and", "or", "//", "|", ","]))
@@ -223,6 +224,10 @@ def programs(draw: st.DrawFn, depth: int = 0) -> str:
         return f"{draw(sub)}.a"
     if choice == 23:
         return f"[.[] | {draw(sub)}]"
+    if choice == 24:
+        return f'@json "j \\({draw(sub)})"'
+    if choice == 25:
+        return f"[limit({draw(st.sampled_from(['0', '1', '2', '-1']))}; {draw(sub)})]"
     return f"{draw(sub)} | {draw(sub)}"
 
 
@@ -246,6 +251,7 @@ def test_generated_programs_agree_with_libjq(program: str, event: dict[str, Any]
     assume(fast is not None)
     assert fast is not None
     reference = libjq_outcome(program, event)
+    hypothesis_event(f"outcome: {reference[0]}")
     assert agree(fast, reference), (program, orjson.dumps(event), fast, reference)
 
 
