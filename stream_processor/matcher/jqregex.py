@@ -16,6 +16,7 @@ from stream_processor.matcher.jqparse import Unsupported
 _META = set("\\^$.|?*+()[]{}")
 _ESCAPABLE = set("\\^$.|?*+()[]{}/-")
 _CLASS_SHORTHANDS = set("dwsDWS")
+_BRACES = re.compile(r"\{(\d{1,4})(?:,(\d{1,4})?)?\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +100,9 @@ def translate(pattern: str, flags: str | None) -> Regex:
             previous_quantifiable = False
             continue
         if c == "{":
-            m = re.compile(r"\{(\d{1,4})(?:,(\d{1,4}))?\}").match(pattern, i)
+            m = _BRACES.match(pattern, i)
             if m is None or not previous_quantifiable:
-                raise Unsupported("regex brace that is not a simple {n} or {n,m} quantifier")
+                raise Unsupported("regex brace that is not a simple {n}, {n,} or {n,m} quantifier")
             if m.group(2) is not None and int(m.group(2)) < int(m.group(1)):
                 raise Unsupported("regex quantifier {n,m} with m < n")
             out.append(m.group())
