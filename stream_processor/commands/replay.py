@@ -388,7 +388,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     finally:
         pipeline.close()
-    print_summary(totals, replay, err, sent=args.send)
+    summary = err if err.is_terminal else Console(stderr=True, highlight=False, emoji=False, width=200)
+    print_summary(totals, replay, summary, sent=args.send)
     return 1 if totals.unparked_failures else 0
 
 
