@@ -373,7 +373,7 @@ def test_rules60_keeps_quiet_on_benign_traffic() -> None:
 
 
 def test_rules_with_string_outputs_render_them() -> None:
-    """Rules that build a message must yield a string that names the resource, not an error or `null`."""
+    """Rules that build a message must yield it (a string without `null` holes, or an object), not an error."""
     rules = [rule for rule in _rules("rules60.toml") if "\\(" in rule.jq_match]
     assert len(rules) >= 5
     events = [event for _, event in _scenario_events(3)]
@@ -385,4 +385,6 @@ def test_rules_with_string_outputs_render_them() -> None:
         outputs[match.rule_name].append(match.output)
     assert len(outputs) >= 20, sorted(outputs)
     for name, values in outputs.items():
-        assert all(isinstance(value, str) and "null" not in value for value in values), (name, values[:2])
+        texts = [value for value in values if isinstance(value, str)]
+        assert len(texts) == len(values) or all(isinstance(value, dict) for value in values), (name, values[:2])
+        assert all("null" not in text for text in texts), (name, texts[:2])
