@@ -29,7 +29,7 @@ from stream_processor.matcher.jqparse import (
     Unsupported,
     parse,
 )
-from stream_processor.matcher.jqruntime import JqError, NeedsLibjq, to_output
+from stream_processor.matcher.jqruntime import JqError, to_output
 from stream_processor.matcher.libjq import _NO_OUTPUT, first_output
 from stream_processor.model import CloudTrailEvent, Match, MatchResult, RuleRuntimeError
 
@@ -204,6 +204,7 @@ class FastMatcher(Matcher):
                 for value in plan.index_values:
                     self._by_field[plan.index_field].setdefault(value, []).append(i)
         self._cache: dict[tuple[Any, Any], tuple[_Entry, ...]] = {}
+        self.libjq_fallbacks = 0  # (rule, event) pairs the compiled path handed to libjq
 
     def _candidates(self, key: tuple[str | None, str | None]) -> tuple[_Entry, ...]:
         name, source = key
@@ -222,36 +223,37 @@ class FastMatcher(Matcher):
         matches = result.matches
         errors = result.errors
         cache = self._cache
+        every_rule = tuple(self._entries)
         for event in events:
             data = event.data
-            name = data.get("eventName")
-            source = data.get("eventSource")
-            key = (name if type(name) is str else None, source if type(source) is str else None)
-            entries = cache.get(key)
-            if entries is None:
-                entries = self._candidates(key)
+            if type(data) is dict:
+                name = data.get("eventName")
+                source = data.get("eventSource")
+                key = (name if type(name) is str else None, source if type(source) is str else None)
+                entries = cache.get(key)
+                if entries is None:
+                    entries = self._candidates(key)
+            else:
+                entries = every_rule  # the index assumes an object; anything else visits every rule
             for rule_name, run, program, compiled in entries:
                 try:
                     output = run(data)
+                    if output is NONE or output is None or output is False:
+                        continue
+                    if compiled:
+                        output = to_output(output)
                 except JqError as error:
                     errors.append(RuleRuntimeError(rule_name, event.position, str(error)))
                     continue
-                except NeedsLibjq:
+                except Exception:  # NeedsLibjq, or a value too deep for Python's recursion: libjq decides
+                    self.libjq_fallbacks += 1
                     try:
                         output = first_output(program, data)
                     except ValueError as error:
                         errors.append(RuleRuntimeError(rule_name, event.position, str(error)))
                         continue
-                    if output is _NO_OUTPUT:
+                    if output is _NO_OUTPUT or output is None or output is False:
                         continue
-                    compiled = False
-                if output is NONE or output is None or output is False:
-                    continue
-                if compiled:
-                    try:
-                        output = to_output(output)
-                    except NeedsLibjq:
-                        output = first_output(program, data)
                 matches.append(Match(rule_name, event, output))
         return result
 
