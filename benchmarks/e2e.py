@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import sys
 import time
@@ -141,7 +142,9 @@ def percentile(values: list[float], q: float) -> float:
 def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     check_prerequisites()
     work_dir: Path = args.work_dir
-    work_dir.mkdir(parents=True, exist_ok=True)
+    if work_dir.exists():  # a dedupe ledger left from an earlier run would swallow this run's probes
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True)
     collector = AlertCollector()
     stream = "bench-e2e"
     probe_every = max(1, round(args.rate / args.probes_per_second))
