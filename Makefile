@@ -43,7 +43,7 @@ cfn-lint: setup
 	$(BIN)/cfn-lint infra/cloudformation/*.yaml
 
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -rfEs
 
 demo: setup
 	$(BIN)/stream-processor demo
