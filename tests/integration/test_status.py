@@ -5,17 +5,34 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 
 from stream_processor.cli import main
+from stream_processor.commands.status import collect_status
 from stream_processor.leases import SHARD_END, TRIM_HORIZON, Lease, lease_item, read_leases
 from stream_processor.local.stack import LocalStack
 from stream_processor.sources.replay import list_shards
+from tests.conftest import REPO_ROOT
+
+# The KCL consumer's own fixtures and helpers: workers run `consume` as separate processes.
+from tests.integration.test_kcl_consumer import (  # noqa: F401 - fixtures are used by name
+    KCL_JARS,
+    config_path,
+    inbox,
+    lease_checkpoints,
+    produce,
+    receiver,
+    start_worker,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
+
+SEED = REPO_ROOT / "examples" / "seed.toml"
 
 
 # --- helpers shared with test_replay ---------------------------------------------------------------------
@@ -193,3 +210,63 @@ def test_a_missing_lease_table_is_a_clear_error(
     assert main(["status", *status_args(local_stack, stream, "never-ran")]) == 1
 
     assert "no lease table 'never-ran'" in capsys.readouterr().err
+
+
+# --- with the real KCL: two workers of one application -----------------------------------------------------
+
+
+@pytest.mark.timeout(400)
+def test_two_real_kcl_workers_status_shows_owners_and_lag_and_replay_resumes_after_their_checkpoints(
+    local_stack: LocalStack,
+    new_stream: Callable[[int], str],
+    start_worker: Any,  # noqa: F811 - the fixture imported above
+    inbox: Any,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if not any(KCL_JARS.glob("amazon-kinesis-client-multilang-*.jar")):
+        pytest.fail("the KCL jars are not fetched: run `make kcl` (part of `make setup`)", pytrace=False)
+    # GIVEN two consume workers of one application that consumed a first batch
+    stream, application = new_stream(4), unique_application()
+    first = produce(local_stack, stream, background=120, triggers=6, seed=41)
+    workers = {name: start_worker(stream, application, name) for name in ("w1", "w2")}
+    both = list(workers.values())
+    wait_for("the first batch", lambda: inbox.count() >= len(first.event_ids), both)
+    wait_for("both workers holding shards", lambda: all(w.held() for w in both), both)
+    wait_for(
+        "checkpoints at the ends", lambda: lease_checkpoints(local_stack, application) == first.last_sequence, both
+    )
+
+    def owners_agree() -> bool:
+        status = collect_status(local_stack.kinesis_client(), local_stack.client("dynamodb"), stream, application)
+        return {name: set(ids) for name, ids in status.workers.items()} == {n: w.held() for n, w in workers.items()}
+
+    wait_for("the lease table's owners to match what the workers hold", owners_agree, both)
+
+    # WHEN status runs while they work
+    report = run_status_json(local_stack, stream, application, capsys)
+
+    # THEN it names each worker's shards, shows every shard caught up, and none unowned
+    assert {name: set(ids) for name, ids in report["workers"].items()} == {n: w.held() for n, w in workers.items()}
+    assert all(shard["caught_up"] for shard in report["shards"]) and report["unowned"] == []
+
+    # WHEN the application stops and more events arrive
+    for worker in both:
+        assert worker.stop() == 0
+    checkpoints = lease_checkpoints(local_stack, application)
+    second = produce(local_stack, stream, background=120, triggers=6, seed=42)
+    leases_before = read_leases(local_stack.client("dynamodb"), application)
+
+    # THEN status shows the shards that got records behind their checkpoints
+    report = run_status_json(local_stack, stream, application, capsys)
+    behind = {shard["shard_id"] for shard in report["shards"] if not shard["caught_up"]}
+    assert behind == set(second.last_sequence)
+    assert all(shard["oldest_unprocessed_age_ms"] is not None for shard in report["shards"] if not shard["caught_up"])
+    assert {shard["shard_id"]: shard["checkpoint"] for shard in report["shards"]} == checkpoints
+
+    # AND a replay from their checkpoints alerts on exactly the second batch's triggers, touching no lease
+    arguments = ["replay", "-c", str(SEED), "--format", "jsonl", "--all", "--from", "checkpoint"]
+    arguments += status_args(local_stack, stream, application)
+    assert main(arguments) == 0
+    alerts = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert Counter(alert["eventID"] for alert in alerts) == Counter(second.trigger_ids)
+    assert read_leases(local_stack.client("dynamodb"), application) == leases_before
