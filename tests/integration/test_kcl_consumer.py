@@ -232,7 +232,9 @@ class Worker:
 def start_worker(local_stack: LocalStack, config_path: Path, tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     workers: list[Worker] = []
 
-    def start(stream: str, application: str, name: str = "w1", *, dedupe_db: Path | None = None) -> Worker:
+    def start(
+        stream: str, application: str, name: str = "w1", *, dedupe_db: Path | None = None, extra: Sequence[str] = ()
+    ) -> Worker:
         command = [
             sys.executable, "-m", "stream_processor", "consume",
             "--config", str(config_path),
@@ -247,6 +249,7 @@ def start_worker(local_stack: LocalStack, config_path: Path, tmp_path: Path) -> 
             "--worker-id", name,
         ]  # fmt: skip
         command += ["--dedupe-db", str(dedupe_db)] if dedupe_db else ["--no-dedupe"]
+        command += extra
         env = {**os.environ, **local_stack.environment()}
         worker = Worker(name, tmp_path / f"{name}-{len(workers)}.log", command, env)
         workers.append(worker)
@@ -347,7 +350,7 @@ def test_restarted_worker_resumes_from_its_checkpoints(
 
     # WHEN more events arrive and the worker starts again
     second = produce(local_stack, stream, background=120, triggers=4, seed=22)
-    restarted = start_worker(stream, application)
+    restarted = start_worker(stream, application, "w1-restarted")  # a new process is a new worker id
     everything = Produced()
     everything.add(first)
     everything.add(second)
@@ -387,7 +390,10 @@ def test_two_workers_share_leases_and_the_survivor_takes_over(
     stream, application = new_stream(4), unique("app")
     first = produce(local_stack, stream, background=200, triggers=6, seed=31)
     ledger = tmp_path / "dedupe.db"
-    workers = {name: start_worker(stream, application, name, dedupe_db=ledger) for name in ("w1", "w2")}
+    # The leader assigns leases only to workers that have reported their metrics; waiting 3 s before its
+    # first assignment lets both report, so the first assignment shares the shards instead of racing.
+    slower = ["--lease-assignment-ms", "3000"]
+    workers = {name: start_worker(stream, application, name, dedupe_db=ledger, extra=slower) for name in ("w1", "w2")}
     both = list(workers.values())
     wait_for("the first batch", lambda: inbox.count() >= len(first.event_ids), both)
     wait_for("both workers holding shards", lambda: all(w.held() for w in both), both)
