@@ -286,3 +286,83 @@ def test_a_sequence_number_without_its_shard_is_a_usage_error(
     assert main(replay_args(local_stack, stream, "--all", "--from-sequence", "1")) == 2
 
     assert "needs exactly one --shard" in capsys.readouterr().err
+
+
+class ExpiringKinesis:
+    """A Kinesis client whose GetRecords answers ExpiredIteratorException on its `nth` call."""
+
+    def __init__(self, client: Any, nth: int) -> None:
+        self._client = client
+        self.calls = 0
+        self.nth = nth
+
+    def get_records(self, **arguments: Any) -> Any:
+        self.calls += 1
+        if self.calls == self.nth:
+            raise self._client.exceptions.ExpiredIteratorException(
+                {"Error": {"Code": "ExpiredIteratorException", "Message": "Iterator expired"}}, "GetRecords"
+            )
+        return self._client.get_records(**arguments)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def read_all(replay: StreamReplay) -> list[str]:
+    """The sequence numbers `replay` yields, in order."""
+    return [str(record.position.sequence) for batch in replay for record in batch.records]
+
+
+def trim_horizon_everywhere() -> Any:
+    return fixed_start(None, StartPosition.trim_horizon(), StartPosition.trim_horizon())
+
+
+def test_an_expired_iterator_is_renewed_after_the_last_record_read(
+    local_stack: LocalStack, new_stream: Callable[[int], str]
+) -> None:
+    stream = new_stream(1)
+    (shard,) = shard_ids(local_stack, stream)
+    sequences = put_to_shard(local_stack, stream, shard, subscription_records(9, seed=14))
+    kinesis = ExpiringKinesis(local_stack.kinesis_client(), nth=3)
+    replay = StreamReplay(kinesis, stream, [shard], trim_horizon_everywhere(), StopCondition(), limit=2)
+
+    read = read_all(replay)
+
+    assert read == sequences  # nothing skipped, nothing read twice
+    assert [p.expired_iterators for p in replay.progress] == [1]
+
+
+def test_follow_reads_what_arrives_later_and_follows_a_merge_made_meanwhile(
+    local_stack: LocalStack, new_stream: Callable[[int], str]
+) -> None:
+    # GIVEN a follow replay of a 2-shard stream that has nothing in it yet
+    stream = new_stream(2)
+    left, right = shard_ids(local_stack, stream)
+    replay = StreamReplay(
+        local_stack.kinesis_client(),
+        stream,
+        [left, right],
+        trim_horizon_everywhere(),
+        StopCondition(follow=True),
+        sleep=lambda seconds: time.sleep(min(seconds, 0.05)),
+    )
+    batches = iter(replay)
+    assert next(batches).records == []  # at the tip, still reading
+
+    # WHEN records arrive, the shards are merged and the child gets records too
+    expected = put_to_shard(local_stack, stream, left, [b"l1", b"l2"])
+    expected += put_to_shard(local_stack, stream, right, [b"r1"])
+    child = merge(local_stack, stream, left, right)
+    expected += put_to_shard(local_stack, stream, child, [b"c1", b"c2"])
+
+    # THEN the follow replay reads all of them, the child's after both parents ended
+    seen: list[tuple[str, str]] = []
+    deadline = time.monotonic() + 30
+    for batch in batches:
+        seen.extend((batch.shard_id, str(record.position.sequence)) for record in batch.records)
+        if len(seen) >= len(expected) or time.monotonic() > deadline:
+            break
+    batches.close()  # type: ignore[attr-defined]
+    assert sorted(sequence for _, sequence in seen) == sorted(expected)
+    assert [shard for shard, _ in seen][-2:] == [child, child]
+    assert {p.shard_id: p.reason for p in replay.progress if p.done} == {left: "shard end", right: "shard end"}
