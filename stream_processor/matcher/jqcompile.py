@@ -14,6 +14,7 @@ Anything else raises `Unsupported` at compile time; `NeedsLibjq` at run time han
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from stream_processor.matcher import jqruntime as rt
 from stream_processor.matcher.jqparse import (
     ArrayCons,
     Binary,
+    Bind,
     Call,
     Comma,
     Identity,
@@ -37,6 +39,7 @@ from stream_processor.matcher.jqparse import (
     StringInterp,
     Try,
     Unsupported,
+    Var,
 )
 from stream_processor.matcher.jqregex import translate
 from stream_processor.matcher.jqruntime import JqError, NeedsLibjq, truthy
@@ -84,9 +87,64 @@ class Compiled:
         return lambda x: next(fn(x), NONE)
 
 
+# Variables live in cells: `E as $x | body` stores each output of E in $x's cell before running body.
+# A binding site is never re-entered while one of its outputs is still being consumed (there is no
+# `def`, hence no recursion), so one cell per site is enough. The scope is only used while compiling.
+_COMPILING = threading.Lock()
+_scope: dict[str, list[Any]] = {}
+
+
 def compile_program(node: Node) -> Fn:
     """The program's first-output function: value, NONE, or raises JqError / NeedsLibjq."""
-    return _compile(node).first()
+    global _scope
+    with _COMPILING:
+        _scope = {}
+        return _compile(node).first()
+
+
+def _compile_bind(node: Bind) -> Compiled:
+    global _scope
+    source = _compile(node.source)
+    cell: list[Any] = [None]
+    outer = _scope
+    _scope = {**outer, node.name: cell}
+    try:
+        body = _compile(node.body)
+    finally:
+        _scope = outer
+    sf, bf = source.fn, body.fn
+    if source.kind == ONE and body.kind == ONE:
+
+        def bind_one(x: Any) -> Any:
+            cell[0] = sf(x)
+            return bf(x)
+
+        return _one(bind_one)
+    if source.kind != MANY and body.kind != MANY:
+
+        def bind_opt(x: Any) -> Any:
+            v = sf(x)
+            if v is NONE:
+                return NONE
+            cell[0] = v
+            return bf(x)
+
+        return Compiled(OPT, bind_opt)
+    sg, bg = source.gen(), body.gen()
+
+    def bind_many(x: Any) -> Iterator[Any]:
+        for v in sg(x):
+            cell[0] = v
+            yield from bg(x)
+
+    return Compiled(MANY, bind_many)
+
+
+def _compile_var(node: Var) -> Compiled:
+    cell = _scope.get(node.name)
+    if cell is None:
+        raise Unsupported(f"uses the unbound variable `{node.name}`")
+    return _one(lambda x: cell[0])
 
 
 def _compile(node: Node) -> Compiled:
@@ -956,4 +1014,6 @@ _HANDLERS: dict[type, Callable[[Any], Compiled]] = {
     ArrayCons: _compile_array,
     ObjectCons: _compile_object,
     Call: _compile_call,
+    Bind: _compile_bind,
+    Var: _compile_var,
 }

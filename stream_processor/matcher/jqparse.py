@@ -111,6 +111,20 @@ class StringInterp(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class Bind(Node):
+    """`source as $name | body`: body runs once per output of source, with `.` unchanged."""
+
+    source: Node
+    name: str
+    body: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Var(Node):
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class ArrayCons(Node):
     body: Node | None
 
@@ -207,14 +221,27 @@ class _Parser:
         return left
 
     def comma(self) -> Node:
-        left = self.expr(0)
+        left = self.comma_operand()
         while self.at_op(","):
             self.next()
-            right = self.expr(0)
-            left = Comma(left, right)
-        if self.at_keyword("as"):
-            raise Unsupported("uses variables (`as`)")
+            left = Comma(left, self.comma_operand())
         return left
+
+    def comma_operand(self) -> Node:
+        """Expr, or `Expr as $name | Query` (the body runs to the end of the enclosing query)."""
+        operand = self.expr(0)
+        if not self.at_keyword("as"):
+            return operand
+        self.next()
+        token = self.next()
+        if token.kind != "VAR":
+            raise Unsupported("uses destructuring (`as [...]` / `as {...}`)")
+        if token.text in ("$__loc__", "$ENV"):
+            raise Unsupported(f"binds `{token.text}`")
+        if self.at_op("?//"):
+            raise Unsupported("uses destructuring alternatives (`?//`)")
+        self.expect_op("|")
+        return Bind(operand, token.text, self.query())
 
     def expr(self, min_power: int) -> Node:
         left = self.term()
@@ -294,7 +321,9 @@ class _Parser:
                 return self.string_node(self.next(), text)
             return Call(_FORMATS[text], ())
         if kind == "VAR":
-            raise Unsupported(f"uses variables (`{text}`)")
+            if text in ("$__loc__", "$ENV"):
+                raise Unsupported(f"uses `{text}`")
+            return Var(text)
         if kind == "FIELD":
             self.i -= 1
             return Identity()
@@ -387,7 +416,17 @@ class _Parser:
             elif token.kind == "STR":
                 key = self.string_node(token)
             elif token.kind == "VAR":
-                raise Unsupported(f"uses variables (`{token.text}`)")
+                if token.text in ("$__loc__", "$ENV"):
+                    raise Unsupported(f"uses `{token.text}`")
+                if not self.at_op(":"):
+                    # `{$x}` is `{x: $x}`; `{$x: v}` uses the variable's value as the key.
+                    entries.append((Literal(token.text[1:]), Var(token.text)))
+                    if self.at_op(","):
+                        self.next()
+                        continue
+                    self.expect_op("}")
+                    return ObjectCons(tuple(entries))
+                key = Var(token.text)
             elif token.kind == "FORMAT":
                 raise Unsupported(f"uses the format `{token.text}`")
             elif token.kind == "OP" and token.text == "(":

@@ -170,7 +170,7 @@ def programs(draw: st.DrawFn, depth: int = 0) -> str:
     sub = programs(depth=depth + 1)
     if depth >= 3:
         return draw(st.sampled_from(PATHS + LITERALS))
-    choice = draw(st.integers(min_value=0, max_value=26))
+    choice = draw(st.integers(min_value=0, max_value=28))
     if choice <= 3:
         return draw(st.sampled_from(PATHS + LITERALS))
     if choice == 4:
@@ -228,6 +228,10 @@ def programs(draw: st.DrawFn, depth: int = 0) -> str:
         return f'@json "j \\({draw(sub)})"'
     if choice == 25:
         return f"[limit({draw(st.sampled_from(['0', '1', '2', '-1']))}; {draw(sub)})]"
+    if choice == 26:
+        return f"({draw(sub)}) as $v | ({draw(sub)} | [$v, .]), {{$v}}"
+    if choice == 27:
+        return f"{draw(sub)} as $v | select($v == {draw(sub)}) | {{($v | tostring): $v}}"
     return f"{draw(sub)} | {draw(sub)}"
 
 
