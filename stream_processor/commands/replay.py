@@ -250,16 +250,16 @@ def print_summary(totals: ReplayTotals, replay: StreamReplay, console: Console, 
     for line in totals.failed[:20]:
         console.print(f"not delivered: {line}", markup=False)
     shards = Table(title="replay: per shard", title_justify="left")
-    for column in ("shard", "from", "first sequence", "last sequence", "records", "events", "matches", "throttled"):
-        shards.add_column(
-            column, justify="right" if column in ("records", "events", "matches", "throttled") else "left"
-        )
+    shards.add_column("shard", overflow="fold")
+    shards.add_column("from", overflow="fold")
+    shards.add_column("last sequence read", overflow="fold")
+    for column in ("records", "events", "matches", "throttled"):
+        shards.add_column(column, justify="right")
     shards.add_column("ended by")
     for progress in replay.progress:
         shards.add_row(
             progress.shard_id,
             str(progress.start),
-            progress.first_sequence or "-",
             progress.last_sequence or "-",
             f"{progress.records:,}",
             f"{totals.per_shard_events[progress.shard_id]:,}",
@@ -373,7 +373,6 @@ def run(args: argparse.Namespace) -> int:
     replay = StreamReplay(kinesis, args.stream, roots, start_for, stop, workers=args.workers, limit=args.limit)
     progress = Progress(
         SpinnerColumn(),
-        TextColumn("{task.description}"),
         TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
         console=err,
