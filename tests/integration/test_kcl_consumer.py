@@ -390,9 +390,10 @@ def test_two_workers_share_leases_and_the_survivor_takes_over(
     stream, application = new_stream(4), unique("app")
     first = produce(local_stack, stream, background=200, triggers=6, seed=31)
     ledger = tmp_path / "dedupe.db"
-    # The leader assigns leases only to workers that have reported their metrics; waiting 3 s before its
-    # first assignment lets both report, so the first assignment shares the shards instead of racing.
-    slower = ["--lease-assignment-ms", "3000"]
+    # The leader assigns leases only to workers that have reported their metrics (about 2 s after start-up,
+    # and one worker may start up to 3 s after the other); assigning every 6 s instead of every second
+    # lets both report before the first assignment, which then shares the shards instead of racing.
+    slower = ["--lease-assignment-ms", "6000"]
     workers = {name: start_worker(stream, application, name, dedupe_db=ledger, extra=slower) for name in ("w1", "w2")}
     both = list(workers.values())
     wait_for("the first batch", lambda: inbox.count() >= len(first.event_ids), both)
