@@ -369,7 +369,7 @@ def run_backtest(
 
 
 def run(args: argparse.Namespace) -> int:
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
     if args.since and args.until and args.since > args.until:
         err.print(f"--since {args.since} is after --until {args.until}", markup=False)
         return 2
@@ -423,7 +423,7 @@ def _write(report: BacktestReport, fmt: str, stream: IO[str]) -> None:
         report.write_csv(buffer)
         stream.write(buffer.getvalue())
     else:
-        report.print_table(Console(file=stream, highlight=False, width=None if stream.isatty() else 200))
+        report.print_table(Console(file=stream, highlight=False, emoji=False, width=None if stream.isatty() else 200))
 
 
 __all__ = ["BacktestReport", "RuleStats", "principal_of", "run_backtest"]
