@@ -56,13 +56,13 @@ def plan_rule(rule: Rule) -> RulePlan:
     try:
         ast = parse(rule.jq_match)
         run = compile_program(ast)
+        requirement = _program_requirement(ast, falsy=True)
     except Unsupported as why:
-        return RulePlan(rule.name, "libjq", f"libjq: {why.reason}", None, frozenset(), _libjq_runner(program), program)
+        return _libjq_plan(rule, program, why.reason)
     except RecursionError:
-        return RulePlan(
-            rule.name, "libjq", "libjq: nested too deeply", None, frozenset(), _libjq_runner(program), program
-        )
-    requirement = _program_requirement(ast, falsy=True)
+        return _libjq_plan(rule, program, "nested too deeply")
+    except Exception as error:  # a compiler bug must cost speed, never correctness or availability
+        return _libjq_plan(rule, program, f"the compiler failed ({type(error).__name__})")
     if requirement is None:
         return RulePlan(rule.name, "compiled", "compiled, not indexed", None, frozenset(), run, program)
     field, values = requirement

@@ -29,6 +29,8 @@ _NUMBER = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _VAR = re.compile(r"\$(?:__loc__|[a-zA-Z_][a-zA-Z_0-9]*(?:::[a-zA-Z_][a-zA-Z_0-9]*)*)")
 _FORMAT = re.compile(r"@[a-zA-Z0-9_]+")
 _SPACE = re.compile(r"[ \t\r\n]+")
+_DIGITS = frozenset("0123456789")
+_IDENT_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
 
@@ -102,7 +104,7 @@ class _Lexer:
                 tokens.append(Token("FORMAT", m.group(), pos))
                 self.i = m.end()
                 continue
-            if c.isdigit() or (c == "." and self.i + 1 < len(src) and src[self.i + 1].isdigit()):
+            if c in _DIGITS or (c == "." and self.i + 1 < len(src) and src[self.i + 1] in _DIGITS):
                 m = _NUMBER.match(src, self.i)
                 assert m is not None
                 tokens.append(Token("NUM", m.group(), pos))
@@ -114,7 +116,7 @@ class _Lexer:
                     tokens.append(Token("FIELD", m.group()[1:], pos))
                     self.i = m.end()
                     continue
-            if c.isalpha() or c == "_":
+            if c in _IDENT_START:
                 m = _IDENT.match(src, self.i)
                 assert m is not None
                 word = m.group()
