@@ -36,6 +36,7 @@ from stream_processor.matcher.jqparse import (
     ObjectCons,
     Pipe,
     Recurse,
+    Reduce,
     StringInterp,
     Try,
     Unsupported,
@@ -138,6 +139,49 @@ def _compile_bind(node: Bind) -> Compiled:
             yield from bg(x)
 
     return Compiled(MANY, bind_many)
+
+
+def _compile_reduce(node: Reduce) -> Compiled:
+    """jq's reduce/foreach: the state is the last output of update (null when it has none)."""
+    global _scope
+    source, init = _compile(node.source), _compile(node.init)
+    cell: list[Any] = [None]
+    outer = _scope
+    _scope = {**outer, node.name: cell}
+    try:
+        update = _compile(node.update)
+        extract = _compile(node.extract) if node.extract is not None else None
+    finally:
+        _scope = outer
+    sg, ig, ug = source.gen(), init.gen(), update.gen()
+    if not node.foreach:
+
+        def reduce(x: Any) -> Iterator[Any]:
+            for state in ig(x):
+                for v in sg(x):
+                    cell[0] = v
+                    new_state = None
+                    for new_state in ug(state):  # noqa: B007 - the last output is the new state
+                        pass
+                    state = new_state
+                yield state
+
+        return Compiled(MANY, reduce)
+    eg = extract.gen() if extract is not None else None
+
+    def foreach(x: Any) -> Iterator[Any]:
+        for start in ig(x):
+            state = start
+            for v in sg(x):
+                cell[0] = v
+                current, state = state, None
+                for state in ug(current):
+                    if eg is None:
+                        yield state
+                    else:
+                        yield from eg(state)
+
+    return Compiled(MANY, foreach)
 
 
 def _compile_var(node: Var) -> Compiled:
@@ -1016,4 +1060,5 @@ _HANDLERS: dict[type, Callable[[Any], Compiled]] = {
     Call: _compile_call,
     Bind: _compile_bind,
     Var: _compile_var,
+    Reduce: _compile_reduce,
 }

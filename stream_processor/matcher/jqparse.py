@@ -120,6 +120,18 @@ class Bind(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class Reduce(Node):
+    """`reduce source as $name (init; update)`; with `extract` set (or `foreach`), a foreach."""
+
+    source: Node
+    name: str
+    init: Node
+    update: Node
+    foreach: bool = False
+    extract: Node | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Var(Node):
     name: str
 
@@ -365,7 +377,9 @@ class _Parser:
                     self.next()
                     catch = self.term()
                 return Try(body, catch)
-            if text in ("reduce", "foreach", "def", "label"):
+            if text in ("reduce", "foreach"):
+                return self.reduce_body(text == "foreach")
+            if text in ("def", "label"):
                 raise Unsupported(f"uses `{text}`")
             if text == "__loc__":
                 raise Unsupported("uses `$__loc__`")
@@ -385,6 +399,25 @@ class _Parser:
                 self.expect_op(")")
             return Call(text, tuple(args))
         raise Unsupported(f"syntax: unexpected end at {token.pos}")
+
+    def reduce_body(self, foreach: bool) -> Node:
+        source = self.expr(0)
+        self.expect_keyword("as")
+        token = self.next()
+        if token.kind != "VAR" or token.text in ("$__loc__", "$ENV"):
+            raise Unsupported("uses destructuring in `reduce`/`foreach`")
+        if self.at_op("?//"):
+            raise Unsupported("uses destructuring alternatives (`?//`)")
+        self.expect_op("(")
+        init = self.query()
+        self.expect_op(";")
+        update = self.query()
+        extract = None
+        if foreach and self.at_op(";"):
+            self.next()
+            extract = self.query()
+        self.expect_op(")")
+        return Reduce(source, token.text, init, update, foreach, extract)
 
     def if_body(self) -> Node:
         cond = self.query()

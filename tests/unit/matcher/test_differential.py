@@ -170,7 +170,7 @@ def programs(draw: st.DrawFn, depth: int = 0) -> str:
     sub = programs(depth=depth + 1)
     if depth >= 3:
         return draw(st.sampled_from(PATHS + LITERALS))
-    choice = draw(st.integers(min_value=0, max_value=28))
+    choice = draw(st.integers(min_value=0, max_value=30))
     if choice <= 3:
         return draw(st.sampled_from(PATHS + LITERALS))
     if choice == 4:
@@ -232,6 +232,11 @@ def programs(draw: st.DrawFn, depth: int = 0) -> str:
         return f"({draw(sub)}) as $v | ({draw(sub)} | [$v, .]), {{$v}}"
     if choice == 27:
         return f"{draw(sub)} as $v | select($v == {draw(sub)}) | {{($v | tostring): $v}}"
+    if choice == 28:
+        return f"reduce ({draw(sub)}) as $v ({draw(sub)}; [., $v] | {draw(sub)})"
+    if choice == 29:
+        extract = draw(st.sampled_from(["", "; [$v, .]", "; select(.)"]))
+        return f"[foreach ({draw(sub)}) as $v ({draw(sub)}; {draw(sub)}{extract})]"
     return f"{draw(sub)} | {draw(sub)}"
 
 
