@@ -74,7 +74,7 @@ def index(value: Any, key: Any) -> Any:
             return value.get(key)
         if value is None:
             return None
-        raise JqError(f'Cannot index {type_name(value)} with "{key}"')
+        raise _index_error(value, key)
     if tk is int or tk is float:
         if tv is list:
             if tk is float:
@@ -90,10 +90,14 @@ def index(value: Any, key: Any) -> Any:
             return value[key] if 0 <= key < len(value) else None
         if value is None:
             return None
-        raise JqError(f"Cannot index {type_name(value)} with number")
+        raise _index_error(value, key)
     if tv in (dict, list) or value is None:
         raise NeedsLibjq("index by a non-string, non-number key")
-    raise JqError(f"Cannot index {type_name(value)} with {type_name(key)}")
+    raise _index_error(value, key)
+
+
+def _index_error(value: Any, key: Any) -> JqError:
+    return JqError(f"Cannot index {type_name(value)} with {type_name(key)} ({error_text(key)})")
 
 
 def iterate_error(value: Any) -> JqError:
