@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +58,16 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--application", required=True, help="KCL application name (= the lease table's name)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--no-lag", action="store_true", help="skip the per-shard GetRecords lag probe")
+    parser.add_argument(
+        "--renewal-window",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help=(
+            "read the lease table twice this far apart and report owned leases that were not renewed "
+            "(a dead or stopped worker); more than failoverTimeMillis/3, e.g. 5 for the KCL's 10 s default"
+        ),
+    )
     parser.set_defaults(run=run)
 
 
@@ -75,11 +87,12 @@ class ShardStatus:
     caught_up: bool | None
     lag_error: str = ""
     has_lease: bool = True
+    renewed: bool | None = None  # with --renewal-window: did the owner renew the lease meanwhile?
 
     @property
     def needs_owner(self) -> bool:
-        """Has records left to process and nobody holding it."""
-        return self.owner is None and self.state != "ended"
+        """Has records left to process and nobody holding it (no owner, or one that stopped renewing)."""
+        return (self.owner is None or self.renewed is False) and self.state != "ended"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,13 +163,29 @@ def shard_status(
 
 
 def collect_status(
-    kinesis: Any, dynamodb: Any, stream: str, application: str, *, probe: bool = True, now: datetime | None = None
+    kinesis: Any,
+    dynamodb: Any,
+    stream: str,
+    application: str,
+    *,
+    probe: bool = True,
+    now: datetime | None = None,
+    renewal_window: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> StreamStatus:
     """The status of every shard of `stream` for `application`.
+
+    A worker that died (or stopped) leaves its name on its leases until another takes them over. With a
+    `renewal_window` the table is read twice that many seconds apart: a live owner bumps `leaseCounter` every
+    failoverTimeMillis/3, so an owned lease whose counter did not move is reported as not renewed.
 
     Raises:
         LeaseTableError: the lease table cannot be read.
     """
+    first_read: dict[str, Lease] = {}
+    if renewal_window > 0:
+        first_read = {lease.shard_id: lease for lease in read_leases(dynamodb, application, stream)}
+        sleep(renewal_window)
     now = now or datetime.now(UTC)
     leases = {lease.shard_id: lease for lease in read_leases(dynamodb, application, stream)}
     shards = list_shards(kinesis, stream)
@@ -172,8 +201,19 @@ def collect_status(
         else status
         for status in statuses
     ]
+    if renewal_window > 0:
+        statuses = [
+            _with_renewal(status, first_read.get(status.shard_id), leases.get(status.shard_id)) for status in statuses
+        ]
     stale = sorted(shard_id for shard_id in leases if shard_id not in known)
     return StreamStatus(stream, application, now.isoformat(timespec="seconds"), statuses, stale)
+
+
+def _with_renewal(status: ShardStatus, before: Lease | None, after: Lease | None) -> ShardStatus:
+    if after is None or after.owner is None:
+        return status
+    renewed = before is None or before.lease_counter != after.lease_counter or before.owner != after.owner
+    return replace(status, renewed=renewed)
 
 
 def _children_started(shard_id: str, shards: list[ShardInfo], with_lease: set[str]) -> bool:
@@ -235,11 +275,12 @@ def print_status(status: StreamStatus, console: Console) -> None:
         else:
             behind = Text(_duration(shard.millis_behind))
             oldest = Text(_duration(shard.oldest_unprocessed_age_ms))
-        owner = (
-            Text(shard.owner)
-            if shard.owner
-            else Text("UNOWNED" if shard.needs_owner else "-", style="red" if shard.needs_owner else "")
-        )
+        if shard.owner and shard.renewed is False:
+            owner = Text(f"{shard.owner} (not renewed)", style="red")
+        elif shard.owner:
+            owner = Text(shard.owner)
+        else:
+            owner = Text("UNOWNED" if shard.needs_owner else "-", style="red" if shard.needs_owner else "")
         table.add_row(
             shard.shard_id,
             shard.state,
@@ -259,6 +300,8 @@ def print_status(status: StreamStatus, console: Console) -> None:
     unowned = status.unowned
     if unowned:
         console.print(f"unowned: {', '.join(unowned)} (nobody is reading these)", markup=False, style="red")
+    elif any(shard.renewed is not None for shard in status.shards):
+        console.print("every shard with records left has an owner that renews its lease", markup=False)
     else:
         console.print("every shard with records left has an owner", markup=False)
     if status.stale_leases:
@@ -269,7 +312,14 @@ def run(args: argparse.Namespace) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
     kinesis = kinesis_client(args)
     try:
-        status = collect_status(kinesis, dynamodb_client(args), args.stream, args.application, probe=not args.no_lag)
+        status = collect_status(
+            kinesis,
+            dynamodb_client(args),
+            args.stream,
+            args.application,
+            probe=not args.no_lag,
+            renewal_window=args.renewal_window,
+        )
     except LeaseTableError as error:
         err.print(str(error), markup=False)
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections import Counter
@@ -186,6 +187,45 @@ def test_readable_table_names_owners_and_unowned(
     out = capsys.readouterr().out
     assert "host-1:1234" in out and "UNOWNED" in out and "(no lease)" in out
     assert f"unowned: {second}" in out
+
+
+def test_a_renewal_window_tells_a_live_owner_from_one_that_stopped_renewing(
+    local_stack: LocalStack, new_stream: Callable[[int], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN two owned leases, and a "worker" that keeps renewing only the first one
+    stream = new_stream(2)
+    live, dead = (shard.shard_id for shard in list_shards(local_stack.kinesis_client(), stream))
+    application = unique_application()
+    create_lease_table(
+        local_stack, application, [lease(live, TRIM_HORIZON, owner="alive"), lease(dead, TRIM_HORIZON, owner="gone")]
+    )
+    stop = threading.Event()
+
+    def renew() -> None:
+        dynamodb = local_stack.client("dynamodb")
+        while not stop.wait(0.1):
+            dynamodb.update_item(
+                TableName=application,
+                Key={"leaseKey": {"S": live}},
+                UpdateExpression="ADD leaseCounter :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+
+    renewer = threading.Thread(target=renew, daemon=True)
+    renewer.start()
+    try:
+        # WHEN status watches the table for a second
+        assert main(["status", "--json", "--renewal-window", "1", *status_args(local_stack, stream, application)]) == 0
+    finally:
+        stop.set()
+        renewer.join()
+
+    # THEN the lease nobody renews counts as unowned, with its stale owner still named
+    report = json.loads(capsys.readouterr().out)
+    shards = {shard["shard_id"]: shard for shard in report["shards"]}
+    assert (shards[live]["owner"], shards[live]["renewed"]) == ("alive", True)
+    assert (shards[dead]["owner"], shards[dead]["renewed"]) == ("gone", False)
+    assert report["unowned"] == [dead]
 
 
 def test_status_never_writes_the_lease_table(
