@@ -474,3 +474,44 @@ def test_merged_shards_end_and_their_child_is_consumed(
     assert f"holding shard {child}" in worker.log()
     assert inbox.ids() == Counter(everything.event_ids)
     assert posted_ids(receiver, "/audit") == Counter(everything.trigger_ids)
+
+
+def test_failed_delivery_stops_the_worker_and_a_restart_delivers_what_was_missed(
+    local_stack: LocalStack,
+    new_stream: Callable[[int], str],
+    receiver: SlackReceiver,
+    inbox: Inbox,
+    start_worker: Any,
+    tmp_path: Path,
+) -> None:
+    # GIVEN a 1-shard stream with seed triggers, and a Slack that refuses every post (404: no retry helps)
+    stream, application = new_stream(1), unique("app")
+    produced = produce(local_stack, stream, background=40, triggers=4, seed=51)
+    receiver.fail_next(status=404, times=1000)
+    ledger = tmp_path / "dedupe.db"
+
+    # WHEN a worker consumes it: the batch cannot be completed
+    worker = start_worker(stream, application, "w1", dedupe_db=ledger)
+    code = worker.process.wait(WAIT_SECONDS)
+
+    # THEN it stops with an error and without a checkpoint, so nothing is acknowledged
+    assert code != 0
+    assert "delivery failed for good" in worker.log()
+    assert "released the KCL leader lock" in worker.log()  # else the restart waits ~2 min for the lock
+    assert set(lease_checkpoints(local_stack, application).values()) <= {"TRIM_HORIZON"}
+
+    # WHEN Slack is back and the worker starts again
+    receiver.clear()
+    restarted = start_worker(stream, application, "w1-restarted", dedupe_db=ledger)
+    wait_for(
+        "the triggers on Slack", lambda: len(posted_ids(receiver, "/audit")) >= len(produced.trigger_ids), [restarted]
+    )
+    report(f"restart after a failed delivery: triggers on Slack {time.monotonic() - restarted.started:.1f} s after")
+    wait_for(
+        "the checkpoint", lambda: lease_checkpoints(local_stack, application) == produced.last_sequence, [restarted]
+    )
+    assert restarted.stop() == 0
+
+    # THEN the batch was replayed: every trigger reached Slack once, and what SNS already had was not sent again
+    assert posted_ids(receiver, "/audit") == Counter(produced.trigger_ids)
+    assert inbox.ids() == Counter(produced.event_ids)
