@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from stream_processor.aws import AwsSettings
 from stream_processor.cli import main
-from stream_processor.commands.consume import write_wrapper
+from stream_processor.commands.consume import ConsumerSettings, KclTimings, release_leader_lock, write_wrapper
 
 SEED = """\
 [[rule]]
@@ -110,3 +111,37 @@ def test_wrapper_runs_the_processor_even_from_a_folder_with_spaces(tmp_path: Pat
     assert not any(ch.isspace() for ch in str(script))  # the daemon splits executableName on whitespace
     subprocess.run([str(script)], check=True, timeout=10)
     assert marker.read_text() == "ok\n"
+
+
+def _settings(endpoint: str, worker_id: str) -> ConsumerSettings:
+    return ConsumerSettings(
+        stream="s",
+        application="app",
+        executable="/bin/true",
+        region="us-east-1",
+        initial_position="TRIM_HORIZON",
+        worker_id=worker_id,
+        metrics_level="NONE",
+        timings=KclTimings.for_local(),
+        kinesis_endpoint=None,
+        dynamodb_endpoint=endpoint,
+    )
+
+
+def test_only_our_own_stale_leader_lock_is_released(moto_server: AwsSettings) -> None:
+    # GIVEN KCL's coordinator state table with the leader lock held by worker "w1"
+    assert moto_server.endpoint_url is not None
+    dynamodb = moto_server.client("dynamodb")
+    dynamodb.create_table(
+        TableName="app-CoordinatorState",
+        KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "key", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.put_item(TableName="app-CoordinatorState", Item={"key": {"S": "Leader"}, "ownerName": {"S": "w1"}})
+
+    # WHEN another worker's consume cleans up, THEN the lock stays; when w1's does, it goes
+    assert not release_leader_lock(_settings(moto_server.endpoint_url, "w2"))
+    assert "Item" in dynamodb.get_item(TableName="app-CoordinatorState", Key={"key": {"S": "Leader"}})
+    assert release_leader_lock(_settings(moto_server.endpoint_url, "w1"))
+    assert "Item" not in dynamodb.get_item(TableName="app-CoordinatorState", Key={"key": {"S": "Leader"}})
