@@ -23,7 +23,7 @@ KCLPY_VERSION := 3.1.3
 KCL_STAMP := infra/kcl/jars/.fetched
 kcl: $(KCL_STAMP)
 
-$(KCL_STAMP): infra/kcl/pom.xml $(STAMP)
+$(KCL_STAMP): infra/kcl/pom.xml | $(STAMP)
 	rm -rf infra/kcl/jars
 	mvn -q -B -Dmaven.repo.local=$(MVN_REPO) -f infra/kcl/pom.xml dependency:copy-dependencies
 	KCL_MVN_REPO_SEARCH_URL=file://$(abspath $(MVN_REPO))/ $(BIN)/pip install --quiet amazon-kclpy==$(KCLPY_VERSION)
