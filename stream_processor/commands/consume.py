@@ -266,6 +266,7 @@ class KclDaemon:
         self.stop_requested = False
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._log_file: IO[str] | None = None
         self.started_at = 0.0
 
     def start(self) -> KclDaemon:
@@ -282,7 +283,7 @@ class KclDaemon:
             preexec_fn=_terminate_with_parent,
         )
         assert self.process.stdout is not None and self.process.stderr is not None
-        log_file = self.log_path.open("a", encoding="utf-8", errors="replace")
+        log_file = self._log_file = self.log_path.open("a", encoding="utf-8", errors="replace")
         self._threads = [
             threading.Thread(target=self._relay_daemon, args=(self.process.stdout, log_file), daemon=True),
             threading.Thread(target=self._relay_processors, args=(self.process.stderr, log_file), daemon=True),
@@ -314,6 +315,9 @@ class KclDaemon:
         code = self.process.wait(timeout)
         for thread in self._threads:
             thread.join(timeout=5)
+        if self._log_file is not None:
+            with self._lock:
+                self._log_file.close()
         return code
 
     def _write(self, text: str) -> None:
@@ -327,8 +331,9 @@ class KclDaemon:
         for raw in stream:
             line = raw.decode("utf-8", errors="replace")
             with self._lock:
-                log_file.write(line)
-                log_file.flush()
+                if not log_file.closed:
+                    log_file.write(line)
+                    log_file.flush()
             if line[:1].isdigit():  # a new log record ("2026-... LEVEL ..."); other lines continue the last one
                 relay = (" ERROR " in line or " WARN " in line) and _CHILD_LINE not in line
             if relay:
@@ -339,11 +344,10 @@ class KclDaemon:
         for raw in stream:
             line = raw.decode("utf-8", errors="replace").rstrip("\n")
             with self._lock:
-                log_file.write(line + "\n")
+                if not log_file.closed:
+                    log_file.write(line + "\n")
             self._write(line)
             self._track_shards(line)
-        with self._lock:
-            log_file.close()
 
     def _track_shards(self, line: str) -> None:
         changed = False

@@ -145,3 +145,41 @@ def test_only_our_own_stale_leader_lock_is_released(moto_server: AwsSettings) ->
     assert "Item" in dynamodb.get_item(TableName="app-CoordinatorState", Key={"key": {"S": "Leader"}})
     assert release_leader_lock(_settings(moto_server.endpoint_url, "w1"))
     assert "Item" not in dynamodb.get_item(TableName="app-CoordinatorState", Key={"key": {"S": "Leader"}})
+
+
+FAKE_DAEMON = r"""
+echo '2026-11-27 01:00:00,000 [main] INFO  s.a.k.Scheduler [NONE] - Sleeping ...'
+echo '2026-11-27 01:00:00,001 [main] WARN  s.a.k.LeaseAssignmentManager [NONE] - Not able to assign'
+echo '2026-11-27 01:00:01,000 INFO [shardId-000000000001] kcl: holding shard shardId-000000000001 (after X)' >&2
+echo '2026-11-27 01:00:01,000 INFO [shardId-000000000002] kcl: holding shard shardId-000000000002 (after Y)' >&2
+echo '2026-11-27 01:00:02,000 INFO [shardId-000000000001] kcl: shard shardId-000000000001 ended: checkpointing' >&2
+trap 'echo "2026-11-27 01:00:03,000 INFO [shardId-000000000002] kcl: shutdown requested" >&2; exit 143' TERM
+echo ready > "$1"
+while :; do sleep 0.05; done
+"""
+
+
+def test_daemon_output_is_relayed_and_a_stop_is_graceful(tmp_path: Path) -> None:
+    import io
+    import threading
+    import time
+
+    from stream_processor.commands.consume import KclDaemon
+
+    script = tmp_path / "daemon.sh"
+    script.write_text(FAKE_DAEMON)
+    ready = tmp_path / "ready"
+    out = io.StringIO()
+    daemon = KclDaemon(["/bin/sh", str(script), str(ready)], dict(os.environ), tmp_path / "daemon.log", out=out)
+    daemon.start()
+    deadline = time.monotonic() + 10
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    threading.Timer(0.2, daemon.stop).start()
+    assert daemon.wait(timeout=10) == 143
+    relayed = out.getvalue()
+    assert "kcl: 2026-11-27 01:00:00,001 [main] WARN" in relayed  # the daemon's warnings reach the user
+    assert "Sleeping" not in relayed  # its INFO chatter stays in the log file
+    assert "holding shard shardId-000000000002" in relayed and "shutdown requested" in relayed
+    assert daemon.held == {"shardId-000000000002"}  # 1 ended, 2 still held when it stopped
+    assert "Sleeping" in (tmp_path / "daemon.log").read_text()
