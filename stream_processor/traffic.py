@@ -417,7 +417,7 @@ _ERRORS: tuple[tuple[str, str], ...] = (
 # Weights follow a long tail observed in production trails: a handful of reads make most of the volume.
 
 _BENIGN: tuple[tuple[str, str, bool, float, str], ...] = (
-    ("sts.amazonaws.com", "AssumeRole", False, 160, "assume"),
+    ("sts.amazonaws.com", "AssumeRole", True, 160, "assume"),
     ("kms.amazonaws.com", "Decrypt", True, 140, "decrypt"),
     ("ec2.amazonaws.com", "DescribeInstances", True, 70, "instances"),
     ("kms.amazonaws.com", "GenerateDataKey", True, 45, "decrypt"),
@@ -426,7 +426,7 @@ _BENIGN: tuple[tuple[str, str, bool, float, str], ...] = (
     ("logs.amazonaws.com", "CreateLogStream", False, 30, "logstream"),
     ("ssm.amazonaws.com", "UpdateInstanceInformation", False, 30, "ssminfo"),
     ("ec2.amazonaws.com", "DescribeNetworkInterfaces", True, 28, "filters"),
-    ("sts.amazonaws.com", "AssumeRoleWithWebIdentity", False, 26, "assume"),
+    ("sts.amazonaws.com", "AssumeRoleWithWebIdentity", True, 26, "assume"),
     ("s3.amazonaws.com", "GetBucketLocation", True, 25, "bucket"),
     ("ecr.amazonaws.com", "GetAuthorizationToken", True, 22, "empty"),
     ("ec2.amazonaws.com", "DescribeSecurityGroups", True, 20, "filters"),
