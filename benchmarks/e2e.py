@@ -12,6 +12,11 @@ put-to-alert latency. Probes are few because the Slack destination is rate-limit
 process, bursts of 5): more would measure that limit, not the pipeline. The run ends with a probe,
 so the time its alert arrives bounds how long the consumer took to get through everything.
 
+`--backlog N` measures the consumer's ceiling instead: N events are written before it starts and it drains
+them with nothing else running (benchmarks/results/e2e-backlog.json). Against kinesis-local, pass
+`--consumer-arg=--max-records --consumer-arg=500`: with KCL's default (10,000 records, i.e. 10 MB responses)
+the first GetRecords calls on a large backlog time out for minutes.
+
 Prints a table and writes benchmarks/results/e2e.json.
 """
 
@@ -139,6 +144,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def _settings(args: argparse.Namespace, probe_every: int | None) -> dict[str, Any]:
+    rules = args.config.relative_to(REPO_ROOT) if args.config.is_relative_to(REPO_ROOT) else args.config
+    settings: dict[str, Any] = {
+        "shards": args.shards,
+        "events_per_record": args.per_record,
+        "rules": f"{rules} + probe rule",
+        "consumer_args": list(args.consumer_arg),
+    }
+    if args.backlog:
+        settings["backlog_events"] = args.backlog
+    else:
+        settings.update(
+            rate_target_events_per_s=args.rate, duration_s=args.duration, probe_every_events=probe_every
+        )
+    return settings
+
+
 def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     check_prerequisites()
     work_dir: Path = args.work_dir
@@ -147,31 +169,34 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     work_dir.mkdir(parents=True)
     collector = AlertCollector()
     stream = "bench-e2e"
-    probe_every = max(1, round(args.rate / args.probes_per_second))
+    warmup_probes = args.shards * 4
     with LocalStack(work_dir / "logs") as stack, SlackReceiver(on_post=collector.on_post) as receiver:
         stack.create_stream(stream, args.shards)
         config = write_bench_config(args.config, receiver.url, work_dir)
+        producer_client = stack.kinesis_client()
+        if args.backlog:
+            return _run_backlog(args, console, stack, stream, config, collector, producer_client)
         consumer = ConsumerProcess(
-            consumer_command(config, stream, f"bench-{uuid.uuid4().hex[:8]}", stack, work_dir),
+            consumer_command(config, stream, f"bench-{uuid.uuid4().hex[:8]}", stack, work_dir, args.consumer_arg),
             work_dir / "logs" / "consumer.log",
             stack.environment(),
         )
         try:
-            producer_client = stack.kinesis_client()
             # warm-up: the consumer is up once a probe makes it through
             started = time.time()
             warm = ProbeTraffic("warmup", 1, seed=args.seed + 1)
             SubscriptionProducer(producer_client, stream, per_record=1, control_every=0).produce(
-                warm.events(args.shards * 4)
+                warm.events(warmup_probes)
             )
             with console.status("waiting for the consumer to take its leases"):
-                wait_for(collector, "warmup", args.shards * 4, consumer, args.startup_timeout)
+                wait_for(collector, "warmup", warmup_probes, consumer, args.startup_timeout)
             startup = time.time() - started
             console.print(
                 f"consumer up after {startup:.1f} s; producing {args.rate:,.0f} events/s for {args.duration:g} s"
             )
 
             # the measured run
+            probe_every = max(1, round(args.rate / args.probes_per_second))
             traffic = ProbeTraffic("measured", probe_every, seed=args.seed)
             total = int(args.rate * args.duration)
             producer = SubscriptionProducer(
@@ -189,20 +214,13 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     latencies_ms = [(arrived - put) * 1000 for put, arrived in arrivals.values()]
     last_arrival = max(arrived for _, arrived in arrivals.values())
     consumed_seconds = last_arrival - put_started
-    duplicates = sum(1 for alert in collector.alerts() if alert.rule == PROBE_RULE) - len(arrivals) - args.shards * 4
+    duplicates = sum(1 for alert in collector.alerts() if alert.rule == PROBE_RULE) - len(arrivals) - warmup_probes
     return {
         "benchmark": "e2e",
+        "mode": "steady",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "settings": {
-            "rate_target_events_per_s": args.rate,
-            "duration_s": args.duration,
-            "shards": args.shards,
-            "events_per_record": args.per_record,
-            "probe_every_events": probe_every,
-            "rules": str(args.config.relative_to(REPO_ROOT) if args.config.is_relative_to(REPO_ROOT) else args.config)
-            + " + probe rule",
-        },
+        "machine": _machine(),
+        "settings": _settings(args, probe_every),
         "consumer_startup_s": round(startup, 2),
         "events": produced.events,
         "records": produced.records,
@@ -224,11 +242,84 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     }
 
 
+def _machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def _run_backlog(
+    args: argparse.Namespace,
+    console: Console,
+    stack: LocalStack,
+    stream: str,
+    config: Path,
+    collector: AlertCollector,
+    producer_client: Any,
+) -> dict[str, Any]:
+    """The consumer's own ceiling: a backlog written before it starts, drained with nothing else running.
+
+    Start probes, then the backlog, then end probes; the drain time runs from the first start probe's alert to
+    the last end probe's alert, so KCL start-up is not in it.
+    """
+    probes = args.shards * 4
+    start = ProbeTraffic("start", 1, seed=args.seed + 1)
+    end = ProbeTraffic("end", 1, seed=args.seed + 2)
+    backlog = ProbeTraffic("backlog", args.backlog + 1, seed=args.seed)  # no probe inside the backlog
+    one_per_record = SubscriptionProducer(producer_client, stream, per_record=1, control_every=0)
+    with console.status(f"writing a backlog of {args.backlog:,} events"):
+        one_per_record.produce(start.events(probes))
+        produced = SubscriptionProducer(producer_client, stream, per_record=args.per_record, seed=args.seed).produce(
+            _without_last_probe(backlog, args.backlog)
+        )
+        one_per_record.produce(end.events(probes), control_first=False)
+    console.print(f"backlog written: {produced.events:,} events at {produced.events_per_second:,.0f} events/s")
+    consumer = ConsumerProcess(
+        consumer_command(
+            config, stream, f"bench-{uuid.uuid4().hex[:8]}", stack, args.work_dir, args.consumer_arg
+        ),
+        args.work_dir / "logs" / "consumer.log",
+        stack.environment(),
+    )
+    try:
+        with console.status("draining the backlog"):
+            wait_for(collector, "end", probes, consumer, args.drain_timeout)
+    finally:
+        consumer.stop()
+    first = min(arrived for _, arrived in probe_arrivals(collector, "start").values())
+    last = max(arrived for _, arrived in probe_arrivals(collector, "end").values())
+    return {
+        "benchmark": "e2e",
+        "mode": "backlog",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "settings": _settings(args, None),
+        "events": produced.events,
+        "records": produced.records,
+        "bytes": produced.bytes,
+        "put_events_per_s": round(produced.events_per_second, 1),
+        "consumed_seconds": round(last - first, 3),
+        "sustained_events_per_s": round(produced.events / (last - first), 1),
+    }
+
+
+def _without_last_probe(traffic: ProbeTraffic, count: int) -> Iterator[bytes]:
+    """`count` plain events: ProbeTraffic ends with a probe, so ask for one more and drop it."""
+    for index, event in enumerate(traffic.events(count + 1)):
+        if index < count:
+            yield event
+
+
 def print_result(result: dict[str, Any], console: Console) -> None:
     table = Table(title="end-to-end: produce → kinesis-local → KCL consumer → Slack receiver", title_justify="left")
     table.add_column("measure", style="bold")
     table.add_column("value", justify="right")
     settings = result["settings"]
+    if result["mode"] == "backlog":
+        table.add_row("backlog", f"{result['events']:,} events in {result['records']:,} records, written first")
+        table.add_row("shards / events per record", f"{settings['shards']} / {settings['events_per_record']}")
+        table.add_row("drain time (first → last probe alert)", f"{result['consumed_seconds']:.1f} s")
+        table.add_row("consumer throughput", f"{result['sustained_events_per_s']:,.0f} events/s")
+        console.print(table)
+        return
     table.add_row("target rate", f"{settings['rate_target_events_per_s']:,.0f} events/s for {settings['duration_s']} s")
     table.add_row("shards / events per record", f"{settings['shards']} / {settings['events_per_record']}")
     table.add_row("events produced", f"{result['events']:,} in {result['records']:,} records")
@@ -261,8 +352,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup-timeout", type=float, default=180.0)
     parser.add_argument("--drain-timeout", type=float, default=600.0)
     parser.add_argument("--work-dir", type=Path, default=REPO_ROOT / ".local" / "bench-e2e")
-    parser.add_argument("--output", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "e2e.json")
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of a steady rate: write N events first, then time the consumer draining them (its ceiling)",
+    )
+    parser.add_argument(
+        "--consumer-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="pass ARG to `stream-processor consume` (repeat: --consumer-arg=--max-records --consumer-arg=500)",
+    )
+    parser.add_argument("--output", type=Path, help="default: benchmarks/results/e2e.json (e2e-backlog.json)")
     args = parser.parse_args(argv)
+    if args.output is None:
+        args.output = REPO_ROOT / "benchmarks" / "results" / ("e2e-backlog.json" if args.backlog else "e2e.json")
     console = Console()
     try:
         result = run(args, console)

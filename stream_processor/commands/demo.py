@@ -208,7 +208,7 @@ def check_prerequisites() -> None:
 
 
 def consumer_command(
-    config: Path, stream: str, application: str, stack: LocalStack, log_dir: Path
+    config: Path, stream: str, application: str, stack: LocalStack, log_dir: Path, extra: Sequence[str] = ()
 ) -> list[str]:
     """`stream-processor consume` against the local stack, reading the stream from its start."""
     return [
@@ -234,6 +234,7 @@ def consumer_command(
         "TRIM_HORIZON",
         "--work-dir",
         str(log_dir / "consumer"),
+        *extra,
     ]
 
 
