@@ -483,6 +483,35 @@ def settings_from_args(args: argparse.Namespace, executable: str) -> ConsumerSet
     )
 
 
+def check_stream(settings: ConsumerSettings, env: Mapping[str, str]) -> None:
+    """Fail fast on a stream that does not exist (the daemon would retry it forever); other errors only warn.
+
+    Raises:
+        ConfigError: Kinesis says there is no such stream.
+    """
+    import boto3
+
+    kwargs: dict[str, Any] = {"region_name": settings.region}
+    if settings.kinesis_endpoint:
+        kwargs["endpoint_url"] = settings.kinesis_endpoint
+    if settings.local:  # the daemon's (possibly fake) credentials; on AWS the default chain as usual
+        kwargs.update(
+            aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
+            aws_session_token=env.get("AWS_SESSION_TOKEN"),
+        )
+    where = settings.kinesis_endpoint or settings.region
+    try:
+        boto3.client("kinesis", **kwargs).describe_stream_summary(StreamName=settings.stream)
+    except Exception as error:
+        code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+        if code == "ResourceNotFoundException":
+            raise ConfigError(f"no Kinesis stream {settings.stream!r} in {where}") from None
+        log.warning(
+            "could not check stream %s in %s (%s); starting the daemon anyway", settings.stream, where, code or error
+        )
+
+
 def _java(explicit: str | None) -> str:
     if explicit:
         return explicit
@@ -533,10 +562,12 @@ def _run(args: argparse.Namespace) -> int:
         sys.stdout.write(properties_path.read_text())
         return 0
 
+    env = daemon_environment(settings, os.environ)
+    check_stream(settings, env)
     jars = find_kcl_jars(args.kcl_jars)
     daemon = KclDaemon(
         daemon_command(_java(args.java), jars, properties_path, local=settings.local),
-        daemon_environment(settings, os.environ),
+        env,
         work_dir / "daemon.log",
     )
     target = f"kinesis {settings.kinesis_endpoint}" if settings.kinesis_endpoint else f"AWS {settings.region}"

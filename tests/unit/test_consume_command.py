@@ -183,3 +183,17 @@ def test_daemon_output_is_relayed_and_a_stop_is_graceful(tmp_path: Path) -> None
     assert "holding shard shardId-000000000002" in relayed and "shutdown requested" in relayed
     assert daemon.held == {"shardId-000000000002"}  # 1 ended, 2 still held when it stopped
     assert "Sleeping" in (tmp_path / "daemon.log").read_text()
+
+
+def test_a_missing_stream_stops_consume_before_the_daemon_starts(
+    config: Path, tmp_path: Path, moto_server: AwsSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert moto_server.endpoint_url is not None
+    code = main(
+        ["consume", "--config", str(config), "--stream", "no-such-stream", "--application", "a",
+         "--region", "us-east-1", "--kinesis-endpoint", moto_server.endpoint_url,
+         "--dynamodb-endpoint", moto_server.endpoint_url, "--work-dir", str(tmp_path / "work")]
+    )  # fmt: skip
+    assert code == 2
+    assert "no Kinesis stream 'no-such-stream'" in capsys.readouterr().err
+    assert not (tmp_path / "work" / "daemon.log").exists()
