@@ -92,6 +92,7 @@ def test_properties_for_the_local_stack_point_at_it_with_short_timings(
     assert written["failoverTimeMillis"] == "9000"  # a flag beats the local default
     assert int(written["leaseAssignmentIntervalMillis"]) <= 1000
     assert int(written["idleTimeBetweenReadsInMillis"]) <= 500
+    assert int(written["workerMetricsReporterFreqInMillis"]) <= 5000  # a stopped worker's shards move soon
     assert written["maxLeasesForWorker"] == "3"
 
 
