@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any, NoReturn, Protocol
@@ -123,6 +124,7 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
     CHECKPOINT_BACKOFF_INITIAL_SECONDS = 0.2
     CHECKPOINT_BACKOFF_MAX_SECONDS = 10.0
     FAILURES_LOGGED = 5
+    SUMMARY_SECONDS = 60.0
 
     def __init__(
         self,
@@ -140,6 +142,9 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
         self._processed: Position | None = None  # the last record of the last complete batch
         self._checkpointed: Position | None = None
         self._stopped = False  # the daemon said ShutdownException: no more checkpoints
+        self._clock = time.monotonic
+        self._summary_at = self._clock()
+        self._totals: Counter[str] = Counter()
 
     # --- the KCL's calls --------------------------------------------------------------------------------
 
@@ -226,15 +231,33 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
             return
         for malformed in decoded.malformed[: self.FAILURES_LOGGED]:
             log.warning("malformed input at %s (%s): %s", malformed.position, malformed.kind, malformed.reason)
-        log.info(
+        alerts = len(getattr(outcome, "alerts", ()))
+        # A shard delivers a batch every fraction of a second: one line each only when it says something.
+        log.log(
+            logging.INFO if alerts or decoded.malformed else logging.DEBUG,
             "batch of %d record(s) up to %s: %d event(s), %d malformed, %d control, %d alert(s)",
             len(records),
             records[-1].position.sequence,
             len(decoded.events),
             len(decoded.malformed),
             decoded.control_messages,
-            len(getattr(outcome, "alerts", ())),
+            alerts,
         )
+        totals = self._totals
+        totals.update(records=len(records), events=len(decoded.events), malformed=len(decoded.malformed), alerts=alerts)
+        now = self._clock()
+        if now - self._summary_at >= self.SUMMARY_SECONDS:
+            log.info(
+                "shard %s, last %.0f s: %d record(s), %d event(s), %d malformed, %d alert(s)",
+                self.shard_id,
+                now - self._summary_at,
+                totals["records"],
+                totals["events"],
+                totals["malformed"],
+                totals["alerts"],
+            )
+            totals.clear()
+            self._summary_at = now
 
     # --- checkpoints ---------------------------------------------------------------------------------------
 
