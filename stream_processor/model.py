@@ -68,18 +68,28 @@ class MalformedInput:
 
 @dataclass(slots=True)
 class DecodeResult:
-    """What decode made of a batch of records."""
+    """What decode made of a batch of records.
+
+    `events_released` counts events already matched and let go (the pipeline streams record by record:
+    holding every parsed event of a large batch costs it half its speed); `event_count` is the total.
+    """
 
     events: list[CloudTrailEvent] = field(default_factory=list)
     malformed: list[MalformedInput] = field(default_factory=list)
     control_messages: int = 0
     digest_files: int = 0
+    events_released: int = 0
+
+    @property
+    def event_count(self) -> int:
+        return len(self.events) + self.events_released
 
     def extend(self, other: DecodeResult) -> None:
         self.events.extend(other.events)
         self.malformed.extend(other.malformed)
         self.control_messages += other.control_messages
         self.digest_files += other.digest_files
+        self.events_released += other.events_released
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from stream_processor.alerts.storm import StormFolder
 from stream_processor.aws import AwsSettings
 from stream_processor.config import Config, Rule, compile_jq
 from stream_processor.dead_letters import DeadLetterStore
-from stream_processor.decode import decode_records
+from stream_processor.decode import decode_record
 from stream_processor.dedupe import ClaimOutcome, DedupeStore, dedupe_key
 from stream_processor.errors import DeadLetterStoreError
 from stream_processor.matcher import Matcher, build_matcher
@@ -61,6 +61,27 @@ class BatchOutcome:
         """True when every alert reached every one of its destinations or is parked as a dead letter,
         and all malformed input is parked (or there is no dead-letter store to park it in)."""
         return not self.unfinished and not self.parking_errors
+
+
+def decode_and_match(records: Sequence[RawRecord], matcher: Matcher) -> tuple[DecodeResult, MatchResult]:
+    """Decode and match record by record, keeping only what matched.
+
+    A batch of 10,000 records holds hundreds of thousands of events; holding them all until the batch is
+    matched costs about half the throughput (measured), so each record's events are let go once matched.
+    """
+    decoded = DecodeResult()
+    matched = MatchResult()
+    match_batch = matcher.match_batch
+    for record in records:
+        part = decode_record(record)
+        if part.events:
+            found = match_batch(part.events)
+            matched.matches.extend(found.matches)
+            matched.errors.extend(found.errors)
+            part.events_released = len(part.events)
+            part.events = []
+        decoded.extend(part)
+    return decoded, matched
 
 
 class Pipeline:
@@ -112,10 +133,12 @@ class Pipeline:
         return cls(config, matcher, deliverer, alert_sink, ledger, dead_letters if send else None, storm)
 
     def process_records(self, records: Sequence[RawRecord]) -> BatchOutcome:
-        return self.process_decoded(decode_records(records))
+        return self._handle(*decode_and_match(records, self.matcher))
 
     def process_decoded(self, decoded: DecodeResult) -> BatchOutcome:
-        matched = self.matcher.match_batch(decoded.events)
+        return self._handle(decoded, self.matcher.match_batch(decoded.events))
+
+    def _handle(self, decoded: DecodeResult, matched: MatchResult) -> BatchOutcome:
         for error in matched.errors:
             log.warning("rule %r failed on event at %s: %s", error.rule_name, error.position, error.message)
         outcome = BatchOutcome(decoded, matched)

@@ -174,8 +174,8 @@ class ReplayTotals:
     def add(self, shard_id: str, records: int, outcome: BatchOutcome) -> None:
         self.records += records
         decoded, matched = outcome.decoded, outcome.matched
-        self.events += len(decoded.events)
-        self.per_shard_events[shard_id] += len(decoded.events)
+        self.events += decoded.event_count
+        self.per_shard_events[shard_id] += decoded.event_count
         self.malformed += len(decoded.malformed)
         self.control_messages += decoded.control_messages
         self.matches.update(match.rule_name for match in matched.matches)

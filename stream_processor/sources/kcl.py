@@ -31,6 +31,7 @@ from amazon_kclpy.v3.processor import RecordProcessorBase
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential, wait_random
 
 from stream_processor.alerts.render import output_text
+from stream_processor.gc_tuning import tune_for_throughput
 from stream_processor.model import Alert, Position, RawRecord
 
 log = logging.getLogger("stream_processor.sources.kcl")  # not __name__: run as __main__ by the daemon
@@ -238,13 +239,13 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
             "batch of %d record(s) up to %s: %d event(s), %d malformed, %d control, %d alert(s)",
             len(records),
             records[-1].position.sequence,
-            len(decoded.events),
+            decoded.event_count,
             len(decoded.malformed),
             decoded.control_messages,
             alerts,
         )
         totals = self._totals
-        totals.update(records=len(records), events=len(decoded.events), malformed=len(decoded.malformed), alerts=alerts)
+        totals.update(records=len(records), events=decoded.event_count, malformed=len(decoded.malformed), alerts=alerts)
         now = self._clock()
         if now - self._summary_at >= self.SUMMARY_SECONDS:
             log.info(
@@ -381,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception:
         log.exception("record processor could not start")
         return EXIT_UNEXPECTED_ERROR
+    tune_for_throughput()
     protocol_out = claim_stdout()
     try:
         kcl.KCLProcess(KclRecordProcessor(pipeline), sys.stdin, protocol_out, sys.stderr).run()
