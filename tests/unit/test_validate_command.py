@@ -174,7 +174,7 @@ def test_explain_names_the_rules_that_run_on_libjq(tmp_path: Path, capsys: pytes
     config = tmp_path / "mixed.toml"
     config.write_text(
         '[[rule]]\nname = "Plain"\njq_match = \'select(.eventName == "StopLogging")\'\n'
-        '[[rule]]\nname = "Folded"\njq_match = \'reduce .resources[]? as $r (0; . + 1) | select(. > 3)\'\n'
+        '[[rule]]\nname = "Folded"\njq_match = \'def n: .resources | length; select(n > 3)\'\n'
     )
 
     assert main(["validate", "--explain", str(config)]) == 0
