@@ -41,6 +41,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+NO_STORM = "--no-storm"  # every probe must arrive on its own: storm folding would digest them
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
@@ -155,9 +156,7 @@ def _settings(args: argparse.Namespace, probe_every: int | None) -> dict[str, An
     if args.backlog:
         settings["backlog_events"] = args.backlog
     else:
-        settings.update(
-            rate_target_events_per_s=args.rate, duration_s=args.duration, probe_every_events=probe_every
-        )
+        settings.update(rate_target_events_per_s=args.rate, duration_s=args.duration, probe_every_events=probe_every)
     return settings
 
 
@@ -177,7 +176,9 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         if args.backlog:
             return _run_backlog(args, console, stack, stream, config, collector, producer_client)
         consumer = ConsumerProcess(
-            consumer_command(config, stream, f"bench-{uuid.uuid4().hex[:8]}", stack, work_dir, args.consumer_arg),
+            consumer_command(
+                config, stream, f"bench-{uuid.uuid4().hex[:8]}", stack, work_dir, [NO_STORM, *args.consumer_arg]
+            ),
             work_dir / "logs" / "consumer.log",
             stack.environment(),
         )
@@ -274,7 +275,7 @@ def _run_backlog(
     console.print(f"backlog written: {produced.events:,} events at {produced.events_per_second:,.0f} events/s")
     consumer = ConsumerProcess(
         consumer_command(
-            config, stream, f"bench-{uuid.uuid4().hex[:8]}", stack, args.work_dir, args.consumer_arg
+            config, stream, f"bench-{uuid.uuid4().hex[:8]}", stack, args.work_dir, [NO_STORM, *args.consumer_arg]
         ),
         args.work_dir / "logs" / "consumer.log",
         stack.environment(),

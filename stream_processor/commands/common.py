@@ -63,6 +63,10 @@ def load_config_from_args(args: argparse.Namespace) -> Config:
 
 
 DEFAULT_STATE_DIR = ".local/state"
+# File names in a state dir; `consume` keeps them in its work dir, so `--state-dir WORK_DIR` finds them.
+LEDGER_FILE = "ledger.sqlite3"
+DEAD_LETTERS_FILE = "dead-letters.sqlite3"
+STORM_FILE = "storm.sqlite3"
 
 
 def add_state_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,7 +102,7 @@ def open_ledger(args: argparse.Namespace) -> DedupeStore | None:
     if spec == "memory":
         return MemoryDedupeStore()
     if spec == "sqlite":
-        return SQLiteDedupeStore(Path(args.state_dir) / "ledger.sqlite3")
+        return SQLiteDedupeStore(Path(args.state_dir) / LEDGER_FILE)
     if spec.startswith("dynamodb:") and spec.removeprefix("dynamodb:"):
         return DynamoDBDedupeStore(aws_settings(args).client("dynamodb"), spec.removeprefix("dynamodb:"))
     raise ConfigError(f"--dedupe {spec!r}: choose sqlite, memory, dynamodb:TABLE or none")
@@ -112,7 +116,7 @@ def open_dead_letters(args: argparse.Namespace) -> DeadLetterStore:
     """
     spec: str = args.dead_letters
     if spec == "sqlite":
-        return SQLiteDeadLetterStore(Path(args.state_dir) / "dead-letters.sqlite3")
+        return SQLiteDeadLetterStore(Path(args.state_dir) / DEAD_LETTERS_FILE)
     if spec.startswith("sqs:") and spec.removeprefix("sqs:"):
         return SQSDeadLetterStore(aws_settings(args).client("sqs"), spec.removeprefix("sqs:"))
     raise ConfigError(f"--dead-letters {spec!r}: choose sqlite or sqs:QUEUE_URL")

@@ -32,7 +32,13 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from stream_processor.commands.common import add_config_argument, config_location
+from stream_processor.commands.common import (
+    DEAD_LETTERS_FILE,
+    LEDGER_FILE,
+    STORM_FILE,
+    add_config_argument,
+    config_location,
+)
 from stream_processor.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -124,6 +130,8 @@ def kcl_properties(settings: ConsumerSettings) -> dict[str, str]:
         "retrievalMode": "POLLING",
         "metricsLevel": settings.metrics_level,
         "shutdownGraceMillis": str(timings.shutdown_grace_ms),
+        # idle polls reach the processors too, so storm digests go out when their window closes
+        "callProcessRecordsEvenForEmptyRecordList": "true",
     }
     optional = {
         "kinesisEndpoint": settings.kinesis_endpoint,
@@ -173,7 +181,14 @@ def find_kcl_jars(explicit: str | None = None) -> Path:
 
 
 def processor_command(
-    config: str, *, region: str, aws_endpoint: str | None, dry_run: bool, dedupe_db: Path | None, verbose: bool
+    config: str,
+    *,
+    region: str,
+    aws_endpoint: str | None,
+    dry_run: bool,
+    dedupe_db: Path | None,
+    verbose: bool,
+    state_flags: Sequence[str] = (),
 ) -> list[str]:
     """The record processor's command line (what the wrapper script execs)."""
     command = [sys.executable, "-m", "stream_processor.sources.kcl", "--config", config, "--region", region]
@@ -183,9 +198,28 @@ def processor_command(
         command.append("--dry-run")
     if dedupe_db is not None:
         command += ["--dedupe-db", str(dedupe_db)]
+    command += state_flags
     if verbose:
         command.append("--verbose")
     return command
+
+
+def state_flags(args: argparse.Namespace, work_dir: Path) -> list[str]:
+    """Where the processors park dead letters and fold storms: SQLite in the work dir unless told otherwise."""
+    flags: list[str] = []
+    if args.dedupe_table:
+        flags += ["--dedupe-table", args.dedupe_table]
+    if args.dead_letters_queue:
+        flags += ["--dead-letters-queue", args.dead_letters_queue]
+    else:
+        flags += ["--dead-letters-db", str((args.dead_letters_db or work_dir / DEAD_LETTERS_FILE).resolve())]
+    if not args.no_storm:
+        flags += ["--storm-db", str((args.storm_db or work_dir / STORM_FILE).resolve())]
+        if args.storm_max is not None:
+            flags += ["--storm-max", str(args.storm_max)]
+        if args.storm_window is not None:
+            flags += ["--storm-window", str(args.storm_window)]
+    return flags
 
 
 def write_wrapper(work_dir: Path, command: Sequence[str]) -> Path:
@@ -414,9 +448,27 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--dry-run", action="store_true", help="log the alerts instead of delivering them")
     parser.add_argument("--work-dir", type=Path, help="properties, wrapper, logs, dedupe db (default: .local/kcl/APP)")
     parser.add_argument(
-        "--dedupe-db", type=Path, help="SQLite dedupe ledger shared by this host's shards (default: WORK_DIR/dedupe.db)"
+        "--dedupe-db",
+        type=Path,
+        help="SQLite dedupe ledger shared by this host's shards (default: WORK_DIR/ledger.sqlite3)",
     )
     parser.add_argument("--no-dedupe", action="store_true", help="no dedupe ledger (replays may resend alerts)")
+    state = parser.add_argument_group("many hosts, dead letters and storms")
+    state.add_argument("--dedupe-table", metavar="TABLE", help="DynamoDB dedupe ledger shared by every host")
+    state.add_argument(
+        "--dead-letters-db",
+        type=Path,
+        help="SQLite store for alerts that failed for good (default: WORK_DIR/dead-letters.sqlite3)",
+    )
+    state.add_argument("--dead-letters-queue", metavar="URL", help="SQS queue for dead letters instead (in AWS)")
+    state.add_argument(
+        "--storm-db",
+        type=Path,
+        help="SQLite storm-folding state shared by this host's shards (default: WORK_DIR/storm.sqlite3)",
+    )
+    state.add_argument("--no-storm", action="store_true", help="send every alert, never fold storms into digests")
+    state.add_argument("--storm-max", type=int, help="alerts per rule, group and destination per window (default 10)")
+    state.add_argument("--storm-window", type=float, help="storm window in seconds (default 60)")
     parser.add_argument("--worker-id", help="this worker's id in the lease table (default: HOST-PID)")
     parser.add_argument("--metrics-level", choices=METRICS_LEVELS, help="KCL metrics (default: NONE locally, SUMMARY)")
     kcl = parser.add_argument_group("KCL")
@@ -550,14 +602,15 @@ def _run(args: argparse.Namespace) -> int:
 
     work_dir = (args.work_dir or Path(".local") / "kcl" / args.application).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
-    dedupe_db = None if args.no_dedupe else (args.dedupe_db or work_dir / "dedupe.db").resolve()
+    dedupe_db = None if args.no_dedupe else (args.dedupe_db or work_dir / LEDGER_FILE).resolve()
     command = processor_command(
         location,
         region=region,
         aws_endpoint=args.aws_endpoint,
         dry_run=args.dry_run,
-        dedupe_db=dedupe_db,
+        dedupe_db=None if args.dedupe_table else dedupe_db,
         verbose=bool(getattr(args, "verbose", False)),
+        state_flags=state_flags(args, work_dir),
     )
     wrapper = write_wrapper(work_dir, command)
     settings = settings_from_args(args, str(wrapper))

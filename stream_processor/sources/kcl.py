@@ -31,6 +31,7 @@ from amazon_kclpy.v3.processor import RecordProcessorBase
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential, wait_random
 
 from stream_processor.alerts.render import output_text
+from stream_processor.alerts.storm import StormFolder, StormPolicy
 from stream_processor.gc_tuning import tune_for_throughput
 from stream_processor.model import Alert, Position, RawRecord
 
@@ -60,6 +61,8 @@ class BatchPipeline(Protocol):
     """What the processor needs of `stream_processor.pipeline.Pipeline` (a fake in unit tests)."""
 
     def process_records(self, records: Sequence[RawRecord]) -> BatchOutcomeLike: ...
+
+    def flush(self) -> BatchOutcomeLike: ...
 
 
 class Checkpointer(Protocol):
@@ -172,6 +175,7 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
     def shard_ended(self, shard_ended_input: Any) -> None:
         # Required: until the parent is checkpointed at SHARD_END the KCL does not start its children.
         try:
+            self._flush_digests()
             log.info("shard %s ended: checkpointing at its end", self.shard_id)
             self._checkpoint(shard_ended_input.checkpointer, None, None)
         except Exception:
@@ -179,6 +183,7 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
 
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
         try:
+            self._flush_digests()
             if self._processed is None:
                 log.info("shutdown requested on shard %s: nothing processed, nothing to checkpoint", self.shard_id)
                 return
@@ -193,9 +198,11 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
 
     def _process_batch(self, kcl_records: Sequence[Any], checkpointer: Checkpointer) -> None:
         records = [to_raw_record(record, self.shard_id) for record in kcl_records]
-        if not records:
-            return
         outcome: Any = self.pipeline.process_records(records)
+        if not records:  # an idle poll: the pipeline sent the digests of storm windows that closed
+            if not outcome.complete:
+                self.on_incomplete_batch(outcome)
+            return
         self._log_outcome(records, outcome)
         if not outcome.complete:
             self.on_incomplete_batch(outcome)
@@ -204,10 +211,17 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
         self._processed = last
         self._checkpoint(checkpointer, last.sequence, last.sub_sequence)
 
-    def on_incomplete_batch(self, outcome: BatchOutcomeLike) -> None:
-        """A delivery failed for good: what happens to the batch. The one place the dead-letter store changes.
+    def _flush_digests(self) -> None:
+        """Before the shard is let go: send the digests still pending (or park them)."""
+        outcome = self.pipeline.flush()
+        if not outcome.complete:
+            log.error("pending storm digests could be neither delivered nor parked on shard %s", self.shard_id)
 
-        For now: no checkpoint, and the process stops, so the KCL replays from the last checkpoint (on this
+    def on_incomplete_batch(self, outcome: BatchOutcomeLike) -> None:
+        """Something of the batch is neither delivered nor parked as a dead letter: do not checkpoint.
+
+        With a dead-letter store this happens only when parking itself failed (or, without one, when a
+        delivery failed for good). The process stops, so the KCL replays from the last checkpoint (on this
         worker after a restart, or on another). Alerts already delivered are not sent twice when a dedupe
         ledger is configured.
         """
@@ -332,6 +346,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--aws-endpoint", metavar="URL", help="send AWS calls (SNS, SES, S3, ...) here (moto)")
     parser.add_argument("--dry-run", action="store_true", help="log alerts instead of delivering them")
     parser.add_argument("--dedupe-db", metavar="PATH", help="SQLite dedupe ledger shared by this host's shards")
+    parser.add_argument("--dedupe-table", metavar="TABLE", help="DynamoDB dedupe ledger shared by every host")
+    parser.add_argument("--dead-letters-db", metavar="PATH", help="SQLite store for alerts that failed for good")
+    parser.add_argument("--dead-letters-queue", metavar="URL", help="SQS queue for alerts that failed for good")
+    parser.add_argument("--storm-db", metavar="PATH", help="SQLite storm-folding state shared by this host's shards")
+    parser.add_argument("--storm-max", type=int, default=StormPolicy().max_alerts_per_window,
+                        help="alerts per rule, group and destination per window before folding into a digest")
+    parser.add_argument("--storm-window", type=float, default=StormPolicy().window_seconds,
+                        help="storm window in seconds")
     parser.add_argument("--matcher", default=None, help=argparse.SUPPRESS)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
@@ -364,12 +386,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Imported here: the pipeline pulls in the matcher and destinations, which the parser does not need.
         from stream_processor.aws import AwsSettings
         from stream_processor.config import load_config
-        from stream_processor.dedupe import SQLiteDedupeStore
+        from stream_processor.dead_letters import DeadLetterStore, SQLiteDeadLetterStore, SQSDeadLetterStore
+        from stream_processor.dedupe import DedupeStore, DynamoDBDedupeStore, SQLiteDedupeStore
         from stream_processor.pipeline import Pipeline
 
         aws = AwsSettings(region=args.region, endpoint_url=args.aws_endpoint)
         config = load_config(args.config, aws)
-        ledger = SQLiteDedupeStore(args.dedupe_db) if args.dedupe_db else None
+        ledger: DedupeStore | None = None
+        if args.dedupe_table:
+            ledger = DynamoDBDedupeStore(aws.client("dynamodb"), args.dedupe_table)
+        elif args.dedupe_db:
+            ledger = SQLiteDedupeStore(args.dedupe_db)
+        dead_letters: DeadLetterStore | None = None
+        if args.dead_letters_queue:
+            dead_letters = SQSDeadLetterStore(aws.client("sqs"), args.dead_letters_queue)
+        elif args.dead_letters_db:
+            dead_letters = SQLiteDeadLetterStore(args.dead_letters_db)
+        storm = None
+        if args.storm_db:
+            storm = StormFolder(args.storm_db, StormPolicy(args.storm_max, args.storm_window))
         options: dict[str, Any] = {"matcher_kind": args.matcher} if args.matcher else {}
         pipeline = Pipeline.build(
             config,
@@ -377,6 +412,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             send=not args.dry_run,
             alert_sink=_log_alert if args.dry_run else None,
             ledger=ledger,
+            dead_letters=dead_letters,
+            storm=storm,
             **options,
         )
     except Exception:

@@ -249,6 +249,7 @@ def start_worker(local_stack: LocalStack, config_path: Path, tmp_path: Path) -> 
             "--worker-id", name,
         ]  # fmt: skip
         command += ["--dedupe-db", str(dedupe_db)] if dedupe_db else ["--no-dedupe"]
+        command += [] if any(flag.startswith("--storm") for flag in extra) else ["--no-storm"]  # count every alert
         command += extra
         env = {**os.environ, **local_stack.environment()}
         worker = Worker(name, tmp_path / f"{name}-{len(workers)}.log", command, env)
@@ -476,7 +477,7 @@ def test_merged_shards_end_and_their_child_is_consumed(
     assert posted_ids(receiver, "/audit") == Counter(everything.trigger_ids)
 
 
-def test_failed_delivery_stops_the_worker_and_a_restart_delivers_what_was_missed(
+def test_an_alert_neither_delivered_nor_parked_stops_the_worker_and_a_restart_delivers_it(
     local_stack: LocalStack,
     new_stream: Callable[[int], str],
     receiver: SlackReceiver,
@@ -489,9 +490,11 @@ def test_failed_delivery_stops_the_worker_and_a_restart_delivers_what_was_missed
     produced = produce(local_stack, stream, background=40, triggers=4, seed=51)
     receiver.fail_next(status=404, times=1000)
     ledger = tmp_path / "dedupe.db"
+    # ... and a dead-letter queue that does not exist, so the failed alerts cannot be parked either
+    missing_queue = ["--dead-letters-queue", f"{local_stack.moto_url}/123456789012/no-such-queue"]
 
     # WHEN a worker consumes it: the batch cannot be completed
-    worker = start_worker(stream, application, "w1", dedupe_db=ledger)
+    worker = start_worker(stream, application, "w1", dedupe_db=ledger, extra=missing_queue)
     code = worker.process.wait(WAIT_SECONDS)
 
     # THEN it stops with an error and without a checkpoint, so nothing is acknowledged

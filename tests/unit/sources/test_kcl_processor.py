@@ -50,6 +50,7 @@ def fake_exit(code: int) -> NoReturn:
 class FakePipeline:
     def __init__(self, outcomes: Sequence[BatchOutcome] | None = None, error: Exception | None = None) -> None:
         self.batches: list[list[RawRecord]] = []
+        self.flushes = 0
         self._outcomes = list(outcomes or [])
         self._error = error
 
@@ -59,6 +60,10 @@ class FakePipeline:
             raise self._error
         if self._outcomes:
             return self._outcomes.pop(0)
+        return BatchOutcome(DecodeResult(), MatchResult())
+
+    def flush(self) -> BatchOutcome:
+        self.flushes += 1
         return BatchOutcome(DecodeResult(), MatchResult())
 
 
@@ -161,12 +166,35 @@ def test_records_reach_the_pipeline_decoded_with_their_shard_position() -> None:
     assert raw.arrival_time == datetime.fromtimestamp(ARRIVAL_MS / 1000, tz=UTC)
 
 
-def test_empty_batch_is_neither_processed_nor_checkpointed() -> None:
+def test_empty_batch_sends_due_digests_but_is_not_checkpointed() -> None:
     pipeline = FakePipeline()
     run = Run(make_processor(pipeline), [initialize(), process_records()])
-    assert pipeline.batches == []
+    assert pipeline.batches == [[]]  # the idle poll lets the pipeline send digests of closed storm windows
     assert run.checkpoints == []
     assert run.statuses == ["initialize", "processRecords"]
+
+
+def test_a_digest_that_can_be_neither_sent_nor_parked_on_an_idle_poll_stops_the_process() -> None:
+    pipeline = FakePipeline([failed_outcome()])
+    run = Run(make_processor(pipeline), [initialize(), process_records()])
+    assert run.exit_code == EXIT_DELIVERY_FAILED
+    assert run.checkpoints == []
+
+
+def test_pending_digests_are_flushed_before_a_shutdown_checkpoint() -> None:
+    pipeline = FakePipeline()
+    run = Run(
+        make_processor(pipeline),
+        [
+            initialize(),
+            process_records(record(b"x", "100")),
+            checkpoint_answer("100"),
+            action("shutdownRequested"),
+            checkpoint_answer("100"),
+        ],
+    )
+    assert pipeline.flushes == 1
+    assert run.checkpoints == [("100", 0), ("100", 0)]
 
 
 def test_failed_delivery_stops_the_process_without_checkpoint_or_status() -> None:
