@@ -103,7 +103,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--workers", type=int, default=4, help="shards read at the same time (default: %(default)s)")
     parser.add_argument("--limit", type=int, default=10_000, help="records per GetRecords (default: %(default)s)")
     parser.add_argument(
-        "--dedupe-db", type=Path, metavar="PATH", help="SQLite dedupe ledger to use, e.g. consume's WORK_DIR/ledger.sqlite3"
+        "--dedupe-db", type=Path, metavar="PATH", help="SQLite dedupe ledger, e.g. consume's WORK_DIR/ledger.sqlite3"
     )
     parser.add_argument("--matcher", choices=MATCHERS, default=MATCHERS[0], help=argparse.SUPPRESS)
     add_state_arguments(parser)
