@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from stream_processor.alerts.destinations.base import register
-from stream_processor.alerts.destinations.webhook import JsonPostDestination, http_url_problem
+from stream_processor.alerts.http import JsonPostDestination, http_url_problem
 from stream_processor.alerts.redact import REDACTED
 from stream_processor.alerts.render import (
     UNKNOWN,
@@ -118,6 +118,7 @@ class PagerDutyDestination(JsonPostDestination):
     REQUIRED_KEYS = ("routing_key",)
     OPTIONAL_KEYS = ("events_url",)
     SERVICE = "PagerDuty"
+    URL_KEY = "events_url"
 
     def __init__(self, config: DestinationConfig, aws: AwsSettings | None = None) -> None:
         super().__init__(config, aws)

@@ -24,18 +24,14 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from typing import Any
 
-import requests
-
-from stream_processor.alerts.destinations.base import Destination, register
-from stream_processor.alerts.destinations.slack_webhook import parse_retry_after
-from stream_processor.alerts.redact import REDACTED, REDACTOR, protect_url, url_secrets
+from stream_processor.alerts.destinations.base import register
+from stream_processor.alerts.http import JsonPostDestination, http_url_problem
+from stream_processor.alerts.redact import REDACTED
 from stream_processor.alerts.render import webhook_record
 from stream_processor.aws import AwsSettings
 from stream_processor.config import DestinationConfig
-from stream_processor.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
 from stream_processor.model import Alert
 
 SIGNATURE_HEADER = "X-Signature-256"
@@ -54,114 +50,6 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
     """Whether `signature` is the one `sign` gives (constant-time): what a receiver does, used by tests."""
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
-
-
-def http_url_problem(key: str, value: Any) -> str | None:
-    """Why `value` is not a usable http(s) URL, without echoing it (URLs hold secrets), or None."""
-    if not isinstance(value, str):
-        return None
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return f"{key} is not an http:// or https:// URL with a host (the value is not shown: it may be a secret)"
-    return None
-
-
-class JsonPostDestination(Destination):
-    """Shared by the HTTP JSON destinations: one session, a timeout per call, errors that never hold a secret.
-
-    2xx is delivered; 429 is retryable after `Retry-After`; 408, 5xx, timeouts and connection errors are
-    retryable; any other answer (3xx included: redirects are not followed) is permanent.
-    """
-
-    SERVICE: ClassVar[str] = "the receiver"
-    BODY_CHARS: ClassVar[int] = 200
-    """How much of the answer goes into an error message."""
-
-    def __init__(self, config: DestinationConfig, aws: AwsSettings | None = None) -> None:
-        super().__init__(config, aws)
-        self._session: requests.Session | None = None
-        self._secrets: list[str] = []
-
-    def _protect(self, url: str | None, *values: str) -> None:
-        """Register what must never be logged or echoed: the URL (and its path and query) and `values`."""
-        if url:
-            protect_url(url)
-            self._secrets.extend(url_secrets(url))
-        for value in values:
-            if value:
-                REDACTOR.add(value)
-                self._secrets.append(value)
-        self._secrets.sort(key=len, reverse=True)
-
-    @property
-    def session(self) -> requests.Session:
-        if self._session is None:
-            self._session = requests.Session()
-        return self._session
-
-    @property
-    def _where(self) -> str:
-        return f"{self.TYPE} destination {self.id!r}"
-
-    def _post(self, url: str, body: bytes, headers: Mapping[str, str]) -> None:
-        """POST `body`; raise the typed error its outcome calls for."""
-        failure: DeliveryError | None = None
-        response: requests.Response | None = None
-        try:
-            response = self.session.post(
-                url, data=body, headers=dict(headers), timeout=self.timeout, allow_redirects=False
-            )
-        except requests.Timeout as error:
-            failure = RetryableDeliveryError(
-                f"{self._where}: no answer within {self.timeout:g} s ({type(error).__name__})"
-            )
-        except requests.ConnectionError as error:
-            failure = RetryableDeliveryError(f"{self._where}: connection failed ({type(error).__name__})")
-        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema):
-            failure = PermanentDeliveryError(f"{self._where}: the URL is not a usable http(s) URL")
-        except (requests.RequestException, ValueError) as error:  # e.g. an invalid header value: no retry helps
-            failure = PermanentDeliveryError(f"{self._where}: request failed ({type(error).__name__})")
-        # raised outside the except blocks: requests' error (which holds the URL) is neither cause nor context
-        if failure is not None:
-            raise failure
-        assert response is not None
-        with response:
-            self._check(response)
-
-    def _check(self, response: requests.Response) -> None:
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        answer = self._answer(response)
-        if status == 429:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            wait = f", Retry-After {retry_after:g} s" if retry_after is not None else ""
-            raise RetryableDeliveryError(
-                f"{self._where}: {self.SERVICE} answered 429 (rate limited{wait}){answer}", retry_after
-            )
-        if status >= 500 or status == 408:
-            raise RetryableDeliveryError(f"{self._where}: {self.SERVICE} answered {status}{answer}")
-        raise PermanentDeliveryError(f"{self._where}: {self.SERVICE} answered {status}{answer}")
-
-    def _answer(self, response: requests.Response) -> str:
-        """The start of the answer's body, on one line, scrubbed of every secret of this destination."""
-        try:
-            text = response.text[: self.BODY_CHARS * 4]
-        except Exception:
-            return ""
-        text = self.scrub(" ".join(text.split()))[: self.BODY_CHARS]
-        return f": {text}" if text else ""
-
-    def scrub(self, text: str) -> str:
-        """`text` without this destination's secrets, nor any other registered one (resolved references)."""
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return REDACTOR.redact(text)
-
-    def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
 
 
 @register
