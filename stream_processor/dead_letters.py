@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from stream_processor.errors import DeadLetterStoreError
+from stream_processor.errors import DeadLetterStoreError, call_backend
 from stream_processor.model import Alert, CloudTrailEvent, DeliveryResult, MalformedInput, Position
 
 ALERT = "alert"
@@ -114,12 +114,7 @@ class DeadLetterStore(ABC):
 
     @staticmethod
     def _wrap(function: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return function(*args)
-        except DeadLetterStoreError:
-            raise
-        except Exception as error:
-            raise DeadLetterStoreError(f"dead-letter store failed: {type(error).__name__}: {error}") from error
+        return call_backend(DeadLetterStoreError, "dead-letter store", function, *args)
 
     @abstractmethod
     def _add(self, letter: DeadLetter) -> None: ...

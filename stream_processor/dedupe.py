@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from stream_processor.errors import DedupeStoreError
+from stream_processor.errors import DedupeStoreError, call_backend
 
 Clock = Callable[[], float]
 
@@ -88,14 +88,9 @@ class DedupeStore(ABC):
         """
         now = self.clock()
         record = LedgerRecord(key, Status.IN_PROGRESS, owner, now + self.ttl_seconds, now + self.in_progress_seconds)
-        try:
-            if self._put_if_claimable(record, now):
-                return ClaimOutcome.CLAIMED
-            existing = self._get(key)
-        except DedupeStoreError:
-            raise
-        except Exception as error:
-            raise DedupeStoreError(f"dedupe store failed to claim: {type(error).__name__}: {error}") from error
+        if self._wrap(self._put_if_claimable, record, now):
+            return ClaimOutcome.CLAIMED
+        existing: LedgerRecord | None = self._wrap(self._get, key)
         if existing is not None and existing.status is Status.COMPLETED and not existing.is_expired(now):
             return ClaimOutcome.ALREADY_DONE
         return ClaimOutcome.HELD_ELSEWHERE
@@ -121,12 +116,7 @@ class DedupeStore(ABC):
 
     @staticmethod
     def _wrap(function: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return function(*args)
-        except DedupeStoreError:
-            raise
-        except Exception as error:
-            raise DedupeStoreError(f"dedupe store failed: {type(error).__name__}: {error}") from error
+        return call_backend(DedupeStoreError, "dedupe store", function, *args)
 
     @abstractmethod
     def _put_if_claimable(self, record: LedgerRecord, now: float) -> bool:

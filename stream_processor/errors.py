@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
 
 class StreamProcessorError(Exception):
     """Root of every error this package raises on purpose."""
@@ -41,3 +46,13 @@ class PermanentDeliveryError(DeliveryError):
 
 class DeadLetterStoreError(StreamProcessorError):
     """The dead-letter store failed; nothing was parked, so the batch must not be committed."""
+
+
+def call_backend(error_type: type[StreamProcessorError], what: str, function: Callable[..., T], *args: Any) -> T:
+    """Run a storage backend's call; wrap anything it raises once, chained, in `error_type`."""
+    try:
+        return function(*args)
+    except StreamProcessorError:
+        raise
+    except Exception as error:
+        raise error_type(f"{what} failed: {type(error).__name__}: {error}") from error
