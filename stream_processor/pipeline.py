@@ -110,6 +110,8 @@ class Pipeline:
         self.storm = storm
         self._sleep = sleep
         self._rules: dict[str, Rule] = {rule.name: rule for rule in config.rules}
+        self.aws: AwsSettings | None = None  # what `build` made the destinations with; `reconfigure` reuses it
+        self.matcher_kind = "fast"
 
     @classmethod
     def build(
@@ -130,7 +132,28 @@ class Pipeline:
             destinations = {d.id: create_destination(d, aws) for d in config.destinations}
             deliverer = AlertDeliverer(destinations)
         matcher = build_matcher(config.enabled_rules, kind=matcher_kind)
-        return cls(config, matcher, deliverer, alert_sink, ledger, dead_letters if send else None, storm)
+        pipeline = cls(config, matcher, deliverer, alert_sink, ledger, dead_letters if send else None, storm)
+        pipeline.aws = aws
+        pipeline.matcher_kind = matcher_kind
+        return pipeline
+
+    def reconfigure(self, config: Config) -> None:
+        """Swap in a new config between batches: its matcher, rules and destinations (hot reload).
+
+        The ledger, dead-letter store and storm state stay: they outlive any one rule set. Everything new is
+        built before anything is swapped, so a failure here leaves the running config untouched.
+        """
+        matcher = build_matcher(config.enabled_rules, kind=self.matcher_kind)
+        deliverer = None
+        if self.deliverer is not None:
+            destinations = {d.id: create_destination(d, self.aws) for d in config.destinations}
+            deliverer = AlertDeliverer(destinations, self.deliverer.policy)
+        old = self.deliverer
+        self.config, self.matcher, self._rules = config, matcher, {rule.name: rule for rule in config.rules}
+        if deliverer is not None:
+            self.deliverer = deliverer
+        if old is not None and old is not self.deliverer:
+            old.close()
 
     def process_records(self, records: Sequence[RawRecord]) -> BatchOutcome:
         return self._handle(*decode_and_match(records, self.matcher))

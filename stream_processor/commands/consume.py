@@ -222,6 +222,16 @@ def state_flags(args: argparse.Namespace, work_dir: Path) -> list[str]:
     return flags
 
 
+def observability_flags(args: argparse.Namespace) -> list[str]:
+    """Hot reload and metrics settings for the processors (the worker id labels their metrics)."""
+    reload_interval = getattr(args, "reload_interval", 10.0)
+    log_seconds = getattr(args, "metrics_log_seconds", 60.0)
+    flags = ["--reload-interval", str(reload_interval), "--metrics-log-seconds", str(log_seconds)]
+    if getattr(args, "worker_id", None):
+        flags += ["--worker-id", args.worker_id]
+    return flags
+
+
 def write_wrapper(work_dir: Path, command: Sequence[str]) -> Path:
     """A script that execs `command`: the daemon splits `executableName` on whitespace, so it gets one path.
 
@@ -470,6 +480,28 @@ def add_parser(subparsers: Any) -> None:
     state.add_argument("--storm-max", type=int, help="alerts per rule, group and destination per window (default 10)")
     state.add_argument("--storm-window", type=float, help="storm window in seconds (default 60)")
     parser.add_argument("--worker-id", help="this worker's id in the lease table (default: HOST-PID)")
+    parser.add_argument(
+        "--reload-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="the processors check the rule file (local or S3 ETag) for changes this often; 0: never (default 10)",
+    )
+    observe = parser.add_argument_group("metrics")
+    observe.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus /metrics of every shard process on this port (0: a free one; default: off)",
+    )
+    observe.add_argument("--metrics-host", default="127.0.0.1", help="address for /metrics (default 127.0.0.1)")
+    observe.add_argument(
+        "--metrics-log-seconds",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="each shard process writes a JSON line of its counters this often (0: never; default 60)",
+    )
     parser.add_argument("--metrics-level", choices=METRICS_LEVELS, help="KCL metrics (default: NONE locally, SUMMARY)")
     kcl = parser.add_argument_group("KCL")
     kcl.add_argument("--kcl-jars", metavar="DIR", help=f"the daemon's jars (default: ${JARS_ENV} or infra/kcl/jars)")
@@ -602,6 +634,7 @@ def _run(args: argparse.Namespace) -> int:
 
     work_dir = (args.work_dir or Path(".local") / "kcl" / args.application).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
+    args.worker_id = args.worker_id or f"{socket.gethostname()}-{os.getpid()}"
     dedupe_db = None if args.no_dedupe else (args.dedupe_db or work_dir / LEDGER_FILE).resolve()
     command = processor_command(
         location,
@@ -610,7 +643,7 @@ def _run(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         dedupe_db=None if args.dedupe_table else dedupe_db,
         verbose=bool(getattr(args, "verbose", False)),
-        state_flags=state_flags(args, work_dir),
+        state_flags=state_flags(args, work_dir) + observability_flags(args),
     )
     wrapper = write_wrapper(work_dir, command)
     settings = settings_from_args(args, str(wrapper))
@@ -623,6 +656,14 @@ def _run(args: argparse.Namespace) -> int:
     env = daemon_environment(settings, os.environ)
     check_stream(settings, env)
     jars = find_kcl_jars(args.kcl_jars)
+    metrics_server = None
+    if args.metrics_port is not None:
+        from stream_processor.metrics import MULTIPROC_ENV, MetricsServer, prepare_multiprocess_dir
+
+        metrics_dir = prepare_multiprocess_dir(work_dir / "metrics")
+        env[MULTIPROC_ENV] = str(metrics_dir)  # the processors write their values there; we serve the sum
+        metrics_server = MetricsServer(metrics_dir, args.metrics_host, args.metrics_port).start()
+        log.info("serving metrics of every shard process on %s", metrics_server.url)
     daemon = KclDaemon(
         daemon_command(_java(args.java), jars, properties_path, local=settings.local),
         env,
@@ -637,7 +678,11 @@ def _run(args: argparse.Namespace) -> int:
         target,
         daemon.log_path,
     )
-    return _supervise(daemon.start(), settings)
+    try:
+        return _supervise(daemon.start(), settings)
+    finally:
+        if metrics_server is not None:
+            metrics_server.stop()
 
 
 def _supervise(daemon: KclDaemon, settings: ConsumerSettings | None = None) -> int:

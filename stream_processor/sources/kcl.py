@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import IO, Any, NoReturn, Protocol
+from typing import IO, TYPE_CHECKING, Any, NoReturn, Protocol
 
 from amazon_kclpy import kcl
 from amazon_kclpy.checkpoint_error import CheckpointError
@@ -34,6 +34,10 @@ from stream_processor.alerts.render import output_text
 from stream_processor.alerts.storm import StormFolder, StormPolicy
 from stream_processor.gc_tuning import tune_for_throughput
 from stream_processor.model import Alert, Position, RawRecord
+
+if TYPE_CHECKING:
+    from stream_processor.metrics import ShardMetrics
+    from stream_processor.reload import ConfigWatcher
 
 log = logging.getLogger("stream_processor.sources.kcl")  # not __name__: run as __main__ by the daemon
 
@@ -137,8 +141,12 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
         exit_process: ExitFunction = exit_now,
         sleep: Callable[[float], None] = time.sleep,
         shard_tag: ShardLogTag = SHARD_TAG,
+        watcher: ConfigWatcher | None = None,
+        metrics: ShardMetrics | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.watcher = watcher
+        self.metrics = metrics
         self.shard_id = "-"
         self._exit = exit_process
         self._sleep = sleep
@@ -156,13 +164,20 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
         try:
             self.shard_id = str(initialize_input.shard_id)
             self._shard_tag.shard_id = self.shard_id
+            if self.metrics is not None:
+                self.metrics.hold(self.shard_id)
             log.info("holding shard %s (resuming after %s)", self.shard_id, initialize_input.sequence_number)
         except Exception:
             self._fail("initialize failed", EXIT_UNEXPECTED_ERROR)
 
     def process_records(self, process_records_input: Any) -> None:
         try:
-            self._process_batch(process_records_input.records, process_records_input.checkpointer)
+            self._reload_config()
+            self._process_batch(
+                process_records_input.records,
+                process_records_input.checkpointer,
+                getattr(process_records_input, "millis_behind_latest", None),
+            )
         except Exception:
             # Returning normally would make kclpy acknowledge the batch: records lost. Stop instead.
             self._fail("unexpected error while processing a batch", EXIT_UNEXPECTED_ERROR)
@@ -176,6 +191,7 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
         # Required: until the parent is checkpointed at SHARD_END the KCL does not start its children.
         try:
             self._flush_digests()
+            self._final_metrics()
             log.info("shard %s ended: checkpointing at its end", self.shard_id)
             self._checkpoint(shard_ended_input.checkpointer, None, None)
         except Exception:
@@ -184,6 +200,7 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
         try:
             self._flush_digests()
+            self._final_metrics()
             if self._processed is None:
                 log.info("shutdown requested on shard %s: nothing processed, nothing to checkpoint", self.shard_id)
                 return
@@ -196,9 +213,28 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
 
     # --- one batch ---------------------------------------------------------------------------------------
 
-    def _process_batch(self, kcl_records: Sequence[Any], checkpointer: Checkpointer) -> None:
+    def _reload_config(self) -> None:
+        """Between batches: swap in a changed rule file (a bad one is refused and logged by the watcher)."""
+        if self.watcher is None:
+            return
+        rejected = self.watcher.rejections
+        applied = self.watcher.apply(self.pipeline)  # type: ignore[arg-type]  # the real Pipeline has reconfigure
+        if self.metrics is not None and (applied or self.watcher.rejections != rejected):
+            self.metrics.reload(applied)
+
+    def _final_metrics(self) -> None:
+        if self.metrics is not None:
+            self.metrics.maybe_log(force=True)
+
+    def _process_batch(
+        self, kcl_records: Sequence[Any], checkpointer: Checkpointer, millis_behind: int | None = None
+    ) -> None:
         records = [to_raw_record(record, self.shard_id) for record in kcl_records]
+        started = time.perf_counter()
         outcome: Any = self.pipeline.process_records(records)
+        if self.metrics is not None:
+            seconds = time.perf_counter() - started if records else None
+            self.metrics.observe(outcome, records=len(records), seconds=seconds, millis_behind=millis_behind)
         if not records:  # an idle poll: the pipeline sent the digests of storm windows that closed
             if not outcome.complete:
                 self.on_incomplete_batch(outcome)
@@ -354,6 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="alerts per rule, group and destination per window before folding into a digest")
     parser.add_argument("--storm-window", type=float, default=StormPolicy().window_seconds,
                         help="storm window in seconds")
+    parser.add_argument("--reload-interval", type=float, default=10.0, metavar="SECONDS",
+                        help="check the rule file for changes at most this often, between batches (0: never)")
+    parser.add_argument("--worker-id", default="-", help="the KCL worker id, for metrics labels")
+    parser.add_argument("--metrics-log-seconds", type=float, default=60.0, metavar="SECONDS",
+                        help="write a JSON line of this shard's counters to stderr this often (0: never)")
     parser.add_argument("--matcher", default=None, help=argparse.SUPPRESS)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
@@ -388,10 +429,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from stream_processor.config import load_config
         from stream_processor.dead_letters import DeadLetterStore, SQLiteDeadLetterStore, SQSDeadLetterStore
         from stream_processor.dedupe import DedupeStore, DynamoDBDedupeStore, SQLiteDedupeStore
+        from stream_processor.metrics import ShardMetrics
         from stream_processor.pipeline import Pipeline
+        from stream_processor.reload import ConfigWatcher
+        from stream_processor.secrets import SecretResolver
 
         aws = AwsSettings(region=args.region, endpoint_url=args.aws_endpoint)
-        config = load_config(args.config, aws)
+        resolver = SecretResolver(aws, os.environ)  # kept across reloads, refreshed before each
+        config = load_config(args.config, aws, resolver=resolver)
+        watcher = ConfigWatcher(args.config, aws, resolver, args.reload_interval)
+        metrics = ShardMetrics(args.worker_id, log_interval_seconds=args.metrics_log_seconds)
         ledger: DedupeStore | None = None
         if args.dedupe_table:
             ledger = DynamoDBDedupeStore(aws.client("dynamodb"), args.dedupe_table)
@@ -422,7 +469,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune_for_throughput()
     protocol_out = claim_stdout()
     try:
-        kcl.KCLProcess(KclRecordProcessor(pipeline), sys.stdin, protocol_out, sys.stderr).run()
+        processor = KclRecordProcessor(pipeline, watcher=watcher, metrics=metrics)
+        kcl.KCLProcess(processor, sys.stdin, protocol_out, sys.stderr).run()
     finally:
         pipeline.close()
     return 0
