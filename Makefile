@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint cfn-lint demo bench clean kinesis-local kcl
+.PHONY: setup test lint cfn-lint demo bench bench-e2e clean kinesis-local kcl
 
 setup: $(STAMP) kinesis-local kcl
 
@@ -50,6 +50,10 @@ demo: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
+
+# the whole chain on the local stack (producer, kinesis-local, KCL, processors, receiver); about two minutes
+bench-e2e: setup
+	$(BIN)/python benchmarks/e2e.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache infra/local/node_modules infra/kcl/jars
