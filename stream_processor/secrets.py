@@ -161,7 +161,10 @@ class SecretResolver:
         if client is None:
             from botocore.config import Config as BotoConfig
 
+            from stream_processor.alerts.redact import protect_aws_secrets
             from stream_processor.aws import AwsSettings
+
+            protect_aws_secrets()  # botocore logs response bodies at DEBUG: the secret, before we see it
 
             settings = self._aws or AwsSettings()
             client = settings.client(

@@ -13,6 +13,10 @@ from urllib.parse import urlsplit
 
 REDACTED = "<redacted>"
 LIBRARY_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "requests")
+# botocore logs every response body at DEBUG ("Response body: b'{...}'"), secret values from SSM and Secrets
+# Manager included, before our resolver has seen (and registered) them.
+AWS_LOGGERS = ("botocore.parsers", "botocore.endpoint")
+AWS_SECRET_MARKERS = ('"SecretString"', '"SecretBinary"', '"Parameter"', '"Parameters"')
 
 
 class SecretRedactor(logging.Filter):
@@ -50,6 +54,40 @@ class SecretRedactor(logging.Filter):
 REDACTOR = SecretRedactor()
 _installed = False
 _install_lock = threading.Lock()
+
+
+class AwsSecretBodyFilter(logging.Filter):
+    """Drops the body from botocore records that carry an SSM parameter or a Secrets Manager value.
+
+    The values cannot be redacted one by one: this record is written while the value is being fetched, before
+    anything knows it. Registered secrets are redacted from the other botocore records as usual.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True
+        if any(marker in message for marker in AWS_SECRET_MARKERS):
+            first = message.split(":", 1)[0] if ":" in message[:80] else "botocore record"
+            record.msg = f"{first}: {REDACTED} (may hold an SSM parameter or a Secrets Manager value)"
+            record.args = None
+            return True
+        return REDACTOR.filter(record)
+
+
+_aws_installed = False
+
+
+def protect_aws_secrets() -> None:
+    """Make sure botocore's debug records never show a fetched secret (called before the first fetch)."""
+    global _aws_installed
+    with _install_lock:
+        if not _aws_installed:
+            body_filter = AwsSecretBodyFilter()
+            for name in AWS_LOGGERS:
+                logging.getLogger(name).addFilter(body_filter)
+            _aws_installed = True
 
 
 def url_secrets(url: str) -> list[str]:
