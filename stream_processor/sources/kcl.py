@@ -186,6 +186,7 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
         # Another worker holds the shard now; a checkpoint from us would be refused (and would be wrong).
         self._stopped = True
         log.info("lost the lease on shard %s: not checkpointing", self.shard_id)
+        self._final_metrics()
 
     def shard_ended(self, shard_ended_input: Any) -> None:
         # Required: until the parent is checkpointed at SHARD_END the KCL does not start its children.
