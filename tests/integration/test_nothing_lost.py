@@ -435,13 +435,14 @@ def test_a_storm_of_10000_alerts_gives_a_bounded_number_of_posts_and_digests_acc
     window, most = 5.0, 5
 
     # WHEN a worker folds storms: at most 5 alerts per rule and 5 s window, the rest into digests
-    storm = ["--storm-window", str(window), "--storm-max", str(most)]
+    # (batches of at most 20 records, 1,000 events: a storm that spans a few batches and windows)
+    storm = ["--storm-window", str(window), "--storm-max", str(most), "--max-records", "20"]
     worker = start_worker(stream, application, extra=storm)
 
     def accounted() -> int:
         return sum(delivered(receiver.received).values()) + sum(digest_counts(receiver.received).values())
 
-    wait_for("every event in a post or a digest", lambda: accounted() >= 10_000, [worker])
+    wait_for("every event in a post or a digest", lambda: accounted() >= 10_000, [worker], timeout=2 * WAIT_SECONDS)
     wait_for("the checkpoints", lambda: checkpoints(local_stack, application) == put.last_sequence, [worker])
     assert worker.stop() == 0
 
