@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=REPO_ROOT / ".local" / "soak")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "soak.json")
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(width=200)
     result = run(args, console)
     print_result(result, console)
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -557,11 +557,13 @@ def test_kill_9_mid_batch_loses_nothing_and_repeats_only_a_post_in_flight(
     for run in range(FAULT_RUNS):
         # GIVEN a batch of 12 alerts (on both shards) that Slack answers slowly
         receiver.fail_next(status=200, delay=SLOW_ANSWER, times=1000)
-        before = len(receiver.received)
-        put_events(local_stack, stream, triggers_and_noise(12, 24, seed=500 + run), put, per_record=2)
+        batch = put_events(local_stack, stream, triggers_and_noise(12, 24, seed=500 + run), per_record=2)
+        put.positions.update(batch.positions)
+        put.last_sequence.update(batch.last_sequence)  # later records: higher sequence numbers
 
-        # WHEN the first post of this batch arrives, one record processor (or the whole worker) is killed
-        wait_for("a post of the new batch", lambda before=before: len(receiver.received) > before, [worker])
+        # WHEN the first alert of this batch reaches Slack, one record processor (or the whole worker) is killed
+        new = frozenset(batch.positions)
+        wait_for("a post of the new batch", lambda n=new: any(post_key(p) in n for p in receiver.received), [worker])
         processors = record_processors(worker)
         if target == "record-processor":
             killed = [processors[0]]
