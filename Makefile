@@ -43,7 +43,7 @@ cfn-lint: setup
 	$(BIN)/cfn-lint infra/cloudformation/*.yaml
 
 test: lint
-	$(BIN)/pytest -q -rfEs
+	$(BIN)/pytest -q -rfEs --durations=15
 
 demo: setup
 	$(BIN)/stream-processor demo
