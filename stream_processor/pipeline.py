@@ -108,6 +108,7 @@ class Pipeline:
         self.ledger = ledger
         self.dead_letters = dead_letters
         self.storm = storm
+        self._batch_arrived: float | None = None
         self._sleep = sleep
         self._rules: dict[str, Rule] = {rule.name: rule for rule in config.rules}
         self.aws: AwsSettings | None = None  # what `build` made the destinations with; `reconfigure` reuses it
@@ -156,12 +157,18 @@ class Pipeline:
             old.close()
 
     def process_records(self, records: Sequence[RawRecord]) -> BatchOutcome:
-        return self._handle(*decode_and_match(records, self.matcher))
+        arrived = self._storm_clock()
+        return self._handle(*decode_and_match(records, self.matcher), arrived=arrived)
 
     def process_decoded(self, decoded: DecodeResult) -> BatchOutcome:
-        return self._handle(decoded, self.matcher.match_batch(decoded.events))
+        return self._handle(decoded, self.matcher.match_batch(decoded.events), arrived=self._storm_clock())
 
-    def _handle(self, decoded: DecodeResult, matched: MatchResult) -> BatchOutcome:
+    def _storm_clock(self) -> float | None:
+        return self.storm.clock() if self.storm is not None else None
+
+    def _handle(self, decoded: DecodeResult, matched: MatchResult, arrived: float | None = None) -> BatchOutcome:
+        """`arrived`: when the batch came in; storm windows count its alerts there, however long sending takes."""
+        self._batch_arrived = arrived
         for error in matched.errors:
             log.warning("rule %r failed on event at %s: %s", error.rule_name, error.position, error.message)
         outcome = BatchOutcome(decoded, matched)
@@ -260,7 +267,7 @@ class Pipeline:
         if (
             outcome is not None
             and self.storm is not None
-            and not self.storm.admit(alert, destination_id, self._storm_group(alert))
+            and not self.storm.admit(alert, destination_id, self._storm_group(alert), now=self._batch_arrived)
         ):
             outcome.folded += 1
             if self.ledger is not None and event_id:

@@ -90,9 +90,13 @@ class StormFolder:
     def _window_start(self, now: float) -> float:
         return now - (now % self.policy.window_seconds)
 
-    def admit(self, alert: Alert, destination_id: str, group: str = "") -> bool:
-        """True: send it now. False: it was folded into its window's digest (durably)."""
-        window = self._window_start(self.clock())
+    def admit(self, alert: Alert, destination_id: str, group: str = "", now: float | None = None) -> bool:
+        """True: send it now. False: it was folded into its window's digest (durably).
+
+        `now` is when the batch arrived: a batch whose admitted alerts take long to send (Slack's one post a
+        second) must not spill into later windows and be admitted again there.
+        """
+        window = self._window_start(self.clock() if now is None else now)
         key = (alert.rule_name, group, destination_id, window)
         with self._lock:
             connection = self._connection
@@ -201,11 +205,28 @@ class StormFolder:
         return digests
 
     def done(self, digest: Digest) -> None:
-        """The digest was delivered (or parked): forget its window."""
+        """The digest was delivered (or parked): take what it reported off its window.
+
+        Alerts folded into the window while the digest was out stay counted for the next digest; the row
+        itself stays (its `sent` count still caps the window) until a flush finds it empty and closed.
+        """
         with self._lock:
             self._connection.execute(
-                "DELETE FROM storm_windows WHERE rule = ? AND grp = ? AND destination = ? AND window_start = ?",
-                (digest.rule_name, digest.group, digest.destination_id, digest.window_start),
+                "UPDATE storm_windows SET folded = folded - ?, claimed_until = 0,"
+                " names = CASE WHEN folded = ? THEN NULL ELSE names END,"
+                " first_time = CASE WHEN folded = ? THEN NULL ELSE first_time END,"
+                " last_time = CASE WHEN folded = ? THEN NULL ELSE last_time END"
+                " WHERE rule = ? AND grp = ? AND destination = ? AND window_start = ?",
+                (
+                    digest.count,
+                    digest.count,
+                    digest.count,
+                    digest.count,
+                    digest.rule_name,
+                    digest.group,
+                    digest.destination_id,
+                    digest.window_start,
+                ),
             )
 
     def release(self, digest: Digest) -> None:

@@ -12,7 +12,7 @@ from stream_processor.alerts.storm import StormFolder, StormPolicy
 from stream_processor.config import Config, DestinationConfig, Rule
 from stream_processor.dedupe import MemoryDedupeStore
 from stream_processor.matcher import LibjqMatcher
-from stream_processor.model import Position, RawRecord
+from stream_processor.model import Alert, CloudTrailEvent, Position, RawRecord
 from stream_processor.pipeline import Pipeline
 from tests.unit.test_pipeline import RecordingDestination
 
@@ -134,3 +134,46 @@ def test_group_by_folds_each_principal_separately(tmp_path: Path) -> None:
     assert len(digests) == 2
     assert digests[0].startswith("8 more Access Denied alerts by arn:aws:iam::1:user/alice")
     assert digests[1].startswith("8 more Access Denied alerts by arn:aws:iam::1:user/bob")
+
+
+class SlowDestination(RecordingDestination):
+    """Each send takes two seconds of the fake clock (Slack's rate limit, a slow webhook)."""
+
+    clock: Clock
+
+    def _send(self, alert: Alert) -> None:
+        self.clock.now += 2.0
+        super()._send(alert)
+
+
+def test_a_batch_that_takes_longer_than_a_window_to_send_still_folds(tmp_path: Path) -> None:
+    # GIVEN a 5 s window, 5 alerts per window, and sends that take 2 s each
+    clock = Clock()
+    slack = SlowDestination(CONFIG.destinations[0])
+    slack.clock = clock
+    folder = StormFolder(tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=5, window_seconds=5), clock)
+    pipeline = Pipeline(
+        CONFIG, LibjqMatcher((RULE,)), AlertDeliverer({"slack": slack}, DeliveryPolicy.immediate()), storm=folder
+    )
+    # WHEN one batch of 1,000 matching events arrives
+    outcome = pipeline.process_records(storm_records(1_000, per_record=1_000))
+    # THEN only the batch's window admits alerts: 5 posts, not 5 more in every window the sending spans,
+    # and the window (closed by the time the batch is done) is digested at the batch's end
+    assert outcome.complete and outcome.folded == 995
+    assert len(slack.sent) == 6 and digest_count(str(slack.sent[-1].output)) == 995
+
+
+def test_folds_made_while_a_digest_is_out_go_into_the_next_digest(tmp_path: Path) -> None:
+    clock = Clock()
+    folder = StormFolder(tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=1, window_seconds=60), clock)
+    alerts = [Alert("Access Denied", "", True, CloudTrailEvent(b"{}", {"eventName": "GetObject"}, Position("s")))] * 4
+    assert folder.admit(alerts[0], "slack", now=clock.now)
+    assert not folder.admit(alerts[1], "slack", now=clock.now)
+    clock.now += 61
+    [digest] = folder.due()
+    assert digest.count == 1
+    # a slow shard still folds into the closed window while the digest is being delivered
+    assert not folder.admit(alerts[2], "slack", now=clock.now - 61)
+    folder.done(digest)
+    [later] = folder.due(force=True)
+    assert later.count == 1
