@@ -678,6 +678,7 @@ def _run(args: argparse.Namespace) -> int:
         target,
         daemon.log_path,
     )
+    release_leader_lock(settings)  # left by a killed run of this worker id (kill -9, a lost host)
     try:
         return _supervise(daemon.start(), settings)
     finally:

@@ -19,6 +19,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -421,7 +422,28 @@ def _log_alert(alert: Alert) -> None:
     )
 
 
+def die_with_parent(poll_seconds: float = 1.0) -> None:
+    """End this process soon after the daemon that started it dies.
+
+    A processor asleep in a retry or rate-limit wait does not read the daemon's shutdown message; without
+    this it would outlive a stopped daemon and keep posting. Ending without a checkpoint is safe: the KCL
+    replays from the last one. (Not prctl's PDEATHSIG: it fires when the parent *thread* exits, and the JVM
+    starts processors from pool threads that come and go.)
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        log.error("the KCL daemon (pid %d) is gone: stopping without checkpoint", parent)
+        logging.shutdown()
+        os._exit(EXIT_UNEXPECTED_ERROR)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    die_with_parent()
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
     try:
