@@ -29,6 +29,8 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PromCounter
 from prometheus_client.registry import Collector
 
+from stream_processor.local.processes import LOOPBACK
+
 log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -337,7 +339,7 @@ def prepare_multiprocess_dir(path: Path) -> Path:
 class MetricsServer:
     """`/metrics` over HTTP for every process writing to `path` (consume's record processors)."""
 
-    def __init__(self, path: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, path: Path, host: str = LOOPBACK, port: int = 0) -> None:
         self.path = path
         self.host = host
         self.requested_port = port

@@ -1,4 +1,4 @@
-// Preloaded into kinesis-local (node --require): it binds 0.0.0.0 with no host setting, so every
+// Preloaded into kinesis-local (node --require): it listens on every interface (the wildcard address) with no host setting, so every
 // TCP listen in that process is forced onto 127.0.0.1. Unix sockets and handles pass through.
 "use strict";
 const net = require("net");

@@ -40,6 +40,7 @@ from stream_processor.commands.common import (
     config_location,
 )
 from stream_processor.errors import ConfigError
+from stream_processor.local.processes import LOOPBACK
 
 log = logging.getLogger(__name__)
 
@@ -494,7 +495,7 @@ def add_parser(subparsers: Any) -> None:
         metavar="PORT",
         help="serve Prometheus /metrics of every shard process on this port (0: a free one; default: off)",
     )
-    observe.add_argument("--metrics-host", default="127.0.0.1", help="address for /metrics (default 127.0.0.1)")
+    observe.add_argument("--metrics-host", default=LOOPBACK, help="address for /metrics (default: loopback only)")
     observe.add_argument(
         "--metrics-log-seconds",
         type=float,

@@ -1,7 +1,8 @@
 """kinesis-local (npm, the JavaScript build of kinesis-mock): Kinesis on loopback, speaking h2c for the KCL.
 
-kinesis-local hard-codes its listen address to 0.0.0.0 and has no host setting. We start it under node with
-`infra/local/loopback.cjs` preloaded, which forces every TCP listen in that process onto 127.0.0.1.
+kinesis-local hard-codes its listen address to the wildcard (every interface) and has no host setting. We
+start it under node with `infra/local/loopback.cjs` preloaded, which forces every TCP listen in that process
+onto 127.0.0.1.
 """
 
 from __future__ import annotations
