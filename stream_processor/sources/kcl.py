@@ -33,7 +33,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponent
 
 from stream_processor.alerts.render import output_text
 from stream_processor.alerts.storm import StormFolder, StormPolicy
-from stream_processor.gc_tuning import tune_for_throughput
+from stream_processor.gc_tuning import PeriodicCollector, tune_for_throughput
 from stream_processor.model import Alert, Position, RawRecord
 
 if TYPE_CHECKING:
@@ -144,8 +144,10 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
         shard_tag: ShardLogTag = SHARD_TAG,
         watcher: ConfigWatcher | None = None,
         metrics: ShardMetrics | None = None,
+        collector: PeriodicCollector | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.collector = collector or PeriodicCollector()
         self.watcher = watcher
         self.metrics = metrics
         self.shard_id = "-"
@@ -179,6 +181,7 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
                 process_records_input.checkpointer,
                 getattr(process_records_input, "millis_behind_latest", None),
             )
+            self.collector.collect_if_due()  # the worker's GC is lazy: see gc_tuning
         except Exception:
             # Returning normally would make kclpy acknowledge the batch: records lost. Stop instead.
             self._fail("unexpected error while processing a batch", EXIT_UNEXPECTED_ERROR)

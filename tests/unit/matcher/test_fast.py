@@ -72,6 +72,18 @@ def test_explain_names_the_path_and_the_index_key() -> None:
     ]
 
 
+def test_the_order_docs_rules_md_advises_is_the_one_that_gets_indexed() -> None:
+    sources = '(.eventSource | IN("iam.amazonaws.com", "sts.amazonaws.com"))'
+    rules = [
+        Rule(name="source first", jq_match=f'select({sources} and .userIdentity.type == "IAMUser")'),
+        Rule(name="source last", jq_match=f'select(.userIdentity.type == "IAMUser" and {sources})'),
+    ]
+    assert [reason for _, _, reason in explain(rules)] == [
+        "compiled, indexed on eventSource in {iam.amazonaws.com, sts.amazonaws.com}",
+        "compiled, not indexed",
+    ]
+
+
 def test_index_does_not_hide_errors_on_events_it_would_skip() -> None:
     # `.a | startswith` runs before the eventName check and errors on a number: every event must see it.
     rules = [Rule(name="fragile", jq_match='select((.a | startswith("x")) and .eventName == "X")')]

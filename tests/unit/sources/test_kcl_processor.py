@@ -7,20 +7,24 @@ and reads what the processor answered: checkpoint requests and status lines, or 
 from __future__ import annotations
 
 import base64
+import gc
 import io
 import json
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+import pytest
 from amazon_kclpy import kcl
 
 from stream_processor.config import Config, DestinationConfig, Rule
 from stream_processor.decode import encode_subscription_record
+from stream_processor.gc_tuning import PeriodicCollector, tune_for_throughput
 from stream_processor.model import (
     Alert,
     CloudTrailEvent,
@@ -400,3 +404,60 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
     except OSError:
         return "Z"
+
+
+# --- memory ------------------------------------------------------------------------------------------------
+
+
+class Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+class CycleLeavingPipeline(FakePipeline):
+    """Each batch leaves one reference cycle behind, as a tenacity `Retrying` or a requests error does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.left: list[weakref.ref[Cycle]] = []
+        self.alive_at_each_batch: list[list[bool]] = []
+
+    def process_records(self, records: Sequence[RawRecord]) -> BatchOutcome:
+        self.alive_at_each_batch.append([ref() is not None for ref in self.left])
+        self.left.append(weakref.ref(Cycle()))
+        return super().process_records(records)
+
+
+@pytest.fixture
+def worker_gc() -> Iterator[None]:
+    """The collector as a worker sets it (frozen start-up heap, lazy thresholds), restored afterwards."""
+    thresholds = gc.get_threshold()
+    tune_for_throughput()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
+def test_garbage_cycles_a_quiet_worker_leaves_are_freed_within_a_minute(worker_gc: None) -> None:
+    pipeline = CycleLeavingPipeline()
+    minute_passed = lambda: 61.0 if len(pipeline.batches) >= 3 else 0.0  # noqa: E731
+    processor = KclRecordProcessor(
+        pipeline,
+        exit_process=fake_exit,
+        sleep=lambda _: None,
+        shard_tag=ShardLogTag(),
+        collector=PeriodicCollector(every=60.0, clock=minute_passed),
+    )
+    messages = [initialize()]
+    for sequence in ("100", "101", "102"):
+        messages += [process_records(record(b"x", sequence)), checkpoint_answer(sequence)]
+    run = Run(processor, messages)
+
+    assert run.checkpoints == [("100", 0), ("101", 0), ("102", 0)]
+    # With the worker's thresholds alone, cycles would stay for half an hour at a few hundred events/s ...
+    assert pipeline.alive_at_each_batch == [[], [True], [True, True]]
+    # ... and the batch after which a minute has passed frees them all.
+    assert [ref() for ref in pipeline.left] == [None, None, None]
+    assert processor.collector.collections == 1
