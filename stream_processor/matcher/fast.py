@@ -16,11 +16,10 @@ import jq
 
 from stream_processor.config import Rule
 from stream_processor.matcher.base import Matcher
-from stream_processor.matcher.jqcompile import NONE, compile_program
+from stream_processor.matcher.jqcompile import NONE, compile_program, string_literals
 from stream_processor.matcher.jqparse import (
     Binary,
     Call,
-    Comma,
     Identity,
     Index,
     Literal,
@@ -117,17 +116,6 @@ def _field_of(node: Node) -> str | None:
     return None
 
 
-def _string_literals(node: Node) -> list[str] | None:
-    if isinstance(node, Literal) and type(node.value) is str:
-        return [node.value]
-    if isinstance(node, Comma):
-        left, right = _string_literals(node.left), _string_literals(node.right)
-        if left is None or right is None:
-            return None
-        return left + right
-    return None
-
-
 def _falsy_requirement(node: Node) -> Requirement | None:
     """Outside the values, every output of `node` is null/false (or there is none) and nothing errors."""
     if isinstance(node, Binary):
@@ -156,13 +144,13 @@ def _falsy_requirement(node: Node) -> Requirement | None:
         field = _field_of(node.left)
         tail = node.right
         if field is not None and isinstance(tail, Call) and tail.name == "IN" and len(tail.args) == 1:
-            values = _string_literals(tail.args[0])
+            values = string_literals(tail.args[0])
             if values is not None:
                 return field, frozenset(values)
         return None
     if isinstance(node, Call) and node.name == "IN" and len(node.args) == 2:
         field = _field_of(node.args[0])
-        values = _string_literals(node.args[1])
+        values = string_literals(node.args[1])
         if field is not None and values is not None:
             return field, frozenset(values)
     return None

@@ -865,6 +865,27 @@ def _in1(args: tuple[Compiled, ...]) -> Compiled:
     return _one(in1)
 
 
+def _in_strings(names: frozenset[str]) -> Compiled:
+    """IN("a", "b", ...): jq's equality with a string is Python's, and true only for a string."""
+
+    def in_strings(x: Any) -> bool:
+        return type(x) is str and x in names
+
+    return _one(in_strings)
+
+
+def string_literals(node: Node) -> list[str] | None:
+    """The strings of `"a"` or `"a", "b", ...`; None for anything else."""
+    if isinstance(node, Literal) and type(node.value) is str:
+        return [node.value]
+    if isinstance(node, Comma):
+        left, right = string_literals(node.left), string_literals(node.right)
+        if left is None or right is None:
+            return None
+        return left + right
+    return None
+
+
 def _in2(args: tuple[Compiled, ...]) -> Compiled:
     """IN(src; s) = any(src == s; .): s is the outer loop."""
     srcg, sg = args[0].gen(), args[1].gen()
@@ -1009,6 +1030,8 @@ def _compile_call(node: Call) -> Compiled:
     name, arity = node.name, len(node.args)
     if name == "test" and arity in (1, 2):
         return _compile_test(node)
+    if name == "IN" and arity == 1 and (names := string_literals(node.args[0])) is not None:
+        return _in_strings(frozenset(names))
     build = _BUILTINS.get((name, arity))
     if build is None:
         raise Unsupported(f"uses `{name}/{arity}`")

@@ -217,7 +217,8 @@ def programs(draw: st.DrawFn, depth: int = 0) -> str:
         return f'select(.{field} == "{value}" {draw(st.sampled_from(["and", "or"]))} {draw(sub)}) | {draw(sub)}'
     if choice == 20:
         values = draw(st.lists(st.sampled_from(STRINGS[:8]), min_size=1, max_size=3))
-        return f"select(.eventName | IN({', '.join(orjson.dumps(v).decode() for v in values)})) | {draw(sub)}"
+        subject = draw(st.one_of(st.just(".eventName"), sub))  # IN over strings is a set lookup: any subject
+        return f"select({subject} | IN({', '.join(orjson.dumps(v).decode() for v in values)})) | {draw(sub)}"
     if choice == 21:
         return f"({draw(sub)})[{draw(sub)}]"
     if choice == 22:
