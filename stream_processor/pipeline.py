@@ -267,7 +267,13 @@ class Pipeline:
         if (
             outcome is not None
             and self.storm is not None
-            and not self.storm.admit(alert, destination_id, self._storm_group(alert), now=self._batch_arrived)
+            and not self.storm.admit(
+                alert,
+                destination_id,
+                self._storm_group(alert),
+                now=self._batch_arrived,
+                window_seconds=self._storm_window(alert),
+            )
         ):
             outcome.folded += 1
             if self.ledger is not None and event_id:
@@ -281,6 +287,11 @@ class Pipeline:
         else:
             self.ledger.release(key)
         return result
+
+    def _storm_window(self, alert: Alert) -> float | None:
+        """The rule's `dedupe_window`; None: the storm policy's."""
+        rule = self._rules.get(alert.rule_name)
+        return rule.dedupe_window if rule is not None else None
 
     def _storm_group(self, alert: Alert) -> str:
         """The rule's `group_by` value for this event (e.g. the principal ARN), folded per group."""

@@ -1,5 +1,7 @@
 """Storm folding: at most N alerts per rule, group and destination per window; the rest become one digest.
 
+A rule's `dedupe_window` sets its window; the others use the policy's.
+
 Thousands of AccessDenied in a minute must not become thousands of Slack posts, and must not vanish
 either. Folded alerts are counted in a SQLite file shared by the shard processes of a host, written
 before the batch is committed, so a digest survives a restart; the digest is sent once its window closes.
@@ -83,20 +85,31 @@ class StormFolder:
             "CREATE TABLE IF NOT EXISTS storm_windows (rule TEXT, grp TEXT, destination TEXT, window_start REAL,"
             " sent INTEGER NOT NULL DEFAULT 0, folded INTEGER NOT NULL DEFAULT 0, first_time TEXT, last_time TEXT,"
             " names BLOB, description TEXT, sample BLOB, sample_origin TEXT, sample_sequence TEXT,"
-            " claimed_until REAL NOT NULL DEFAULT 0, PRIMARY KEY (rule, grp, destination, window_start))"
+            " claimed_until REAL NOT NULL DEFAULT 0, window_seconds REAL,"
+            " PRIMARY KEY (rule, grp, destination, window_start))"
         )
+        columns = {row[1] for row in self._connection.execute("PRAGMA table_info(storm_windows)")}
+        if "window_seconds" not in columns:  # a file written before per-rule windows: its rows use the policy's
+            self._connection.execute("ALTER TABLE storm_windows ADD COLUMN window_seconds REAL")
         self._lock = threading.Lock()
 
-    def _window_start(self, now: float) -> float:
-        return now - (now % self.policy.window_seconds)
-
-    def admit(self, alert: Alert, destination_id: str, group: str = "", now: float | None = None) -> bool:
+    def admit(
+        self,
+        alert: Alert,
+        destination_id: str,
+        group: str = "",
+        now: float | None = None,
+        window_seconds: float | None = None,
+    ) -> bool:
         """True: send it now. False: it was folded into its window's digest (durably).
 
         `now` is when the batch arrived: a batch whose admitted alerts take long to send (Slack's one post a
-        second) must not spill into later windows and be admitted again there.
+        second) must not spill into later windows and be admitted again there. `window_seconds`: the rule's
+        own window (its `dedupe_window`), else the policy's.
         """
-        window = self._window_start(self.clock() if now is None else now)
+        seconds = window_seconds or self.policy.window_seconds
+        moment = self.clock() if now is None else now
+        window = moment - (moment % seconds)
         key = (alert.rule_name, group, destination_id, window)
         with self._lock:
             connection = self._connection
@@ -109,8 +122,9 @@ class StormFolder:
                 ).fetchone()
                 if row is None:
                     connection.execute(
-                        "INSERT INTO storm_windows (rule, grp, destination, window_start, sent) VALUES (?, ?, ?, ?, 1)",
-                        key,
+                        "INSERT INTO storm_windows (rule, grp, destination, window_start, sent, window_seconds)"
+                        " VALUES (?, ?, ?, ?, 1, ?)",
+                        (*key, seconds),
                     )
                     connection.execute("COMMIT")
                     return True
@@ -159,16 +173,17 @@ class StormFolder:
     def due(self, force: bool = False) -> list[Digest]:
         """Claim the digests of closed windows (all windows when `force`, e.g. at shutdown)."""
         now = self.clock()
-        closed_before = float("inf") if force else now - self.policy.window_seconds
+        default = self.policy.window_seconds
+        closes_by = float("inf") if force else now
         with self._lock:
             connection = self._connection
             connection.execute("BEGIN IMMEDIATE")
             try:
                 rows = connection.execute(
                     "SELECT rule, grp, destination, window_start, folded, first_time, last_time, names, description,"
-                    " sample, sample_origin, sample_sequence FROM storm_windows"
-                    " WHERE window_start <= ? AND folded > 0 AND claimed_until <= ?",
-                    (closed_before, now),
+                    " sample, sample_origin, sample_sequence, COALESCE(window_seconds, ?) FROM storm_windows"
+                    " WHERE window_start + COALESCE(window_seconds, ?) <= ? AND folded > 0 AND claimed_until <= ?",
+                    (default, default, closes_by, now),
                 ).fetchall()
                 connection.executemany(
                     "UPDATE storm_windows SET claimed_until = ?"
@@ -176,8 +191,8 @@ class StormFolder:
                     [(now + self.policy.claim_seconds, *row[:4]) for row in rows],
                 )
                 connection.execute(
-                    "DELETE FROM storm_windows WHERE folded = 0 AND window_start + ? <= ?",
-                    (self.policy.window_seconds, now),
+                    "DELETE FROM storm_windows WHERE folded = 0 AND window_start + COALESCE(window_seconds, ?) <= ?",
+                    (default, now),
                 )
                 connection.execute("COMMIT")
             except BaseException:
@@ -194,7 +209,7 @@ class StormFolder:
                     group=row[1],
                     destination_id=row[2],
                     window_start=row[3],
-                    window_seconds=self.policy.window_seconds,
+                    window_seconds=row[12],
                     count=row[4],
                     first_time=row[5] or "",
                     last_time=row[6] or "",

@@ -177,3 +177,48 @@ def test_folds_made_while_a_digest_is_out_go_into_the_next_digest(tmp_path: Path
     folder.done(digest)
     [later] = folder.due(force=True)
     assert later.count == 1
+
+
+def test_a_rules_dedupe_window_sets_its_own_storm_window(tmp_path: Path) -> None:
+    # GIVEN two rules on the same storm, one with a 10-minute dedupe_window, the other on the 60 s default
+    slow = Rule("Access Denied, slow", 'select(.errorCode == "AccessDenied")', "", ("slack",), 2, dedupe_window=600)
+    config = Config((RULE, slow), (DestinationConfig("slack", "recording"),))
+    slack = RecordingDestination(config.destinations[0])
+    clock = Clock()
+    clock.now = 1_800_000_000.0 - (1_800_000_000.0 % 600)  # both windows start now
+    folder = StormFolder(tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=10, window_seconds=60), clock)
+    pipeline = Pipeline(
+        config, LibjqMatcher(config.rules), AlertDeliverer({"slack": slack}, DeliveryPolicy.immediate()), storm=folder
+    )
+    pipeline.process_records(storm_records(100))
+    assert len(slack.sent) == 20
+
+    # WHEN a minute passes, only the default window closes; a second minute's storm still folds into the long one
+    clock.now += 61
+    pipeline.process_records(storm_records(30))
+    digests = [(a.rule_name, digest_count(str(a.output))) for a in slack.sent if a.description.startswith("Digest")]
+    assert digests == [("Access Denied", 90)]
+    assert len(slack.sent) == 20 + 1 + 10  # the default rule's digest, and its new window admits 10
+
+    # THEN the long window's digest comes when its 10 minutes are over, and names its length
+    clock.now += 540
+    pipeline.flush()
+    [long_digest] = [a for a in slack.sent[31:] if a.rule_name == "Access Denied, slow"]
+    assert len(slack.sent) == 33  # and the default rule's second digest (20 more)
+    assert digest_count(str(long_digest.output)) == 90 + 30
+    assert "in the 600 s window" in str(long_digest.output)
+
+
+def test_a_storm_file_from_before_per_rule_windows_still_opens_and_digests(tmp_path: Path) -> None:
+    path = tmp_path / "storm.sqlite3"
+    clock = Clock()
+    folder = StormFolder(path, StormPolicy(max_alerts_per_window=1, window_seconds=60), clock)
+    folder._connection.execute("ALTER TABLE storm_windows DROP COLUMN window_seconds")  # the old schema
+    folder.close()
+    reopened = StormFolder(path, StormPolicy(max_alerts_per_window=1, window_seconds=60), clock)
+    alert = Alert("Access Denied", "", True, CloudTrailEvent(b"{}", {"eventName": "GetObject"}, Position("s")))
+    assert reopened.admit(alert, "slack", now=clock.now)
+    assert not reopened.admit(alert, "slack", now=clock.now)
+    clock.now += 61
+    [digest] = reopened.due()
+    assert digest.count == 1 and digest.window_seconds == 60
