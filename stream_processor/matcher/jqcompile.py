@@ -145,6 +145,10 @@ def _compile_reduce(node: Reduce) -> Compiled:
     """jq's reduce/foreach: the state is the last output of update (null when it has none)."""
     global _scope
     source, init = _compile(node.source), _compile(node.init)
+    if init.kind != ONE:
+        # libjq runs the reduction again per initial value with its own variable frames; where names
+        # repeat its results differ from a plain loop (found by the differential test): leave it to libjq.
+        raise Unsupported("uses `reduce`/`foreach` with several initial values")
     cell: list[Any] = [None]
     outer = _scope
     _scope = {**outer, node.name: cell}
@@ -385,6 +389,10 @@ def _compile_try(node: Try) -> Compiled:
 
 
 def _compile_pipe(node: Pipe) -> Compiled:
+    if isinstance(node.left, Call) and node.left.name == "select" and len(node.left.args) == 1:
+        fused = _select_then(_compile(node.left.args[0]), _compile(node.right))
+        if fused is not None:
+            return fused
     left, right = _compile(node.left), _compile(node.right)
     lf, rf = left.fn, right.fn
     if left.kind == ONE and right.kind == ONE:
@@ -407,6 +415,21 @@ def _compile_pipe(node: Pipe) -> Compiled:
     return Compiled(MANY, pipe_many)
 
 
+def _select_then(cond: Compiled, right: Compiled) -> Compiled | None:
+    """`select(c) | r`, the shape of most rules, as one call; None when either side has many outputs."""
+    if cond.kind != ONE or right.kind == MANY:
+        return None
+    cf, rf = cond.fn, right.fn
+
+    def select_then(x: Any) -> Any:
+        c = cf(x)
+        if c is None or c is False:
+            return NONE
+        return rf(x)
+
+    return Compiled(OPT, select_then)
+
+
 def _compile_comma(node: Comma) -> Compiled:
     lg, rg = _compile(node.left).gen(), _compile(node.right).gen()
 
@@ -415,6 +438,19 @@ def _compile_comma(node: Comma) -> Compiled:
         yield from rg(x)
 
     return Compiled(MANY, comma)
+
+
+def _all_of(fns: tuple[Callable[[Any], Any], ...]) -> Compiled:
+    """A chain of `and` over single-output operands: one call, stopping at the first falsy one."""
+
+    def all_of(x: Any) -> bool:
+        for fn in fns:
+            a = fn(x)
+            if a is None or a is False:
+                return False
+        return True
+
+    return _one(all_of)
 
 
 def _compile_if(node: If) -> Compiled:
@@ -549,8 +585,19 @@ def _compile_comparison(node: Binary) -> Compiled:
     return Compiled(MANY, cmp_many)
 
 
+def _and_operands(node: Node) -> list[Node]:
+    """`a and b and c` as [a, b, c], in evaluation order (however it is parenthesized)."""
+    if isinstance(node, Binary) and node.op == "and":
+        return _and_operands(node.left) + _and_operands(node.right)
+    return [node]
+
+
 def _compile_logic(node: Binary) -> Compiled:
     is_and = node.op == "and"
+    if is_and and len(operands := _and_operands(node)) > 2:
+        parts = [_compile(operand) for operand in operands]
+        if all(part.kind == ONE for part in parts):
+            return _all_of(tuple(part.fn for part in parts))
     left, right = _compile(node.left), _compile(node.right)
     lf, rf = left.fn, right.fn
     if left.kind == ONE and right.kind == ONE:
