@@ -8,10 +8,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, dataclass_transform
+
+_Class = TypeVar("_Class", bound=type)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass_transform(frozen_default=True)
+def per_event(cls: _Class) -> _Class:
+    """A frozen dataclass to mypy; at run time a slotted, hashable one with a plain __init__.
+
+    Built once per event (hundreds of thousands a second): a frozen dataclass's __init__ sets each field
+    through object.__setattr__, 0.4 µs an event for Position and CloudTrailEvent together (measured), a
+    tenth of decoding. mypy --strict still checks them as frozen, so no code of ours assigns to a field.
+    """
+    return dataclass(slots=True, unsafe_hash=True)(cls)  # type: ignore[return-value]
+
+
+@per_event
 class Position:
     """Where a record came from: a shard and sequence number, or a file and line/offset."""
 
@@ -37,7 +50,7 @@ class RawRecord:
     arrival_time: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@per_event
 class CloudTrailEvent:
     """One CloudTrail event: the raw JSON bytes as received and the parsed object the rules see."""
 
