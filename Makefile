@@ -42,8 +42,11 @@ lint: setup cfn-lint
 cfn-lint: setup
 	$(BIN)/cfn-lint infra/cloudformation/*.yaml
 
+# Two pytest processes (the CI machine's 2 cores), each test file in one of them with its own local stack:
+# about 8 minutes instead of 15. TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/pytest -q -rfEs --durations=15
+	$(BIN)/pytest -q -rfEs --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 demo: setup
 	$(BIN)/stream-processor demo

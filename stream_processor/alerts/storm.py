@@ -30,6 +30,9 @@ class StormPolicy:
     max_alerts_per_window: int = 10
     window_seconds: float = 60.0
     claim_seconds: float = 120.0
+    keep_closed_seconds: float = 900.0
+    """How long a closed window's count is kept after its digest: a batch that arrived in the window may
+    still be sending (one Slack post a second) and must find the window full, not a fresh one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +195,7 @@ class StormFolder:
                 )
                 connection.execute(
                     "DELETE FROM storm_windows WHERE folded = 0 AND window_start + COALESCE(window_seconds, ?) <= ?",
-                    (default, now),
+                    (default, now - self.policy.keep_closed_seconds),
                 )
                 connection.execute("COMMIT")
             except BaseException:
@@ -223,7 +226,8 @@ class StormFolder:
         """The digest was delivered (or parked): take what it reported off its window.
 
         Alerts folded into the window while the digest was out stay counted for the next digest; the row
-        itself stays (its `sent` count still caps the window) until a flush finds it empty and closed.
+        itself stays (its `sent` count still caps the window) until it has been empty and closed for the
+        policy's `keep_closed_seconds`.
         """
         with self._lock:
             self._connection.execute(

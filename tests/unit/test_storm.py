@@ -222,3 +222,28 @@ def test_a_storm_file_from_before_per_rule_windows_still_opens_and_digests(tmp_p
     clock.now += 61
     [digest] = reopened.due()
     assert digest.count == 1 and digest.window_seconds == 60
+
+
+def test_a_window_stays_capped_while_a_slow_batch_still_folds_into_it_after_its_digest(tmp_path: Path) -> None:
+    # GIVEN two shard processes sharing the storm file; a batch on shard A arrived in a window that then closed
+    clock = Clock()
+    policy = StormPolicy(max_alerts_per_window=2, window_seconds=5)
+    shard_a = StormFolder(tmp_path / "storm.sqlite3", policy, clock)
+    shard_b = StormFolder(tmp_path / "storm.sqlite3", policy, clock)
+    alert = Alert("Access Denied", "", True, CloudTrailEvent(b"{}", {"eventName": "GetObject"}, Position("s")))
+    arrived = clock.now
+    assert [shard_a.admit(alert, "slack", now=arrived) for _ in range(3)] == [True, True, False]
+    # WHEN shard B sends the closed window's digest, and keeps polling while A is still sending its batch
+    clock.now += 30
+    [digest] = shard_b.due()
+    shard_b.done(digest)
+    assert shard_b.due() == []
+    # THEN A's later alerts of that batch still fold: the window does not admit two more
+    assert [shard_a.admit(alert, "slack", now=arrived) for _ in range(3)] == [False, False, False]
+    [late] = shard_b.due()
+    assert late.count == 3
+    shard_b.done(late)
+    # ... and once no batch can still be sending into it, the empty window is dropped: the file stays small
+    clock.now += policy.keep_closed_seconds
+    assert shard_b.due() == []
+    assert shard_b._connection.execute("SELECT COUNT(*) FROM storm_windows").fetchone() == (0,)
