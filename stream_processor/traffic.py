@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import ipaddress
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ DEFAULT_REGIONS: tuple[str, ...] = (
     "ap-southeast-2",
 )
 DEFAULT_START = datetime(2024, 8, 1, 9, 0, 0, tzinfo=UTC)
+# The whole IPv4 space as CloudTrail writes it in security group, NACL and route parameters.
+ANY_IPV4 = str(ipaddress.IPv4Network((0, 0)))
 
 
 _USER_AGENTS: tuple[str, ...] = (
@@ -798,7 +801,7 @@ def _s_open_ssh(g: TrafficGenerator) -> Event:
                         "fromPort": 22,
                         "toPort": 22,
                         "groups": {},
-                        "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]},
+                        "ipRanges": {"items": [{"cidrIp": ANY_IPV4}]},
                     }
                 ]
             },
@@ -814,7 +817,7 @@ def _s_open_ssh(g: TrafficGenerator) -> Event:
                         "ipProtocol": "tcp",
                         "fromPort": 22,
                         "toPort": 22,
-                        "cidrIpv4": "0.0.0.0/0",
+                        "cidrIpv4": ANY_IPV4,
                         "securityGroupRuleId": g.hex_id("sgr-"),
                     }
                 ]
@@ -1047,7 +1050,7 @@ def _s_nacl(g: TrafficGenerator) -> Event:
             "icmpTypeCode": {},
             "portRange": {"from": 0, "to": 65535},
             "aclProtocol": "-1",
-            "cidrBlock": "0.0.0.0/0",
+            "cidrBlock": ANY_IPV4,
         },
     )
 
@@ -1066,7 +1069,7 @@ def _s_route(g: TrafficGenerator) -> Event:
         g,
         "ec2.amazonaws.com",
         g._rng.choice(("CreateRoute", "ReplaceRoute")),
-        {"routeTableId": g.hex_id("rtb-"), "destinationCidrBlock": "0.0.0.0/0", "gatewayId": g.hex_id("igw-")},
+        {"routeTableId": g.hex_id("rtb-"), "destinationCidrBlock": ANY_IPV4, "gatewayId": g.hex_id("igw-")},
     )
 
 
