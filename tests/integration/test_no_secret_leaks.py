@@ -20,7 +20,6 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -38,6 +37,7 @@ from stream_processor.secrets import SecretResolver
 from stream_processor.sources.kcl import KclRecordProcessor
 from stream_processor.traffic import seed_triggers
 from tests.conftest import REPO_ROOT
+from tests.support.kclpy_inputs import KinesisRecord, ProcessRecordsInput
 
 pytestmark = pytest.mark.integration
 
@@ -190,29 +190,6 @@ def cli(args: list[str], env: dict[str, str], log: Path, stdin: bytes | None = N
         ).returncode
 
 
-class FakeCheckpointer:
-    def checkpoint(self, sequence_number: str | None = None, sub_sequence_number: int | None = None) -> None:
-        pass
-
-
-class KclInput:
-    """A kclpy ProcessRecordsInput as the processor reads it."""
-
-    def __init__(self, records: list[Any]) -> None:
-        self.records = records
-        self.checkpointer = FakeCheckpointer()
-        self.millis_behind_latest = 0
-
-
-class KclRecord:
-    def __init__(self, data: bytes, sequence: str) -> None:
-        self.binary_data = data
-        self.sequence_number = sequence
-        self.sub_sequence_number = 0
-        self.partition_key = "p"
-        self.timestamp_millis = 1_700_000_000_000
-
-
 def run_everything(
     secrets: Secrets,
     aws: AwsSettings,
@@ -263,7 +240,7 @@ def run_everything(
     metrics = ShardMetrics("w1", log_interval_seconds=0.001, stream=stream)
     processor = KclRecordProcessor(pipeline, watcher=watcher, metrics=metrics)
     processor.initialize(type("Init", (), {"shard_id": "shardId-000000000000", "sequence_number": "0"})())
-    processor.process_records(KclInput([KclRecord(encode_subscription_record(events), "1")]))
+    processor.process_records(ProcessRecordsInput([KinesisRecord(encode_subscription_record(events), "1")]))
     pipeline.close()
     logging.getLogger("stream_processor.test").debug("shard metrics: %s", stream.getvalue())
 

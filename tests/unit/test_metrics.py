@@ -27,6 +27,7 @@ from stream_processor.metrics import BatchCounts, MetricsServer, ShardMetrics, p
 from stream_processor.model import Alert, Position, RawRecord
 from stream_processor.pipeline import BatchOutcome, Pipeline
 from tests.conftest import REPO_ROOT
+from tests.support.kclpy_inputs import KinesisRecord, ProcessRecordsInput, RecordingCheckpointer
 
 RULES = (
     Rule("Create AccessKey", 'select(.eventName == "CreateAccessKey")', "", ("flaky",), 1),
@@ -184,30 +185,6 @@ def test_one_endpoint_serves_every_shard_process_and_drops_dead_gauges(tmp_path:
     assert not list(folder.glob("gauge_live*"))
 
 
-class _Checkpointer:
-    def __init__(self) -> None:
-        self.at: list[str | None] = []
-
-    def checkpoint(self, sequence_number: str | None = None, sub_sequence_number: int | None = None) -> None:
-        self.at.append(sequence_number)
-
-
-class _Input:
-    def __init__(self, records: list[object], millis_behind: int) -> None:
-        self.records = records
-        self.checkpointer = _Checkpointer()
-        self.millis_behind_latest = millis_behind
-
-
-class _Record:
-    def __init__(self, data: bytes, sequence: str) -> None:
-        self.binary_data = data
-        self.sequence_number = sequence
-        self.sub_sequence_number = 0
-        self.partition_key = "p"
-        self.timestamp_millis = 1_700_000_000_000
-
-
 def test_the_kcl_processor_counts_each_batch_under_its_shard_with_the_lag(tmp_path: Path) -> None:
     from stream_processor.sources.kcl import KclRecordProcessor
 
@@ -218,15 +195,15 @@ def test_the_kcl_processor_counts_each_batch_under_its_shard_with_the_lag(tmp_pa
     processor = KclRecordProcessor(pipeline, metrics=metrics, exit_process=lambda code: pytest.fail(f"exit {code}"))
     processor.initialize(type("Init", (), {"shard_id": "shardId-000000000003", "sequence_number": "0"})())
     data = events("CreateAccessKey", "StopLogging")[0].data
-    processor.process_records(_Input([_Record(data, "11")], millis_behind=4200))
-    processor.process_records(_Input([], millis_behind=0))  # an idle poll: the lag, no batch time
+    processor.process_records(ProcessRecordsInput([KinesisRecord(data, "11")], millis_behind=4200))
+    processor.process_records(ProcessRecordsInput([], millis_behind=0))  # an idle poll: the lag, no batch time
 
     r, ws = metrics.registry, {"worker": "w7", "shard": "shardId-000000000003"}
     assert sample(r, "stream_processor_events_total", **ws) == 2
     assert sample(r, "stream_processor_matches_total", **ws, rule="Stop Logging") == 1
     assert sample(r, "stream_processor_millis_behind_latest", **ws) == 0
     assert sample(r, "stream_processor_batch_seconds_count", **ws) == 1
-    processor.shutdown_requested(type("Shutdown", (), {"checkpointer": _Checkpointer()})())
+    processor.shutdown_requested(type("Shutdown", (), {"checkpointer": RecordingCheckpointer()})())
     last = json.loads(stream.getvalue().splitlines()[-1])  # the last window is written when the shard goes
     assert (last["shard"], last["events"], last["batches"]) == ("shardId-000000000003", 2, 1)
 
