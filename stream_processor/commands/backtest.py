@@ -27,7 +27,13 @@ from rich.table import Table
 from rich.text import Text
 
 from stream_processor.alerts.render import cap, output_text, summarize
-from stream_processor.commands.common import add_aws_arguments, add_config_argument, aws_settings, load_config_from_args
+from stream_processor.commands.common import (
+    add_aws_arguments,
+    add_config_argument,
+    aws_settings,
+    load_config_from_args,
+    message_console,
+)
 from stream_processor.config import Config
 from stream_processor.errors import ConfigError
 from stream_processor.model import Alert, DecodeResult, MatchResult
@@ -369,7 +375,7 @@ def run_backtest(
 
 
 def run(args: argparse.Namespace) -> int:
-    err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+    err = message_console()
     if args.since and args.until and args.since > args.until:
         err.print(f"--since {args.since} is after --until {args.until}", markup=False)
         return 2

@@ -9,11 +9,19 @@ import argparse
 import os
 from pathlib import Path
 
+from rich.console import Console
+
 from stream_processor.aws import AwsSettings
 from stream_processor.config import Config, config_location_from_env, load_config
 from stream_processor.dead_letters import DeadLetterStore, SQLiteDeadLetterStore, SQSDeadLetterStore
 from stream_processor.dedupe import DedupeStore, DynamoDBDedupeStore, MemoryDedupeStore, SQLiteDedupeStore
 from stream_processor.errors import ConfigError
+
+
+def message_console() -> Console:
+    """Where commands write progress and errors (stderr): one message a line, never cut at the terminal's
+    width, and text such as `:warning:` in a rule name is printed as it is."""
+    return Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:

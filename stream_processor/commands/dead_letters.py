@@ -19,6 +19,7 @@ from stream_processor.commands.common import (
     add_state_arguments,
     aws_settings,
     load_config_from_args,
+    message_console,
     open_dead_letters,
     open_ledger,
 )
@@ -57,7 +58,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)  # a message is one line, not cut at 80 columns
+    err = message_console()
     try:
         store = open_dead_letters(args)
         letters = store.list(kind=args.kind, destination_id=args.destination)
@@ -103,7 +104,7 @@ def _as_json(letter: DeadLetter) -> dict[str, Any]:
 
 
 def run_redrive(args: argparse.Namespace) -> int:
-    err = Console(stderr=True, highlight=False, soft_wrap=True)  # a message is one line, not cut at 80 columns
+    err = message_console()
     try:
         config = load_config_from_args(args)
         store = open_dead_letters(args)

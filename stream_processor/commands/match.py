@@ -16,7 +16,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from stream_processor.alerts.render import output_text, summarize
-from stream_processor.commands.common import add_aws_arguments, add_config_argument, aws_settings, load_config_from_args
+from stream_processor.commands.common import (
+    add_aws_arguments,
+    add_config_argument,
+    aws_settings,
+    load_config_from_args,
+    message_console,
+)
 from stream_processor.decode import decode_bytes
 from stream_processor.errors import ConfigError
 from stream_processor.model import Alert, DecodeResult
@@ -56,7 +62,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    err = Console(stderr=True, highlight=False, soft_wrap=True)  # a message is one line, not cut at 80 columns
+    err = message_console()
     try:
         config = load_config_from_args(args)
     except ConfigError as error:

@@ -28,6 +28,7 @@ from stream_processor.commands.common import (
     add_config_argument,
     add_state_arguments,
     load_config_from_args,
+    message_console,
     open_dead_letters,
     open_ledger,
 )
@@ -351,7 +352,7 @@ def build_pipeline(args: argparse.Namespace, config: Config, sink: Callable[[Ale
 
 
 def run(args: argparse.Namespace) -> int:
-    err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+    err = message_console()
     try:
         config = load_config_from_args(args)
     except ConfigError as error:

@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stream_processor.aws import AwsSettings
+from stream_processor.commands.common import message_console
 from stream_processor.leases import LATEST, SHARD_END, TRIM_HORIZON, Lease, LeaseTableError, read_leases
 from stream_processor.sources.replay import LagProbe, ShardInfo, StartPosition, list_shards, probe_lag
 
@@ -309,7 +310,7 @@ def print_status(status: StreamStatus, console: Console) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+    err = message_console()
     kinesis = kinesis_client(args)
     try:
         status = collect_status(

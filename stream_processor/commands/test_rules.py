@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from stream_processor.commands.common import add_aws_arguments, aws_settings
+from stream_processor.commands.common import add_aws_arguments, aws_settings, message_console
 from stream_processor.config import load_config
 from stream_processor.errors import ConfigError
 from stream_processor.rule_tests import TESTS_SUFFIX, RuleTestReport, run_rule_tests, tests_file_beside
@@ -67,7 +67,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     # piped (CI logs): wide enough that details are not folded into narrow columns
     out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = message_console()
     if args.tests and len(args.configs) > 1:
         err.print("test-rules: --tests applies to one CONFIG: give one CONFIG per run", markup=False)
         return EXIT_USAGE
