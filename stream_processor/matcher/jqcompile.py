@@ -390,10 +390,12 @@ def _compile_try(node: Try) -> Compiled:
 
 def _compile_pipe(node: Pipe) -> Compiled:
     if isinstance(node.left, Call) and node.left.name == "select" and len(node.left.args) == 1:
-        fused = _select_then(_compile(node.left.args[0]), _compile(node.right))
-        if fused is not None:
-            return fused
-    left, right = _compile(node.left), _compile(node.right)
+        cond, right = _compile(node.left.args[0]), _compile(node.right)
+        if cond.kind == ONE and right.kind != MANY:
+            return _select_then(cond, right)
+        left = _select((cond,))
+    else:
+        left, right = _compile(node.left), _compile(node.right)
     lf, rf = left.fn, right.fn
     if left.kind == ONE and right.kind == ONE:
         return _one(lambda x: rf(lf(x)))
@@ -415,10 +417,8 @@ def _compile_pipe(node: Pipe) -> Compiled:
     return Compiled(MANY, pipe_many)
 
 
-def _select_then(cond: Compiled, right: Compiled) -> Compiled | None:
-    """`select(c) | r`, the shape of most rules, as one call; None when either side has many outputs."""
-    if cond.kind != ONE or right.kind == MANY:
-        return None
+def _select_then(cond: Compiled, right: Compiled) -> Compiled:
+    """`select(c) | r`, the shape of most rules, as one call (`c` has one output, `r` at most one)."""
     cf, rf = cond.fn, right.fn
 
     def select_then(x: Any) -> Any:
@@ -585,20 +585,26 @@ def _compile_comparison(node: Binary) -> Compiled:
     return Compiled(MANY, cmp_many)
 
 
-def _and_operands(node: Node) -> list[Node]:
-    """`a and b and c` as [a, b, c], in evaluation order (however it is parenthesized)."""
+def _and_chain(node: Node) -> list[Node]:
+    """`a and b and c` (jq nests it to the left) as [a, b, c]; a parenthesized `and` on the right stays one."""
     if isinstance(node, Binary) and node.op == "and":
-        return _and_operands(node.left) + _and_operands(node.right)
+        return [*_and_chain(node.left), node.right]
     return [node]
 
 
 def _compile_logic(node: Binary) -> Compiled:
-    is_and = node.op == "and"
-    if is_and and len(operands := _and_operands(node)) > 2:
-        parts = [_compile(operand) for operand in operands]
-        if all(part.kind == ONE for part in parts):
-            return _all_of(tuple(part.fn for part in parts))
-    left, right = _compile(node.left), _compile(node.right)
+    if node.op == "or":
+        return _logic(False, _compile(node.left), _compile(node.right))
+    parts = [_compile(operand) for operand in _and_chain(node)]
+    if all(part.kind == ONE for part in parts):
+        return _all_of(tuple(part.fn for part in parts))
+    chain = parts[0]
+    for part in parts[1:]:  # the tree as jq nests it: ((a and b) and c)
+        chain = _logic(True, chain, part)
+    return chain
+
+
+def _logic(is_and: bool, left: Compiled, right: Compiled) -> Compiled:
     lf, rf = left.fn, right.fn
     if left.kind == ONE and right.kind == ONE:
         if is_and:
