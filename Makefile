@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint cfn-lint demo bench bench-e2e clean kinesis-local kcl
+.PHONY: setup test lint cfn-lint test-ids demo bench bench-e2e clean kinesis-local kcl
 
 setup: $(STAMP) kinesis-local kcl
 
@@ -42,10 +42,19 @@ lint: setup cfn-lint
 cfn-lint: setup
 	$(BIN)/cfn-lint infra/cloudformation/*.yaml
 
+# pytest-xdist workers must collect the same tests: two collections a second apart must agree, or a test id
+# depends on the clock or on chance (gzip headers carry the time) and the run would fail at random.
+test-ids: setup
+	$(BIN)/pytest --collect-only -q -p no:cacheprovider | grep '::' > .pytest-ids-1
+	sleep 1.1
+	$(BIN)/pytest --collect-only -q -p no:cacheprovider | grep '::' > .pytest-ids-2
+	diff .pytest-ids-1 .pytest-ids-2 || { echo "test ids differ between two collections: give those parameters fixed ids"; exit 1; }
+	rm -f .pytest-ids-1 .pytest-ids-2
+
 # Two pytest processes (the CI machine's 2 cores), each test file in one of them with its own local stack:
 # about 8 minutes instead of 15. TEST_WORKERS=0 runs everything in this process.
 TEST_WORKERS ?= 2
-test: lint
+test: lint test-ids
 	$(BIN)/pytest -q -rfEs --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 demo: setup

@@ -214,25 +214,29 @@ def _gzip_with_bad_crc() -> bytes:
 @pytest.mark.parametrize(
     ("data", "kind"),
     [
-        (b"", KIND_EMPTY),
-        (b" \n\t ", KIND_EMPTY),
-        (gzip.compress(b""), KIND_EMPTY),
-        (b"PK\x03\x04 a zip file", KIND_NOT_GZIP_OR_JSON),
-        (b"\x00\x01\xff\xfe binary", KIND_NOT_GZIP_OR_JSON),
-        (b"\x1f\x8b but not really gzip", KIND_CORRUPT_GZIP),
-        (_gzip_with_bad_crc(), KIND_CORRUPT_GZIP),
-        (encode_subscription_record([cloudtrail_event()]) + b"trailing junk", KIND_CORRUPT_GZIP),
-        (encode_subscription_record([cloudtrail_event()])[:-3], KIND_TRUNCATED_GZIP),
-        (encode_subscription_record([cloudtrail_event()])[:5], KIND_TRUNCATED_GZIP),
-        (b'{"eventVersion": "1.08", "eventName": "\xff\xfe"}', KIND_INVALID_UTF8),
-        (gzip.compress(b'{"eventVersion": "\xc3\x28"}'), KIND_INVALID_UTF8),
-        (b'{"eventVersion": "1.08", ', KIND_NOT_JSON),
-        (gzip.compress(b"CWL text, not JSON"), KIND_NOT_JSON),
-        (b"42", KIND_NOT_OBJECT_OR_ARRAY),
-        (gzip.compress(b'"a string"'), KIND_NOT_OBJECT_OR_ARRAY),
-        (b"null", KIND_NOT_OBJECT_OR_ARRAY),
-        (b'{"hello": "world"}', KIND_NOT_CLOUDTRAIL_EVENT),
-        (b'{"Records": {"eventVersion": "1.08"}}', KIND_BAD_LOG_FILE),
+        # Explicit ids: gzip output carries the current time, and a test id that embeds it differs between the
+        # two pytest-xdist workers when they collect across a second boundary.
+        pytest.param(b"", KIND_EMPTY, id="empty"),
+        pytest.param(b" \n\t ", KIND_EMPTY, id="whitespace"),
+        pytest.param(gzip.compress(b""), KIND_EMPTY, id="gzip-of-nothing"),
+        pytest.param(b"PK\x03\x04 a zip file", KIND_NOT_GZIP_OR_JSON, id="zip"),
+        pytest.param(b"\x00\x01\xff\xfe binary", KIND_NOT_GZIP_OR_JSON, id="binary"),
+        pytest.param(b"\x1f\x8b but not really gzip", KIND_CORRUPT_GZIP, id="gzip-magic-only"),
+        pytest.param(_gzip_with_bad_crc(), KIND_CORRUPT_GZIP, id="gzip-bad-crc"),
+        pytest.param(
+            encode_subscription_record([cloudtrail_event()]) + b"trailing junk", KIND_CORRUPT_GZIP, id="gzip-junk-after"
+        ),
+        pytest.param(encode_subscription_record([cloudtrail_event()])[:-3], KIND_TRUNCATED_GZIP, id="gzip-cut-trailer"),
+        pytest.param(encode_subscription_record([cloudtrail_event()])[:5], KIND_TRUNCATED_GZIP, id="gzip-cut-header"),
+        pytest.param(b'{"eventVersion": "1.08", "eventName": "\xff\xfe"}', KIND_INVALID_UTF8, id="invalid-utf8"),
+        pytest.param(gzip.compress(b'{"eventVersion": "\xc3\x28"}'), KIND_INVALID_UTF8, id="gzip-invalid-utf8"),
+        pytest.param(b'{"eventVersion": "1.08", ', KIND_NOT_JSON, id="cut-json"),
+        pytest.param(gzip.compress(b"CWL text, not JSON"), KIND_NOT_JSON, id="gzip-text"),
+        pytest.param(b"42", KIND_NOT_OBJECT_OR_ARRAY, id="number"),
+        pytest.param(gzip.compress(b'"a string"'), KIND_NOT_OBJECT_OR_ARRAY, id="gzip-string"),
+        pytest.param(b"null", KIND_NOT_OBJECT_OR_ARRAY, id="null"),
+        pytest.param(b'{"hello": "world"}', KIND_NOT_CLOUDTRAIL_EVENT, id="not-cloudtrail"),
+        pytest.param(b'{"Records": {"eventVersion": "1.08"}}', KIND_BAD_LOG_FILE, id="records-not-a-list"),
     ],
 )
 def test_a_malformed_record_is_reported_once_with_its_position_and_bytes(data: bytes, kind: str) -> None:
