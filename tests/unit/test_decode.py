@@ -13,6 +13,7 @@ import pytest
 
 from stream_processor import decode
 from stream_processor.decode import (
+    DEFAULT_BUDGET,
     KIND_BAD_LOG_EVENT,
     KIND_BAD_LOG_FILE,
     KIND_BAD_SUBSCRIPTION_RECORD,
@@ -20,6 +21,7 @@ from stream_processor.decode import (
     KIND_DECODER_ERROR,
     KIND_EMPTY,
     KIND_INVALID_UTF8,
+    KIND_MANY_MALFORMED,
     KIND_NOT_CLOUDTRAIL_EVENT,
     KIND_NOT_GZIP_OR_JSON,
     KIND_NOT_JSON,
@@ -29,6 +31,7 @@ from stream_processor.decode import (
     KIND_UNKNOWN_MESSAGE_TYPE,
     MALFORMED_KINDS,
     MAX_MALFORMED_DATA,
+    DecodeBudget,
     decode_bytes,
     decode_record,
     decode_records,
@@ -256,13 +259,13 @@ def test_trailing_zero_padding_after_gzip_is_ignored() -> None:
     assert len(result.events) == 1 and result.malformed == []
 
 
-def test_a_gzip_bomb_is_refused_past_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(decode, "MAX_DECOMPRESSED_BYTES", 1 << 20)
+def test_a_gzip_bomb_is_refused_past_the_record_budget() -> None:
     bomb = gzip.compress(b"[" + b" " * (2 << 20) + b"]")
 
-    result = decode_record(kinesis(bomb))
+    result = decode_record(kinesis(bomb), DecodeBudget(record_bytes=1 << 20))
 
     assert kinds(result) == [KIND_TOO_LARGE]
+    assert "bytes per record" in result.malformed[0].reason
 
 
 def test_the_bytes_kept_for_a_huge_bad_record_are_capped_but_the_position_is_whole() -> None:
@@ -361,15 +364,16 @@ def test_a_record_without_the_cloudtrail_keys_is_reported_and_the_next_record_de
     assert orjson.loads(item.data) == json.loads(path.read_bytes())["Records"][0]
 
 
-def test_a_log_file_that_is_not_json_is_malformed_as_a_whole() -> None:
+def test_a_broken_record_in_a_log_file_is_malformed_alone() -> None:
+    # Its first record never closes `userIdentity`, so it runs into the second one: that stretch is parked
+    # with the parser's reason; nothing is read past a document that does not check out.
     path = corpus_path(LIBRARY, "SerializerTestFileBadJsonFormat.json")
 
     result = decode_bytes(path.read_bytes(), path.name)
 
     assert result.events == []
-    assert [(m.position, m.kind) for m in result.malformed] == [(Position(path.name), KIND_NOT_JSON)]
-    assert "line 37" in result.malformed[0].reason
-    assert result.malformed[0].data == path.read_bytes()
+    assert (result.malformed[0].position.sequence, result.malformed[0].kind) == ("Records[0]", KIND_NOT_JSON)
+    assert "line 35" in result.malformed[0].reason
 
 
 def test_an_sns_notification_is_not_an_event() -> None:
@@ -396,10 +400,15 @@ def test_json_lines_of_wrapped_events_are_reported_line_by_line() -> None:
 
     result = decode_bytes(path.read_bytes(), path.name)
 
+    lines = len(path.read_bytes().splitlines())
     assert result.events == []
-    assert set(kinds(result)) == {KIND_NOT_CLOUDTRAIL_EVENT}
-    assert len(result.malformed) == len(path.read_bytes().splitlines())
+    assert set(kinds(result)) == {KIND_NOT_CLOUDTRAIL_EVENT, KIND_MANY_MALFORMED}
     assert result.malformed[4].position == Position(path.name, "line 5")
+    # Past the budget of entries per input, the rest is one entry with its count (lines > 100 here).
+    kept = DEFAULT_BUDGET.malformed_entries
+    assert len(result.malformed) == kept + 1
+    assert result.malformed[-1].kind == KIND_MANY_MALFORMED
+    assert f"{lines - kept} more malformed item(s)" in result.malformed[-1].reason
 
 
 def test_a_bad_json_line_is_reported_and_the_other_lines_decode() -> None:
@@ -467,8 +476,8 @@ def test_a_subscription_record_saved_to_a_file_decodes_with_log_event_paths() ->
     assert [m.position for m in result.malformed] == [Position("record.bin", "logEvents[1]")]
 
 
-def test_concatenated_gzip_files_decode_member_by_member(tmp_path: Path) -> None:
-    # `cat a.json.gz b.json.gz > both.gz`: two documents, one per member.
+def test_concatenated_gzip_files_decode_document_by_document(tmp_path: Path) -> None:
+    # `cat a.json.gz b.json.gz > both.gz`: two documents, read as `zcat` reads them.
     log_file = corpus_path(LIBRARY, "SerializerTestFileCompact.json.gz").read_bytes()
     stratus = stratus_events("aws.defense-evasion.organizations-leave.json")
     both = log_file + gzip.compress(json.dumps(stratus).encode())
@@ -477,8 +486,8 @@ def test_concatenated_gzip_files_decode_member_by_member(tmp_path: Path) -> None
 
     assert result.malformed == []
     assert len(result.events) == 6 + len(stratus)
-    assert result.events[0].position == Position("both.gz", "member 1 Records[0]")
-    assert result.events[6].position == Position("both.gz", "member 2 [0]")
+    assert result.events[0].position == Position("both.gz", "Records[0]")
+    assert result.events[6].position == Position("both.gz", "document 2 [0]")
     assert [e.data for e in result.events[6:]] == stratus
 
 
@@ -503,13 +512,15 @@ def test_a_record_may_carry_a_file_format_too() -> None:
 
 
 def test_gzip_integrity_is_checked_for_files_too() -> None:
+    # A file is read as a stream: the events before the cut are read, and the cut is reported after them.
     path = corpus_path(LIBRARY, "SerializerTestFileCompact.json.gz")
     data = path.read_bytes()
 
     result = decode_bytes(data[:-1], path.name)
 
+    assert len(result.events) == 6
     assert [(m.position, m.kind) for m in result.malformed] == [(Position(path.name), KIND_TRUNCATED_GZIP)]
-    assert result.malformed[0].data == data[:-1]
+    assert result.malformed[0].data.startswith(b'{"Records"')
 
 
 # --- what counts as an event, identity, and the encoder ------------------------------------------------------
