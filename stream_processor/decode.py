@@ -797,11 +797,28 @@ def _decode_text(reader: _Reader, top: _Scope, gzipped: bool) -> Iterator[None]:
                 previous_multiline = _decode_line(reader, top, documents, previous_multiline, gzipped)
                 complete = True
                 yield None
-            if not complete or not reader.skip_blank():
+            if not complete:
+                # A broken array ends its document. In JSON lines the next line is the next document; a text
+                # that opened with a broken one has nothing readable after it.
+                if documents == 1 or not _skip_line(reader):
+                    return
+            if not reader.skip_blank():
                 return
     except _Broken as broken:
         top.data = top.data or reader.buffer[:MAX_MALFORMED_DATA]
         sink.malformed(sink.position, broken.kind, broken.reason, top.data)
+
+
+def _skip_line(reader: _Reader) -> bool:
+    """Consume the rest of the current line; False when the text ends first."""
+    while True:
+        found = reader.buffer.find(b"\n", reader.start)
+        if found >= 0:
+            reader.consume_to(found + 1)
+            return True
+        reader.consume_to(len(reader.buffer))
+        if not reader.more():
+            return False
 
 
 def _close_log_file(reader: _Reader, top: _Scope, prefix: str) -> bool:

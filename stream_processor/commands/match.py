@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 from rich.console import Console
@@ -23,10 +24,11 @@ from stream_processor.commands.common import (
     load_config_from_args,
     message_console,
 )
-from stream_processor.decode import decode_bytes
+from stream_processor.decode import decode_file
 from stream_processor.errors import ConfigError
 from stream_processor.model import Alert, DecodeResult
 from stream_processor.pipeline import Pipeline
+from stream_processor.sources.files import read_chunks
 
 log = logging.getLogger(__name__)
 STDIN = "-"
@@ -91,15 +93,22 @@ def run(args: argparse.Namespace) -> int:
     ) as progress:
         task = progress.add_task("matching", total=len(sources))
         for source in sources:
-            data = sys.stdin.buffer.read() if source == STDIN else Path(source).read_bytes()
-            decoded = decode_bytes(data, "stdin" if source == STDIN else source)
-            totals.add_decoded(decoded)
-            outcome = pipeline.process_decoded(decoded)
-            totals.add_outcome(outcome.matched.matches, outcome.matched.errors, outcome.deliveries)
+            # Read as a stream: memory stays that of one part of a file, however large the file (or /dev/zero).
+            with _open(source) as stream:
+                for decoded in decode_file(read_chunks(stream), "stdin" if source == STDIN else source):
+                    totals.add_decoded(decoded)
+                    outcome = pipeline.process_decoded(decoded)
+                    totals.add_outcome(outcome.matched.matches, outcome.matched.errors, outcome.deliveries)
             progress.advance(task)
     pipeline.close()
     totals.print(err, sent=args.send)
     return 1 if totals.failed else 0
+
+
+def _open(source: str) -> contextlib.AbstractContextManager[BinaryIO]:
+    if source == STDIN:
+        return contextlib.nullcontext(sys.stdin.buffer)
+    return Path(source).open("rb")
 
 
 def _expand(inputs: list[str]) -> Iterator[str]:
@@ -152,9 +161,12 @@ class _TextPrinter:
 
 
 class _Totals:
+    MALFORMED_SHOWN = 20
+
     def __init__(self) -> None:
         self.events = 0
-        self.malformed: list[str] = []
+        self.malformed: list[str] = []  # the first MALFORMED_SHOWN, for the summary
+        self.malformed_count = 0
         self.control = 0
         self.digests = 0
         self.matches: Counter[str] = Counter()
@@ -166,7 +178,9 @@ class _Totals:
         self.events += len(decoded.events)
         self.control += decoded.control_messages
         self.digests += decoded.digest_files
-        self.malformed.extend(f"{item.position}: {item.kind}: {item.reason}" for item in decoded.malformed)
+        self.malformed_count += len(decoded.malformed)
+        room = self.MALFORMED_SHOWN - len(self.malformed)
+        self.malformed.extend(f"{item.position}: {item.kind}: {item.reason}" for item in decoded.malformed[:room])
 
     def add_outcome(self, matches: list[Any], errors: list[Any], deliveries: list[Any]) -> None:
         self.matches.update(match.rule_name for match in matches)
@@ -180,17 +194,17 @@ class _Totals:
                 )
 
     def print(self, console: Console, sent: bool) -> None:
-        for line in self.malformed[:20]:
+        for line in self.malformed:
             console.print(f"malformed: {line}", markup=False)
-        if len(self.malformed) > 20:
-            console.print(f"... and {len(self.malformed) - 20} more malformed inputs", markup=False)
+        if self.malformed_count > len(self.malformed):
+            console.print(f"... and {self.malformed_count - len(self.malformed)} more malformed inputs", markup=False)
         for line in self.failed:
             console.print(f"not delivered: {line}", markup=False)
         table = Table(title="summary", show_header=True, title_justify="left")
         table.add_column("what")
         table.add_column("count", justify="right")
         table.add_row("events read", f"{self.events:,}")
-        table.add_row("malformed inputs", f"{len(self.malformed):,}")
+        table.add_row("malformed inputs", f"{self.malformed_count:,}")
         if self.control:
             table.add_row("control messages skipped", f"{self.control:,}")
         if self.digests:

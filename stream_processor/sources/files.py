@@ -17,12 +17,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from stream_processor.decode import decode_bytes
 from stream_processor.model import DecodeResult
 
 S3_SCHEME = "s3://"
+CHUNK_BYTES = 1024 * 1024
 DEFAULT_WORKERS = 8
 
 # `.../CloudTrail/<region>/YYYY/MM/DD/` (and CloudTrail-Digest, CloudTrail-Insight): also matches partial
@@ -90,6 +91,12 @@ class ReadFailure:
 
     source: ArchiveObject
     reason: str
+
+
+def read_chunks(stream: BinaryIO, size: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """A file's bytes in pieces, so that decoding never needs the whole file at once."""
+    while chunk := stream.read(size):
+        yield chunk
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:

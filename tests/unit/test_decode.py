@@ -33,6 +33,7 @@ from stream_processor.decode import (
     MAX_MALFORMED_DATA,
     DecodeBudget,
     decode_bytes,
+    decode_file,
     decode_record,
     decode_records,
     encode_subscription_record,
@@ -580,3 +581,98 @@ def test_the_encoder_writes_aws_health_check_control_messages() -> None:
     document = json.loads(gzip.decompress(encode_subscription_record([], message_type="CONTROL_MESSAGE")))
     assert document["messageType"] == "CONTROL_MESSAGE"
     assert document["logEvents"][0]["message"].startswith("CWL CONTROL MESSAGE")
+
+
+# --- hostile input: one bad item is one bad item, budgets bound the rest --------------------------------------
+
+
+def test_one_event_with_a_number_out_of_range_hides_nothing_in_its_log_file() -> None:
+    # orjson refuses 1e400; jq reads it (as the largest double), so the event is matched like the others.
+    text = (
+        b'{"Records": [' + orjson.dumps(cloudtrail_event(event_id="a")) + b", "
+        + orjson.dumps(cloudtrail_event(event_id="b"))[:-1] + b', "odd": 1e400}, '
+        + orjson.dumps(cloudtrail_event(event_id="c")) + b"]}"
+    )  # fmt: skip
+
+    result = decode_bytes(text, "trail.json")
+
+    assert [e.event_id for e in result.events] == ["a", "b", "c"]
+    assert result.events[1].data["odd"] == 1.7976931348623157e308
+    assert b"1e400" in result.events[1].raw  # the raw text as received, never written again
+    assert result.malformed == []
+
+
+def test_an_event_nested_too_deep_is_parked_alone_and_its_neighbours_decode() -> None:
+    deep = b'{"eventVersion": "1.08", "eventName": "X", "eventSource": "s", "x": ' + b"[" * 2000 + b"]" * 2000 + b"}"
+    shallow = b'{"eventVersion": "1.08", "eventName": "Y", "eventSource": "s", "x": ' + b"[" * 300 + b"]" * 300 + b"}"
+    text = b"[" + orjson.dumps(cloudtrail_event(event_id="a")) + b"," + deep + b"," + shallow + b"]"
+
+    result = decode_bytes(text, "events.json")
+
+    # 300 levels were too deep for orjson to write again: the slice is kept as it came, so it decodes.
+    assert [e.position.sequence for e in result.events] == ["[0]", "[2]"]
+    assert [(m.position.sequence, m.kind) for m in result.malformed] == [("[1]", decode.KIND_TOO_DEEP)]
+
+
+def test_a_record_with_too_many_log_events_is_one_entry_whatever_its_count() -> None:
+    # 200,000 items that are not log events, from a record of a few hundred bytes
+    data = gzip.compress(b'{"messageType": "DATA_MESSAGE", "logEvents": [' + b"0," * 199_999 + b"0]}")
+    record = kinesis(data)
+
+    result = decode_record(record)
+
+    assert [(m.position, m.kind) for m in result.malformed] == [(record.position, decode.KIND_TOO_MANY_ITEMS)]
+    assert "200000 log events" in result.malformed[0].reason
+    assert len(result.malformed[0].data) <= MAX_MALFORMED_DATA
+
+
+def test_bad_log_events_past_the_budget_fold_into_one_entry() -> None:
+    record = kinesis(subscription_json(logEvents=[{"id": str(i)} for i in range(1_000)]))
+
+    result = decode_record(record, DecodeBudget(malformed_entries=10))
+
+    assert [m.kind for m in result.malformed] == [KIND_BAD_LOG_EVENT] * 10 + [KIND_MANY_MALFORMED]
+    assert result.malformed[-1].position == record.position
+    assert "990 more malformed item(s)" in result.malformed[-1].reason
+
+
+def test_an_event_over_the_event_budget_is_parked_alone() -> None:
+    big = cloudtrail_event(event_id="big")
+    big["userAgent"] = "x" * 5_000
+    record = kinesis(encode_subscription_record([cloudtrail_event(event_id="a"), big, cloudtrail_event(event_id="b")]))
+
+    result = decode_record(record, DecodeBudget(event_bytes=4_000))
+
+    assert [e.event_id for e in result.events] == ["a", "b"]
+    assert [(m.position.sub_sequence, m.kind) for m in result.malformed] == [(1, decode.KIND_EVENT_TOO_LARGE)]
+
+
+def test_a_file_is_read_in_parts_and_an_endless_one_stops_at_its_budget() -> None:
+    line = orjson.dumps(cloudtrail_event()) + b"\n"
+
+    parts = list(decode_file(iter([line] * 5_000), "many.jsonl", events_per_part=1_000))
+    assert [len(part.events) for part in parts][:5] == [1_000] * 5
+
+    endless = iter(lambda: line, None)  # never ends
+    budget = DecodeBudget(file_bytes=len(line) * 100)
+    result = DecodeResult()
+    for part in decode_file(endless, "endless.jsonl", budget):
+        result.extend(part)
+    assert len(result.events) == 100
+    assert [m.kind for m in result.malformed] == [KIND_TOO_LARGE]
+
+
+def test_invalid_utf8_is_reported_at_its_byte() -> None:
+    result = decode_bytes(b'{"eventVersion": "1.08", "eventName": "ab\xff"}', "bad.json")
+    assert result.malformed[0].kind == KIND_INVALID_UTF8
+    assert "byte 41" in result.malformed[0].reason
+
+
+def test_a_broken_json_line_holding_an_array_does_not_stop_the_lines_after_it() -> None:
+    broken = b"[" + orjson.dumps(cloudtrail_event(event_id="2")) + b' "x"'
+    lines = [orjson.dumps(cloudtrail_event(event_id="1")), broken, orjson.dumps(cloudtrail_event(event_id="3"))]
+
+    result = decode_bytes(b"\n".join(lines), "lines.jsonl")
+
+    assert [e.event_id for e in result.events] == ["1", "2", "3"]
+    assert [m.position.sequence for m in result.malformed] == ["line 2 [1]"]
