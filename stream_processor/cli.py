@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from stream_processor import __version__
+from stream_processor.safe_text import install_log_filter
 
 # Each module defines `add_parser(subparsers)`, which registers its sub-command and sets `run`.
 COMMANDS = (
@@ -52,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        install_log_filter(handler)  # event text in a log line stays on one bounded line
     try:
         code: int = args.run(args)
     except BrokenPipeError:  # `stream-processor ... | head`: the reader left, nothing is wrong

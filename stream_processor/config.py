@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import jq
@@ -57,6 +57,7 @@ S3_SCHEME = "s3://"
 ENV_CONFIG_BUCKET = "S3_CONFIG_BUCKET"
 ENV_CONFIG_PATH = "S3_CONFIG_PATH"
 _LABEL_LIMIT = 80
+_Checked = TypeVar("_Checked")
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +192,14 @@ def load_config(location: str, aws: AwsSettings | None = None, *, resolver: Secr
         raise ConfigError(
             f"{location}: not valid UTF-8 (at line {line}, column {column}): save the rule file as UTF-8 text"
         ) from None
-    return parse_config(text, location, resolver=resolver, aws=aws)
+    try:
+        return parse_config(text, location, resolver=resolver, aws=aws)
+    except ConfigError:
+        raise
+    except RecursionError:
+        raise ConfigError(f"{location}: nested too deeply to be read: simplify the file") from None
+    except Exception as error:  # the type only: a message could hold a secret being resolved
+        raise ConfigError(f"{location}: could not be loaded ({type(error).__name__}): check the file") from None
 
 
 def _read_local(location: str) -> bytes:
@@ -260,6 +268,8 @@ def parse_config(
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{source}: not valid TOML: {error}: fix the syntax there") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not readable TOML: nested too deeply") from None
     return _ConfigBuilder(source, resolver, aws).build(document)
 
 
@@ -366,14 +376,19 @@ class _ConfigBuilder:
 
         # Problems come out in reading order: rules first (as files usually are), then destinations.
         defined = _distinct_names(table.get("id") for _, table in destination_tables)
-        rules = [self.rule(index, table, defined) for index, table in rule_tables]
+        rules = [
+            self.guarded(_rule_label, index, table, lambda i, t: self.rule(i, t, defined))
+            for index, table in rule_tables
+        ]
         self.report_repeats(
             [(index, table.get("name")) for index, table in rule_tables],
             _rule_label,
             "name is already used by rule #{first}: rule names must be unique (alerts and counts are keyed by "
             "them), rename one",
         )
-        destinations = [self.destination(index, table) for index, table in destination_tables]
+        destinations = [
+            self.guarded(_destination_label, index, table, self.destination) for index, table in destination_tables
+        ]
         self.report_repeats(
             [(index, table.get("id")) for index, table in destination_tables],
             _destination_label,
@@ -387,6 +402,25 @@ class _ConfigBuilder:
             destinations=tuple(d for d in destinations if d is not None),
             source=self.source,
         )
+
+    def guarded(
+        self,
+        label: Callable[[int, str | None], str],
+        index: int,
+        table: Mapping[str, Any],
+        check: Callable[[int, Mapping[str, Any]], _Checked | None],
+    ) -> _Checked | None:
+        """Check one table; a failure of the checks themselves (a program nested too deeply for them, a bug)
+        is one problem naming the table, never an escape that would stop a running worker's reload."""
+        try:
+            return check(index, table)
+        except RecursionError:
+            what = "nested too deeply to be checked"
+        except Exception as error:  # the type only: a message could hold a secret being resolved
+            what = f"could not be checked ({type(error).__name__})"
+        name = table.get("name") if label is _rule_label else table.get("id")
+        self.problem(label(index, name if isinstance(name, str) and name else None), f"{what}: simplify it")
+        return None
 
     def report_repeats(self, named: Sequence[tuple[int, Any]], label: Callable[[int, str], str], message: str) -> None:
         """Report each repeated name against the index of its first use."""

@@ -797,11 +797,10 @@ def _decode_text(reader: _Reader, top: _Scope, gzipped: bool) -> Iterator[None]:
                 previous_multiline = _decode_line(reader, top, documents, previous_multiline, gzipped)
                 complete = True
                 yield None
-            if not complete:
-                # A broken array ends its document. In JSON lines the next line is the next document; a text
-                # that opened with a broken one has nothing readable after it.
-                if documents == 1 or not _skip_line(reader):
-                    return
+            # A broken array ends its document. In JSON lines the next line is the next document; a text
+            # that opened with a broken one has nothing readable after it.
+            if not complete and (documents == 1 or not _skip_line(reader)):
+                return
             if not reader.skip_blank():
                 return
     except _Broken as broken:

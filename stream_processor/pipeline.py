@@ -8,23 +8,32 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-
-import orjson
+from dataclasses import dataclass, field, replace
 
 from stream_processor.alerts.delivery import AlertDeliverer
 from stream_processor.alerts.destinations import create_destination
 from stream_processor.alerts.render import build_alert
-from stream_processor.alerts.storm import StormFolder
+from stream_processor.alerts.storm import Digest, StormFolder
 from stream_processor.aws import AwsSettings
 from stream_processor.config import Config, Rule, compile_jq
 from stream_processor.dead_letters import DeadLetterStore
-from stream_processor.decode import decode_record
+from stream_processor.decode import DEFAULT_BUDGET, DecodeBudget, decode_record, event_identity
 from stream_processor.dedupe import ClaimOutcome, DedupeStore, dedupe_key
 from stream_processor.errors import DeadLetterStoreError
+from stream_processor.json_out import dumps_text
 from stream_processor.matcher import Matcher, build_matcher
-from stream_processor.model import Alert, DecodeResult, DeliveryResult, MatchResult, RawRecord
+from stream_processor.model import (
+    Alert,
+    DecodeResult,
+    DeliveryResult,
+    MalformedInput,
+    MatchResult,
+    RawRecord,
+    RuleRuntimeError,
+)
+from stream_processor.safe_text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,7 @@ class BatchOutcome:
     parked: list[DeliveryResult] = field(default_factory=list)
     parked_inputs: int = 0
     parking_errors: list[str] = field(default_factory=list)
+    pending_digests: list[tuple[Digest, DeliveryResult]] = field(default_factory=list)
 
     @property
     def failed(self) -> list[DeliveryResult]:
@@ -63,7 +73,14 @@ class BatchOutcome:
         return not self.unfinished and not self.parking_errors
 
 
-def decode_and_match(records: Sequence[RawRecord], matcher: Matcher) -> tuple[DecodeResult, MatchResult]:
+MALFORMED_SAMPLE_BYTES_PER_BATCH = 32 * 1024 * 1024
+"""Bytes of malformed input a batch keeps for parking; past it, items keep their position and reason only
+(the record can be read again from the stream by its position)."""
+
+
+def decode_and_match(
+    records: Sequence[RawRecord], matcher: Matcher, budget: DecodeBudget = DEFAULT_BUDGET
+) -> tuple[DecodeResult, MatchResult]:
     """Decode and match record by record, keeping only what matched.
 
     A batch of 10,000 records holds hundreds of thousands of events; holding them all until the batch is
@@ -72,16 +89,29 @@ def decode_and_match(records: Sequence[RawRecord], matcher: Matcher) -> tuple[De
     decoded = DecodeResult()
     matched = MatchResult()
     match_batch = matcher.match_batch
+    sample_room = MALFORMED_SAMPLE_BYTES_PER_BATCH
     for record in records:
-        part = decode_record(record)
+        part = decode_record(record, budget)
         if part.events:
             found = match_batch(part.events)
             matched.matches.extend(found.matches)
             matched.errors.extend(found.errors)
             part.events_released = len(part.events)
             part.events = []
+        if part.malformed:
+            part.malformed, sample_room = _bounded_samples(part.malformed, sample_room)
         decoded.extend(part)
     return decoded, matched
+
+
+def _bounded_samples(items: list[MalformedInput], room: int) -> tuple[list[MalformedInput], int]:
+    kept: list[MalformedInput] = []
+    for item in items:
+        if len(item.data) > room:
+            item = replace(item, data=b"", reason=f"{item.reason} (sample dropped: batch budget for samples spent)")
+        room -= len(item.data)
+        kept.append(item)
+    return kept, room
 
 
 class Pipeline:
@@ -100,6 +130,7 @@ class Pipeline:
         dead_letters: DeadLetterStore | None = None,
         storm: StormFolder | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        budget: DecodeBudget = DEFAULT_BUDGET,
     ) -> None:
         self.config = config
         self.matcher = matcher
@@ -108,6 +139,7 @@ class Pipeline:
         self.ledger = ledger
         self.dead_letters = dead_letters
         self.storm = storm
+        self.budget = budget
         self._batch_arrived: float | None = None
         self._sleep = sleep
         self._rules: dict[str, Rule] = {rule.name: rule for rule in config.rules}
@@ -158,7 +190,7 @@ class Pipeline:
 
     def process_records(self, records: Sequence[RawRecord]) -> BatchOutcome:
         arrived = self._storm_clock()
-        return self._handle(*decode_and_match(records, self.matcher), arrived=arrived)
+        return self._handle(*decode_and_match(records, self.matcher, self.budget), arrived=arrived)
 
     def process_decoded(self, decoded: DecodeResult) -> BatchOutcome:
         return self._handle(decoded, self.matcher.match_batch(decoded.events), arrived=self._storm_clock())
@@ -169,8 +201,7 @@ class Pipeline:
     def _handle(self, decoded: DecodeResult, matched: MatchResult, arrived: float | None = None) -> BatchOutcome:
         """`arrived`: when the batch came in; storm windows count its alerts there, however long sending takes."""
         self._batch_arrived = arrived
-        for error in matched.errors:
-            log.warning("rule %r failed on event at %s: %s", error.rule_name, error.position, error.message)
+        _log_rule_errors(matched.errors)
         outcome = BatchOutcome(decoded, matched)
         for match in matched.matches:
             rule = self._rules[match.rule_name]
@@ -185,6 +216,7 @@ class Pipeline:
             self._send_digests(outcome, force=False)
         if self.dead_letters is not None:
             self._park(outcome, self.dead_letters)
+        self._settle_digests(outcome)
         return outcome
 
     def flush(self) -> BatchOutcome:
@@ -194,7 +226,21 @@ class Pipeline:
             self._send_digests(outcome, force=True)
         if self.dead_letters is not None:
             self._park(outcome, self.dead_letters)
+        self._settle_digests(outcome)
         return outcome
+
+    def _settle_digests(self, outcome: BatchOutcome) -> None:
+        """A digest that failed is done only once parked; otherwise it stays pending and is sent again later
+        (its folded alerts are complete in the ledger: the digest is the only copy of them)."""
+        if self.storm is None:
+            return
+        parked = {id(result) for result in outcome.parked}
+        for digest, result in outcome.pending_digests:
+            if id(result) in parked:
+                self.storm.done(digest)
+            else:
+                self.storm.release(digest)
+        outcome.pending_digests.clear()
 
     def _send_digests(self, outcome: BatchOutcome, force: bool) -> None:
         assert self.storm is not None
@@ -208,27 +254,27 @@ class Pipeline:
                 continue
             result = self.deliverer.deliver(alert, [digest.destination_id])[0]
             outcome.deliveries.append(result)
-            if result.delivered or self.dead_letters is not None:
-                self.storm.done(digest)  # delivered, or parked below with the batch's other failures
+            if result.delivered:
+                self.storm.done(digest)
             else:
-                self.storm.release(digest)
+                outcome.pending_digests.append((digest, result))  # done once parked, else released: `_settle`
 
     def _park(self, outcome: BatchOutcome, store: DeadLetterStore) -> None:
-        """Park what failed for good and what is not CloudTrail, so the shard can move on."""
-        for item in outcome.decoded.malformed:
-            try:
-                store.park_input(item)
-                outcome.parked_inputs += 1
-            except DeadLetterStoreError as error:
-                outcome.parking_errors.append(str(error))
-        for result in outcome.failed:
-            try:
-                store.park_alert(result)
-                outcome.parked.append(result)
-            except DeadLetterStoreError as error:
-                outcome.parking_errors.append(str(error))
-        for error_text in outcome.parking_errors:
-            log.error("could not park a dead letter, the batch stays uncommitted: %s", error_text)
+        """Park what failed for good and what is not CloudTrail, so the shard can move on: one write per batch."""
+        inputs = outcome.decoded.malformed
+        failed = outcome.failed
+        if not inputs and not failed:
+            return
+        try:
+            store.park(inputs=inputs, alerts=failed)
+        except DeadLetterStoreError as error:
+            outcome.parking_errors.append(str(error))
+            log.error(
+                "could not park %d dead letter(s), the batch stays uncommitted: %s", len(inputs) + len(failed), error
+            )
+            return
+        outcome.parked_inputs += len(inputs)
+        outcome.parked.extend(failed)
 
     def _deliver_once(
         self, alert: Alert, destination_id: str, deliverer: AlertDeliverer, outcome: BatchOutcome
@@ -252,10 +298,11 @@ class Pipeline:
         deliverer = deliverer or self.deliverer
         if deliverer is None:
             raise ValueError("this pipeline is a dry run: it has no destinations to send to")
-        event_id = alert.event.event_id
-        key = dedupe_key(alert.rule_name, event_id, destination_id)
+        # An event without eventID is known by a digest of its content, so a replay never sends it again.
+        identity = event_identity(alert.event)
+        key = dedupe_key(alert.rule_name, identity, destination_id)
         owner = alert.event.position.origin
-        if self.ledger is not None and event_id:
+        if self.ledger is not None:
             claim = self._claim(key, owner)
             if claim is ClaimOutcome.ALREADY_DONE:
                 if outcome is not None:
@@ -276,11 +323,11 @@ class Pipeline:
             )
         ):
             outcome.folded += 1
-            if self.ledger is not None and event_id:
+            if self.ledger is not None:
                 self.ledger.complete(key, owner)  # accounted for in the digest: a replay must not fold it again
             return None
         result = deliverer.deliver(alert, [destination_id])[0]
-        if self.ledger is None or not event_id:
+        if self.ledger is None:
             return result
         if result.delivered:
             self.ledger.complete(key, owner)
@@ -302,7 +349,7 @@ class Pipeline:
             value = compile_jq(rule.group_by).input_value(alert.event.data).first()
         except (ValueError, StopIteration):
             return ""
-        return value if isinstance(value, str) else orjson.dumps(value).decode()
+        return value if isinstance(value, str) else dumps_text(value)
 
     def _claim(self, key: str, owner: str) -> ClaimOutcome:
         """A claim held by another worker is usually confirmed within seconds: wait for it, bounded."""
@@ -323,3 +370,23 @@ class Pipeline:
             self.dead_letters.close()
         if self.storm is not None:
             self.storm.close()
+
+
+def _log_rule_errors(errors: Sequence[RuleRuntimeError]) -> None:
+    """One line per rule per batch (a rule failing on every event must not flood the log), with the first
+    failure's position and jq's message, made one bounded line (it may quote event text)."""
+    if not errors:
+        return
+    counts = Counter(error.rule_name for error in errors)
+    first: dict[str, RuleRuntimeError] = {}
+    for error in errors:
+        first.setdefault(error.rule_name, error)
+    for rule_name, count in counts.items():
+        sample = first[rule_name]
+        log.warning(
+            "rule %r failed on %d event(s) of this batch, first at %s: %s",
+            rule_name,
+            count,
+            sample.position,
+            one_line(sample.message, 300),
+        )

@@ -107,6 +107,14 @@ class ConfigWatcher:
             for problem in error.problems:
                 log.error("config reload rejected: %s", _first_line(problem))
             return None
+        except Exception as error:  # whatever went wrong, the running config stays: the type only (secrets)
+            self.rejections += 1
+            log.error(
+                "config reload rejected: %s could not be loaded (%s); the last good config keeps running",
+                self.location,
+                type(error).__name__,
+            )
+            return None
         return config
 
     def apply(self, target: Reconfigurable) -> bool:

@@ -10,14 +10,15 @@ an operator may mean a `<!here>` in a description.
 from __future__ import annotations
 
 import html
-import json
 import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from stream_processor.json_out import dumps_text
 from stream_processor.model import Alert, CloudTrailEvent
+from stream_processor.safe_text import show_invisible
 
 if TYPE_CHECKING:
     from stream_processor.config import Rule
@@ -60,8 +61,9 @@ class AlertSummary:
 
 
 def escape_mrkdwn(text: str) -> str:
-    """Slack's three control characters as entities: no mention, no link, no channel ping survives."""
-    return text.translate(_MRKDWN)
+    """Slack's three control characters as entities (no mention, no link, no channel ping survives), and
+    direction-changing or invisible characters shown as code points."""
+    return show_invisible(text.translate(_MRKDWN))
 
 
 def cap(text: str, limit: int) -> str:
@@ -112,7 +114,7 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 def compact_json(value: Any) -> str:
     """JSON without spaces, non-ASCII kept readable; anything unserialisable as its str()."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return dumps_text(value)
 
 
 # --- the four facts -------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -26,6 +25,7 @@ from stream_processor.commands.common import (
 from stream_processor.config import Rule
 from stream_processor.dead_letters import ALERT, INPUT, DeadLetter, DeadLetterStore
 from stream_processor.errors import ConfigError, DeadLetterStoreError
+from stream_processor.json_out import dumps_text
 from stream_processor.model import Match
 from stream_processor.pipeline import Pipeline
 
@@ -68,7 +68,7 @@ def run_list(args: argparse.Namespace) -> int:
     store.close()
     if args.json:
         for letter in letters:
-            print(orjson.dumps(_as_json(letter)).decode())
+            print(dumps_text(_as_json(letter)))
         return 0
     if not letters:
         console.print("no dead letters")

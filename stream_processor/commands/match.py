@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -26,6 +25,7 @@ from stream_processor.commands.common import (
 )
 from stream_processor.decode import decode_file
 from stream_processor.errors import ConfigError
+from stream_processor.json_out import dumps_text
 from stream_processor.model import Alert, DecodeResult
 from stream_processor.pipeline import Pipeline
 from stream_processor.sources.files import read_chunks
@@ -139,7 +139,7 @@ class _JsonlPrinter:
             "position": str(alert.event.position),
             "output": alert.output,
         }
-        self.stream.write(orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
+        self.stream.write(dumps_text(record) + "\n")
 
 
 class _TextPrinter:

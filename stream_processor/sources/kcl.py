@@ -35,6 +35,7 @@ from stream_processor.alerts.render import output_text
 from stream_processor.alerts.storm import StormFolder, StormPolicy
 from stream_processor.gc_tuning import PeriodicCollector, tune_for_throughput
 from stream_processor.model import Alert, Position, RawRecord
+from stream_processor.safe_text import install_log_filter
 
 if TYPE_CHECKING:
     from stream_processor.metrics import ShardMetrics
@@ -195,8 +196,14 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
     def shard_ended(self, shard_ended_input: Any) -> None:
         # Required: until the parent is checkpointed at SHARD_END the KCL does not start its children.
         try:
-            self._flush_digests()
+            flushed = self._flush_digests()
             self._final_metrics()
+        except Exception:
+            self._fail("unexpected error at shard end", EXIT_UNEXPECTED_ERROR)
+        if not flushed:
+            # The KCL calls shard_ended again after a restart: until then, the shard's end stays unrecorded.
+            self._fail("pending storm digests could be neither delivered nor parked at shard end", EXIT_DELIVERY_FAILED)
+        try:
             log.info("shard %s ended: checkpointing at its end", self.shard_id)
             self._checkpoint(shard_ended_input.checkpointer, None, None)
         except Exception:
@@ -204,8 +211,11 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
 
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
         try:
-            self._flush_digests()
+            flushed = self._flush_digests()
             self._final_metrics()
+            if not flushed:
+                log.error("shutdown requested on shard %s: no checkpoint after a failed digest flush", self.shard_id)
+                return
             if self._processed is None:
                 log.info("shutdown requested on shard %s: nothing processed, nothing to checkpoint", self.shard_id)
                 return
@@ -252,11 +262,12 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
         self._processed = last
         self._checkpoint(checkpointer, last.sequence, last.sub_sequence)
 
-    def _flush_digests(self) -> None:
-        """Before the shard is let go: send the digests still pending (or park them)."""
+    def _flush_digests(self) -> bool:
+        """Before the shard is let go: send the digests still pending (or park them); False if some are neither."""
         outcome = self.pipeline.flush()
         if not outcome.complete:
             log.error("pending storm digests could be neither delivered nor parked on shard %s", self.shard_id)
+        return outcome.complete
 
     def on_incomplete_batch(self, outcome: BatchOutcomeLike) -> None:
         """Something of the batch is neither delivered nor parked as a dead letter: do not checkpoint.
@@ -409,6 +420,7 @@ def configure_logging(verbose: bool, stream: IO[str] | None = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.addFilter(SHARD_TAG)
+    install_log_filter(handler)  # event text in a log line stays on one bounded line
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -17,6 +17,7 @@ from stream_processor.dead_letters import SQSDeadLetterStore
 from stream_processor.dedupe import DynamoDBDedupeStore
 from stream_processor.errors import ConfigError
 from stream_processor.pipeline import Pipeline
+from stream_processor.safe_text import install_log_filter
 
 log = logging.getLogger(__name__)
 
@@ -147,4 +148,6 @@ class ContainerRuntime:
 def _configure_logging(environ: Mapping[str, str]) -> None:
     """Lambda's runtime installs a root handler; make the package's INFO lines reach it."""
     level = environ.get(ENV_LOG_LEVEL, "INFO").upper()
+    for handler in logging.getLogger().handlers:
+        install_log_filter(handler)  # event text in a log line stays on one bounded line
     logging.getLogger("stream_processor").setLevel(level if level in logging.getLevelNamesMapping() else "INFO")

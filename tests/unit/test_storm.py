@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from stream_processor.alerts.delivery import AlertDeliverer, DeliveryPolicy
 from stream_processor.alerts.storm import StormFolder, StormPolicy
 from stream_processor.config import Config, DestinationConfig, Rule
+from stream_processor.dead_letters import SQLiteDeadLetterStore
 from stream_processor.dedupe import MemoryDedupeStore
 from stream_processor.matcher import LibjqMatcher
 from stream_processor.model import Alert, CloudTrailEvent, Position, RawRecord
@@ -247,3 +249,39 @@ def test_a_window_stays_capped_while_a_slow_batch_still_folds_into_it_after_its_
     clock.now += policy.keep_closed_seconds
     assert shard_b.due() == []
     assert shard_b._connection.execute("SELECT COUNT(*) FROM storm_windows").fetchone() == (0,)
+
+
+class Unparkable(SQLiteDeadLetterStore):
+    """A dead-letter store whose disk is full until `working` is set."""
+
+    working = False
+
+    def _add_many(self, letters: Any) -> None:
+        if not self.working:
+            raise OSError("disk full")
+        super()._add_many(letters)
+
+
+def test_a_digest_neither_delivered_nor_parked_stays_pending_and_is_sent_later(tmp_path: Path) -> None:
+    # GIVEN a storm whose 90 folded alerts exist only in the pending digest (they are complete in the ledger)
+    clock = Clock()
+    slack = RecordingDestination(CONFIG.destinations[0])
+    store = Unparkable(tmp_path / "dead.sqlite3")
+    folder = StormFolder(tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=10, window_seconds=60), clock)
+    deliverer = AlertDeliverer({"slack": slack}, DeliveryPolicy.immediate())
+    pipeline = Pipeline(
+        CONFIG, LibjqMatcher((RULE,)), deliverer, ledger=MemoryDedupeStore(), dead_letters=store, storm=folder
+    )
+    assert pipeline.process_records(storm_records(100)).complete
+    clock.now += 61
+
+    # WHEN the digest can be neither delivered nor parked
+    slack.fail = True
+    failed = pipeline.flush()
+
+    # THEN the flush is not complete, and the digest is still there for the next flush
+    assert not failed.complete
+    slack.fail, store.working = False, True
+    again = pipeline.flush()
+    assert again.complete
+    assert [digest_count(str(alert.output)) for alert in slack.sent[10:]] == [90]

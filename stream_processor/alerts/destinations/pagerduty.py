@@ -13,7 +13,6 @@ The routing key is never logged or put in an error message.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -30,6 +29,7 @@ from stream_processor.alerts.render import (
 )
 from stream_processor.aws import AwsSettings
 from stream_processor.config import DestinationConfig
+from stream_processor.json_out import dumps_text
 from stream_processor.model import Alert
 
 DEFAULT_EVENTS_URL: Final = "https://events.pagerduty.com/v2/enqueue"
@@ -141,7 +141,7 @@ class PagerDutyDestination(JsonPostDestination):
             yield "routing_key holds spaces: an Events API v2 integration key has none (the value is not shown)"
 
     def _send(self, alert: Alert) -> None:
-        body = json.dumps(pagerduty_event(alert, self._routing_key), ensure_ascii=False, default=str).encode()
+        body = dumps_text(pagerduty_event(alert, self._routing_key), spaced=True).encode()
         self._post(self._events_url, body, {"Content-Type": "application/json", "User-Agent": "stream-processor"})
 
 

@@ -6,14 +6,13 @@ message or a log line. requests' exceptions carry the URL, so they are replaced,
 
 from __future__ import annotations
 
-import json
-
 from stream_processor.alerts.destinations.base import register
 from stream_processor.alerts.http import JsonPostDestination, parse_retry_after
 from stream_processor.alerts.redact import REDACTED
 from stream_processor.alerts.render import slack_payload
 from stream_processor.aws import AwsSettings
 from stream_processor.config import DestinationConfig
+from stream_processor.json_out import dumps_text
 from stream_processor.model import Alert
 
 
@@ -36,7 +35,7 @@ class SlackDestination(JsonPostDestination):
         return f"SlackDestination(id={self.id!r}, webhook_url={REDACTED!r})"
 
     def _send(self, alert: Alert) -> None:
-        body = json.dumps(slack_payload(alert), ensure_ascii=False).encode()
+        body = dumps_text(slack_payload(alert), spaced=True).encode()
         self._post(self._url, body, {"Content-Type": "application/json; charset=utf-8"})
 
 

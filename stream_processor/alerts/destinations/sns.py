@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from stream_processor.alerts.aws_errors import client_config, delivery_error
@@ -11,6 +10,7 @@ from stream_processor.alerts.render import event_json, sns_message, subject
 from stream_processor.aws import AwsSettings
 from stream_processor.config import DestinationConfig
 from stream_processor.errors import DeliveryError
+from stream_processor.json_out import dumps_text
 from stream_processor.model import Alert
 
 
@@ -46,13 +46,13 @@ class SnsDestination(Destination):
     def message(self, alert: Alert) -> str:
         """The JSON message, with the event cut down when the whole would not fit in one SNS message."""
         body = sns_message(alert)
-        text = json.dumps(body, ensure_ascii=False, default=str)
+        text = dumps_text(body, spaced=True)
         if len(text.encode()) <= self.MAX_MESSAGE_BYTES:
             return text
         body["event"] = event_json(alert, self.MAX_MESSAGE_BYTES // 8)
         body["event_truncated"] = True
-        body["match"] = json.dumps(body["match"], ensure_ascii=False, default=str)[: self.MAX_MESSAGE_BYTES // 8]
-        return json.dumps(body, ensure_ascii=False, default=str)
+        body["match"] = dumps_text(body["match"], spaced=True)[: self.MAX_MESSAGE_BYTES // 8]
+        return dumps_text(body, spaced=True)
 
     def client(self) -> Any:
         """The boto3 SNS client, created on first use with this destination's timeout."""

@@ -5,11 +5,10 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-import orjson
-
 from stream_processor.alerts.destinations.base import Destination, register
 from stream_processor.alerts.render import stdout_record
 from stream_processor.errors import PermanentDeliveryError
+from stream_processor.json_out import dumps_text
 from stream_processor.model import Alert
 
 
@@ -23,7 +22,7 @@ class StdoutDestination(Destination):
     """Where to write; None means the `sys.stdout` of the moment (so redirection and capture work)."""
 
     def _send(self, alert: Alert) -> None:
-        line = orjson.dumps(stdout_record(alert), default=str).decode() + "\n"
+        line = dumps_text(stdout_record(alert)) + "\n"
         stream = self.stream or sys.stdout
         try:
             stream.write(line)

@@ -32,6 +32,7 @@ from stream_processor.alerts.redact import REDACTED
 from stream_processor.alerts.render import webhook_record
 from stream_processor.aws import AwsSettings
 from stream_processor.config import DestinationConfig
+from stream_processor.json_out import dumps_text
 from stream_processor.model import Alert
 
 SIGNATURE_HEADER = "X-Signature-256"
@@ -96,7 +97,7 @@ class WebhookDestination(JsonPostDestination):
 
     def request(self, alert: Alert) -> tuple[bytes, dict[str, str]]:
         """The body and headers `_send` posts (signed now): separate so tests and receivers can check them."""
-        body = json.dumps(webhook_record(alert), ensure_ascii=False, default=str).encode()
+        body = dumps_text(webhook_record(alert), spaced=True).encode()
         headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "stream-processor"}
         headers.update(self._headers)
         headers[ALERT_KEY_HEADER] = hashlib.sha256(alert.key.encode()).hexdigest()

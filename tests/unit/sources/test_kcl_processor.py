@@ -56,11 +56,17 @@ def fake_exit(code: int) -> NoReturn:
 
 
 class FakePipeline:
-    def __init__(self, outcomes: Sequence[BatchOutcome] | None = None, error: Exception | None = None) -> None:
+    def __init__(
+        self,
+        outcomes: Sequence[BatchOutcome] | None = None,
+        error: Exception | None = None,
+        flush_outcome: BatchOutcome | None = None,
+    ) -> None:
         self.batches: list[list[RawRecord]] = []
         self.flushes = 0
         self._outcomes = list(outcomes or [])
         self._error = error
+        self._flush_outcome = flush_outcome
 
     def process_records(self, records: Sequence[RawRecord]) -> BatchOutcome:
         self.batches.append(list(records))
@@ -72,7 +78,7 @@ class FakePipeline:
 
     def flush(self) -> BatchOutcome:
         self.flushes += 1
-        return BatchOutcome(DecodeResult(), MatchResult())
+        return self._flush_outcome or BatchOutcome(DecodeResult(), MatchResult())
 
 
 def failed_outcome() -> BatchOutcome:
@@ -323,6 +329,24 @@ def test_shutdown_request_checkpoints_the_last_complete_batch() -> None:
         ],
     )
     assert run.checkpoints == [("150", 0), ("150", 0)]
+    assert run.statuses == ["initialize", "processRecords", "shutdownRequested"]
+
+
+def test_shard_end_is_not_checkpointed_after_a_digest_flush_that_failed() -> None:
+    # The digest is the only copy of the alerts it folded: the shard's end waits until it is sent or parked.
+    pipeline = FakePipeline(flush_outcome=failed_outcome())
+    run = Run(make_processor(pipeline), [initialize(), action("shardEnded"), checkpoint_answer("SHARD_END")])
+    assert run.exit_code == EXIT_DELIVERY_FAILED
+    assert run.checkpoints == []
+
+
+def test_shutdown_is_not_checkpointed_after_a_digest_flush_that_failed() -> None:
+    pipeline = FakePipeline(flush_outcome=failed_outcome())
+    run = Run(
+        make_processor(pipeline),
+        [initialize(), process_records(record(b"a", "100")), checkpoint_answer("100"), action("shutdownRequested")],
+    )
+    assert run.checkpoints == [("100", 0)]  # the batch's own, none at shutdown
     assert run.statuses == ["initialize", "processRecords", "shutdownRequested"]
 
 
