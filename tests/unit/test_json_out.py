@@ -27,7 +27,9 @@ def nested(depth: int) -> list[Any]:
         pytest.param("1e20", b"100000000000000000000", id="integer-beyond-64-bits"),
         pytest.param("[pow(2; 70), -pow(2; 70)]", b"[1180591620717411303424,-1180591620717411303424]", id="pow"),
         pytest.param("{a: 1e19}", b'{"a":10000000000000000000}', id="in-an-object"),
-        pytest.param("[nan, infinite, -infinite]", b"[null,1.7976931348623157e+308,-1.7976931348623157e+308]", id="nan"),
+        pytest.param(
+            "[nan, infinite, -infinite]", b"[null,1.7976931348623157e+308,-1.7976931348623157e+308]", id="nan"
+        ),
     ],
 )
 def test_every_number_jq_outputs_is_written_as_jq_writes_it(program: str, expected: bytes) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+from pathlib import Path
 from typing import Any, ClassVar
 
 import orjson
@@ -9,7 +12,9 @@ import pytest
 
 from stream_processor.alerts.delivery import AlertDeliverer, DeliveryPolicy
 from stream_processor.alerts.destinations.base import Destination
+from stream_processor.alerts.destinations.stdout import StdoutDestination
 from stream_processor.config import Config, DestinationConfig, Rule
+from stream_processor.dead_letters import SQLiteDeadLetterStore
 from stream_processor.dedupe import MemoryDedupeStore
 from stream_processor.errors import PermanentDeliveryError
 from stream_processor.matcher import LibjqMatcher
@@ -123,3 +128,48 @@ def test_dry_run_sends_nothing_and_hands_alerts_to_the_sink() -> None:
     outcome = pipeline.process_records([record(event("CreateAccessKey", "e1"))])
     assert outcome.complete and outcome.deliveries == []
     assert [a.rule_name for a in seen] == ["Create AccessKey"]
+
+
+# --- hostile outputs and events ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        pytest.param('select(.eventName == "CreateAccessKey") | 1e20', id="integer-beyond-64-bits"),
+        pytest.param('select(.eventName == "CreateAccessKey") | {n: pow(2; 80), x: [range(3)]}', id="big-in-object"),
+        pytest.param('select(.eventName == "CreateAccessKey") | reduce range(600) as $i (.; [.])', id="600-deep"),
+    ],
+)
+def test_any_output_is_printed_delivered_and_parked(tmp_path: Path, program: str) -> None:
+    rule = Rule("odd output", program, "", ("out", "broken"), 1)
+    config = Config((rule,), (DestinationConfig("out", "stdout"), DestinationConfig("broken", "recording")))
+    stdout = StdoutDestination(config.destinations[0])
+    stdout.stream = io.StringIO()
+    broken = RecordingDestination(config.destinations[1], fail=True)
+    deliverer = AlertDeliverer({"out": stdout, "broken": broken}, DeliveryPolicy.immediate())
+    store = SQLiteDeadLetterStore(tmp_path / "dead.sqlite3")
+    pipeline = Pipeline(config, LibjqMatcher((rule,)), deliverer, ledger=MemoryDedupeStore(), dead_letters=store)
+
+    outcome = pipeline.process_records([record(event("CreateAccessKey", "e1"))])
+
+    assert outcome.complete
+    assert [result.delivered for result in outcome.deliveries] == [True, False]
+    printed = json.loads(stdout.stream.getvalue())  # type: ignore[union-attr]
+    [letter] = store.list()
+    assert letter.output == printed["output"] == outcome.alerts[0].output
+
+
+def test_an_event_without_event_id_is_not_sent_again_when_its_batch_is_replayed(
+    destinations: dict[str, RecordingDestination],
+) -> None:
+    pipeline = build(destinations, ledger=MemoryDedupeStore())
+    no_id = {key: value for key, value in event("CreateAccessKey", "").items() if key != "eventID"}
+    other = {**no_id, "userAgent": "another call"}
+    batch = [record(no_id, other)]
+
+    pipeline.process_records(batch)
+    replay = pipeline.process_records(batch)
+
+    assert len(destinations["slack"].sent) == 2  # two different events: two alerts, not collapsed into one
+    assert replay.duplicates == 4  # both events, to both destinations

@@ -145,6 +145,28 @@ def test_a_broken_change_is_refused_with_its_problems_and_the_last_good_config_k
     assert [rule.name for rule in pipeline.config.rules] == ["Stop Logging"]
 
 
+def test_a_rule_too_deep_for_the_checks_is_refused_and_the_worker_keeps_its_rules(
+    rule_file: Path, dry_run: tuple[Pipeline, list[Alert]], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A 600-deep string interpolation made the checks raise RecursionError, which escaped the reload.
+    program = "1"
+    for _ in range(600):
+        program = '"\\(' + program + ')"'
+    pipeline, alerts = dry_run
+    clock = FakeClock()
+    watcher = ConfigWatcher(str(rule_file), interval_seconds=10, clock=clock)
+    deep = RULE.format(name="Deep", event="x").replace('select(.eventName == "x")', program)
+    write(rule_file, deep + DESTINATION.format(url="https://hooks.slack.invalid/x"), 1_700_000_100)
+    clock.now += 11
+
+    with caplog.at_level(logging.ERROR, logger="stream_processor.reload"):
+        assert not watcher.apply(pipeline)
+
+    assert any('rule #1 "Deep"' in r.getMessage() and "nested too deeply" in r.getMessage() for r in caplog.records)
+    pipeline.process_records(batch("CreateAccessKey"))
+    assert [a.rule_name for a in alerts] == ["Create AccessKey"]
+
+
 def test_an_unchanged_or_only_touched_file_is_not_reloaded(
     rule_file: Path, dry_run: tuple[Pipeline, list[Alert]], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -216,3 +216,14 @@ def test_sns_message_carries_name_description_match_and_event() -> None:
         "match": "key for backdoor-user",
         "event": CREATE_ACCESS_KEY,
     }
+
+
+def test_direction_overrides_and_invisible_characters_are_shown_not_obeyed_in_slack() -> None:
+    # "exe.txt" written right to left reads as "txt.exe"; a zero-width space makes two names look alike
+    event = {**CREATE_ACCESS_KEY, "requestParameters": {"userName": "ad\u200bmin\u202etxt.exe\u2066"}}
+
+    text = all_slack_text(render.slack_payload(make_alert(event, output="user \u202eadmin")))
+
+    for invisible in ("\u200b", "\u202e", "\u2066"):
+        assert invisible not in text
+    assert "[U+202E]" in text and "[U+200B]" in text and "[U+2066]" in text
