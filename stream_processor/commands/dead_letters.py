@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +24,7 @@ from stream_processor.commands.common import (
     open_dead_letters,
     open_ledger,
 )
-from stream_processor.config import Rule
+from stream_processor.config import Rule, parse_duration
 from stream_processor.dead_letters import ALERT, INPUT, DeadLetter, DeadLetterStore
 from stream_processor.errors import ConfigError, DeadLetterStoreError
 from stream_processor.json_out import dumps_text
@@ -41,10 +43,15 @@ def add_parser(subparsers: Any) -> None:
         ),
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    listing = actions.add_parser("list", help="show parked items in a table")
+    listing = actions.add_parser("list", help="show parked items in a table, a page at a time")
     listing.add_argument("--kind", choices=(ALERT, INPUT), help="only alerts or only malformed input")
     listing.add_argument("--destination", metavar="ID", help="only alerts for this destination id")
     listing.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    listing.add_argument(
+        "--limit", type=_positive, default=PAGE, metavar="N", help=f"letters per page (default {PAGE})"
+    )
+    listing.add_argument("--after", metavar="ID", help="start after this letter id (the next page's hint gives it)")
+    listing.add_argument("--all", action="store_true", help="every letter, page after page (for --json exports)")
     add_state_arguments(listing)
     add_aws_arguments(listing)
     listing.set_defaults(run=run_list)
@@ -54,6 +61,67 @@ def add_parser(subparsers: Any) -> None:
     add_state_arguments(redrive)
     add_aws_arguments(redrive)
     redrive.set_defaults(run=run_redrive)
+    prune = actions.add_parser(
+        "prune",
+        help="drop old letters (a host's SQLite store; SQS expires them by its retention period)",
+        description=(
+            "The SQLite store also prunes itself while parking (letters older than 14 days, or beyond the newest "
+            "100,000). Prune by hand to free room sooner or to keep less."
+        ),
+    )
+    prune.add_argument(
+        "--older-than", type=parse_duration_arg, metavar="AGE", help="drop letters parked more than AGE ago (7d, 12h)"
+    )
+    prune.add_argument("--keep", type=_non_negative, metavar="N", help="keep only the newest N letters")
+    add_state_arguments(prune)
+    add_aws_arguments(prune)
+    prune.set_defaults(run=run_prune)
+
+
+PAGE = 50
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def parse_duration_arg(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    err = message_console()
+    if args.older_than is None and args.keep is None:
+        err.print("say what to drop: --older-than AGE, --keep N, or both", markup=False)
+        return 2
+    try:
+        store = open_dead_letters(args)
+        removed = store.prune(older_than_seconds=args.older_than, keep=args.keep)
+    except NotImplementedError:
+        err.print("this dead-letter store expires letters itself (SQS: the queue's retention period)", markup=False)
+        return 2
+    except (ConfigError, DeadLetterStoreError) as error:
+        err.print(str(error), markup=False)
+        return 1
+    store.close()
+    err.print(f"pruned {removed:,} dead letter(s)", markup=False)
+    return 0
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -61,19 +129,28 @@ def run_list(args: argparse.Namespace) -> int:
     err = message_console()
     try:
         store = open_dead_letters(args)
-        letters = store.list(kind=args.kind, destination_id=args.destination)
+        if args.all:
+            pages: Iterable[list[DeadLetter]] = store.pages(kind=args.kind, destination_id=args.destination)
+        else:
+            pages = [store.page(kind=args.kind, destination_id=args.destination, after=args.after, limit=args.limit)]
+        if args.json:
+            for page in pages:
+                for letter in page:
+                    print(dumps_text(_as_json(letter)))
+            return 0
+        letters = [letter for page in pages for letter in page]
     except (ConfigError, DeadLetterStoreError) as error:
         err.print(str(error), markup=False)
         return 1
-    store.close()
-    if args.json:
-        for letter in letters:
-            print(dumps_text(_as_json(letter)))
-        return 0
+    finally:
+        with contextlib.suppress(Exception):
+            store.close()
     if not letters:
-        console.print("no dead letters")
+        console.print("no dead letters" + (" after that id" if args.after else ""))
         return 0
-    table = Table(title=f"{len(letters)} dead letters", title_justify="left")
+    full_page = not args.all and len(letters) == args.limit
+    title = f"{len(letters)} dead letters" + (" (one page)" if full_page else "")
+    table = Table(title=title, title_justify="left")
     for column in ("id", "kind", "parked", "position", "rule → destination", "attempts", "reason"):
         table.add_column(column, overflow="fold")
     for letter in letters:
@@ -87,6 +164,8 @@ def run_list(args: argparse.Namespace) -> int:
             letter.reason,
         )
     console.print(table)
+    if full_page:
+        err.print(f"next page: stream-processor dead-letters list --after {letters[-1].id} ...", markup=False)
     return 0
 
 
@@ -108,7 +187,7 @@ def run_redrive(args: argparse.Namespace) -> int:
     try:
         config = load_config_from_args(args)
         store = open_dead_letters(args)
-        letters = store.list(kind=ALERT, destination_id=args.destination)
+        letters = store.list(kind=ALERT, destination_id=args.destination)  # redrive removes them as it goes
     except (ConfigError, DeadLetterStoreError) as error:
         for line in getattr(error, "problems", [str(error)]):
             err.print(line, markup=False)

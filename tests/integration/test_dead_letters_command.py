@@ -73,3 +73,37 @@ def test_redrive_keeps_what_still_fails(tmp_path: Path) -> None:
         assert main(["dead-letters", "redrive", "-c", str(config), "--state-dir", str(state)]) == 1
         [letter] = store.list()
         assert letter.attempts == 6 and "403" in letter.reason
+
+
+def test_a_big_sqs_dead_letter_fits_the_real_queue_and_still_redrives(moto_server: AwsSettings) -> None:
+    sqs = moto_server.client("sqs")
+    queue_url = sqs.create_queue(QueueName=f"dead-letters-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    store = SQSDeadLetterStore(sqs, queue_url)
+    huge = {**CREATE_ACCESS_KEY, "userAgent": "\uffff" + "ü" * 400_000}
+    event = CloudTrailEvent(orjson.dumps(huge), huge, Position("shardId-000000000003", "43"))
+    alert = Alert("Create AccessKey", "d", {"n": 2**70, "text": "x" * 300_000}, event)
+
+    store.park(alerts=[DeliveryResult(alert, "Slack Audit", delivered=False, attempts=5, reason="500")])
+
+    [letter] = store.list()
+    assert letter.alert().event.event_id == CREATE_ACCESS_KEY["eventID"]
+    assert "[cut: " in str(letter.output) or "[cut: " in letter.data.decode()
+
+
+def test_list_pages_and_prune_on_a_host_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "state"
+    store = SQLiteDeadLetterStore(state / "dead-letters.sqlite3")
+    store.park(alerts=[parked_result() for _ in range(7)])
+    store.close()
+
+    assert main(["dead-letters", "list", "--json", "--limit", "3", "--state-dir", str(state)]) == 0
+    first = [orjson.loads(line)["id"] for line in capsys.readouterr().out.splitlines()]
+    assert (
+        main(["dead-letters", "list", "--json", "--limit", "3", "--after", first[-1], "--state-dir", str(state)]) == 0
+    )
+    second = [orjson.loads(line)["id"] for line in capsys.readouterr().out.splitlines()]
+    assert len(first) == len(second) == 3 and not set(first) & set(second)
+
+    assert main(["dead-letters", "prune", "--keep", "2", "--state-dir", str(state)]) == 0
+    assert main(["dead-letters", "list", "--all", "--json", "--state-dir", str(state)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
