@@ -123,7 +123,7 @@ class DecodeBudget:
     Logs batch at most 10,000 log events; a CloudTrail event is at most 256 KB.
     """
 
-    record_bytes: int = 16 * _MIB
+    record_bytes: int = 8 * _MIB
     """Decompressed bytes of one Kinesis record (or Lambda record)."""
     file_bytes: int = 4096 * _MIB
     """Decompressed bytes of one file or S3 object (read as a stream: memory does not grow with it)."""
@@ -535,6 +535,29 @@ def _gunzip(data: bytes, limit: int, what: str) -> tuple[list[bytes], str, str]:
             return [], KIND_CORRUPT_GZIP, f"{len(rest)} bytes of trailing data after gzip member {number}"
 
 
+_DENSITY_CHECKED_BYTES: Final = 1024 * 1024
+_MIN_BYTES_PER_VALUE: Final = 8
+
+
+def _too_dense(text: bytes) -> str:
+    """Why a large text would cost far more memory parsed than its size, or "".
+
+    Each JSON object, array or string costs Python about 50-60 bytes however short its text: 16 MiB of
+    ``{},{},…`` is 5.6 million dicts, half a gigabyte. CloudTrail has one object or array per ~160 bytes and
+    one string per ~23; past one of either per 8 bytes the text is refused before parsing. Only texts over a
+    MiB are counted, so ordinary records pay nothing.
+    """
+    if len(text) <= _DENSITY_CHECKED_BYTES:
+        return ""
+    values = text.count(b"{") + text.count(b"[") + text.count(b'"') // 2
+    if values * _MIN_BYTES_PER_VALUE <= len(text):
+        return ""
+    return (
+        f"{values} objects, arrays or strings in {len(text)} bytes: far denser than CloudTrail, too costly to "
+        "parse (budget: items per record)"
+    )
+
+
 def _strip_bom(payload: bytes) -> bytes:
     return payload[3:] if payload[:3] == _UTF8_BOM else payload
 
@@ -543,6 +566,10 @@ def _decode_document(payload: bytes, scope: _Scope, *, gzipped: bool) -> None:
     """A record's text: one orjson parse for the usual subscription object, the text reader for the rest."""
     payload = _strip_bom(payload)
     scope.payload = payload
+    dense = _too_dense(payload)
+    if dense:
+        scope.malformed_whole(KIND_TOO_MANY_ITEMS, dense)
+        return
     if _RECORDS_HEAD.match(payload) is None and payload.lstrip()[:1] != b"[":
         try:
             value = orjson.loads(payload)
@@ -849,6 +876,9 @@ def _decode_line(reader: _Reader, top: _Scope, number: int, try_multiline: bool,
     problem: _Unparsed | None = None
     multiline = False
     try:
+        dense = _too_dense(text)
+        if dense:
+            raise _Unparsed(KIND_TOO_MANY_ITEMS, dense)
         value = loads_like_jq(text)
     except _Unparsed as error:
         problem = error
