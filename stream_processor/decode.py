@@ -174,7 +174,7 @@ def decode_records(records: Iterable[RawRecord], budget: DecodeBudget = DEFAULT_
 
 
 def decode_file(
-    chunks: Iterable[bytes], origin: str, budget: DecodeBudget = DEFAULT_BUDGET, *, events_per_part: int = 2000
+    chunks: Iterable[bytes], origin: str, budget: DecodeBudget = DEFAULT_BUDGET, *, events_per_part: int = 500
 ) -> Iterator[DecodeResult]:
     """Decode a file or object read as a stream of byte chunks, in parts of about ``events_per_part`` events.
 
@@ -647,7 +647,7 @@ class _Reader:
     buffer, dropping what was consumed).
     """
 
-    __slots__ = ("buffer", "ended", "last", "limit", "newlines", "pieces", "read", "start", "what")
+    __slots__ = ("before", "buffer", "counted", "ended", "limit", "newlines", "pieces", "read", "start", "what")
 
     def __init__(self, pieces: Iterator[bytes], limit: int, what: str) -> None:
         self.pieces = pieces
@@ -657,13 +657,21 @@ class _Reader:
         self.limit = limit
         self.what = what
         self.ended = False
-        self.newlines = 0
-        self.last = b"\n"  # the last byte consumed: the text starts at the start of a line
+        self.newlines = 0  # newlines in the text before `counted`
+        self.counted = 0
+        self.before = 10  # the byte before the buffer (dropped): the text starts at the start of a line
 
     @property
     def line(self) -> int:
         """The line number where the unconsumed text starts."""
+        self._count_newlines()
         return self.newlines + 1
+
+    def _count_newlines(self) -> None:
+        """Count the newlines consumed since the last count (lazily: only line numbers need them)."""
+        if self.counted < self.start:
+            self.newlines += self.buffer.count(b"\n", self.counted, self.start)
+            self.counted = self.start
 
     def more(self) -> bool:
         """Read the next piece; False when the text has ended.
@@ -687,7 +695,11 @@ class _Reader:
             raise _Broken(
                 KIND_TOO_LARGE, f"decompresses to more than {self.limit} bytes (budget: bytes per {self.what})"
             )
+        self._count_newlines()  # before what is consumed is dropped
+        if self.start:
+            self.before = self.buffer[self.start - 1]
         self.buffer = self.buffer[self.start :] + piece
+        self.counted -= self.start
         self.start = 0
         return True
 
@@ -700,15 +712,12 @@ class _Reader:
     def consume_to(self, end: int) -> bytes:
         """Consume up to ``end`` (an index from this reader) and return what was consumed."""
         taken = self.buffer[self.start : end]
-        if taken:
-            self.newlines += taken.count(b"\n")
-            self.last = taken[-1:]
         self.start = end
         return taken
 
     def at_line_start(self) -> bool:
         """Whether the unconsumed text starts a line (only whitespace consumed since the last newline)."""
-        return self.last == b"\n"
+        return (self.buffer[self.start - 1] if self.start else self.before) == 10
 
     def skip_blank(self) -> bool:
         """Consume whitespace; False when nothing but whitespace is left."""
@@ -915,6 +924,10 @@ def _decode_line(reader: _Reader, top: _Scope, number: int, try_multiline: bool,
     return multiline
 
 
+_COMPACT_FIRST_KEY: Final = re.compile(rb'\{"([^"\\]{1,64})"')
+_ITEMS_PER_YIELD: Final = 256
+
+
 def _decode_array(reader: _Reader, top: _Scope, label_open: str) -> Generator[None, None, bool]:
     """The items of an array (an event list, or a log file's ``Records``), sliced and parsed one by one.
 
@@ -925,6 +938,8 @@ def _decode_array(reader: _Reader, top: _Scope, label_open: str) -> Generator[No
     budget = sink.budget
     event_limit = budget.event_bytes
     value_limit = max(event_limit, budget.record_bytes)
+    loads = orjson.loads
+    decode_error = orjson.JSONDecodeError
     if not reader.skip_blank():
         sink.malformed(sink.at("", f"{label_open}0]"), KIND_NOT_JSON, _UNCLOSED, b"")
         return False
@@ -933,6 +948,42 @@ def _decode_array(reader: _Reader, top: _Scope, label_open: str) -> Generator[No
         return True
     index = 0
     while True:
+        # The fast way through a log file: items separated by `},{"<the same first key>"`, each sliced and
+        # parsed once; anything else (the last item, spaces, a slice that does not parse) takes the general way.
+        buffer = reader.buffer
+        first_key = _COMPACT_FIRST_KEY.match(buffer, reader.start)
+        if first_key is not None:
+            between = b'},{"' + first_key.group(1) + b'"'
+            find = buffer.find
+            events = sink.result.events
+            by_path = sink.by_path
+            start = reader.start
+            done_here = 0
+            while True:
+                if not by_path and index >= budget.record_items:
+                    break
+                next_item = find(between, start + 1, start + event_limit)
+                if next_item < 0:
+                    break
+                raw = buffer[start : next_item + 1]
+                try:
+                    value = loads(raw)
+                except decode_error:
+                    break
+                position = Position(sink.origin, f"{label_open}{index}]") if by_path else sink.at("", "")
+                if is_cloudtrail_event(value):
+                    events.append(CloudTrailEvent(raw, value, position))
+                else:
+                    sink.malformed(position, KIND_NOT_CLOUDTRAIL_EVENT, _not_event_reason(value), raw)
+                index += 1
+                start = next_item + 2
+                done_here += 1
+                if done_here >= _ITEMS_PER_YIELD:
+                    break
+            reader.start = start
+            if done_here:
+                yield None
+                continue
         if not sink.by_path and index >= budget.record_items:
             top.malformed_whole(
                 KIND_TOO_MANY_ITEMS, f"more than {budget.record_items} items (budget: items per record)"
@@ -944,12 +995,12 @@ def _decode_array(reader: _Reader, top: _Scope, label_open: str) -> Generator[No
         if reader.buffer[reader.start] == ord("{"):
             end, value = guess_object(reader.buffer, reader.start, event_limit, _loads_slice)
         if end < 0:
-            found = reader.value_end(value_limit)
-            if found is None:
+            scanned = reader.value_end(value_limit)
+            if scanned is None:
                 raw = reader.consume_to(len(reader.buffer))
                 sink.malformed(position, KIND_NOT_JSON, "the text ends inside this item", raw)
                 return False
-            end = found
+            end = scanned
         raw = reader.consume_to(end)
         if len(raw) > event_limit:
             sink.malformed(

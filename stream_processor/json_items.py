@@ -18,7 +18,6 @@ import re
 from collections.abc import Callable
 from typing import Any, Final
 
-_GUESS_END: Final = re.compile(rb"\}[ \t\r\n]*[,\]]")
 _STRUCTURE: Final = re.compile(rb'[\[\]{}"]')
 _STRING_TAIL: Final = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _SCALAR: Final = re.compile(rb"[^,\]}{\[\" \t\r\n]*")
@@ -30,15 +29,46 @@ NOT_PARSED: Final[Any] = object()
 """What `guess_object` returns when the guess did not parse: scan with `ValueScan`."""
 
 
+_FIRST_KEY: Final = re.compile(rb'\{[ \t\r\n]*"([^"\\]{1,64})"')
+_LAST_END: Final = re.compile(rb"\}[ \t\r\n]*\]")
+_separators: dict[bytes, tuple[bytes, re.Pattern[bytes]]] = {}
+
+
+def _separator(key: bytes) -> tuple[bytes, re.Pattern[bytes]]:
+    """How one item ends and the next begins, when the items open with the same key (``},{"eventVersion"``)."""
+    found = _separators.get(key)
+    if found is None:
+        pattern = re.compile(rb'\}[ \t\r\n]*,[ \t\r\n]*\{[ \t\r\n]*"' + re.escape(key) + rb'"')
+        found = (b'},{"' + key + b'"', pattern)
+        if len(_separators) < 256:
+            _separators[key] = found
+    return found
+
+
 def guess_object(text: bytes, start: int, limit: int, loads: Callable[[bytes], Any]) -> tuple[int, Any]:
     """(end, parsed value) of the object at ``text[start]`` when the cheap guess parses, else (-1, NOT_PARSED).
 
-    Only the first ``limit`` bytes after ``start`` are searched, so a huge item costs one bounded search.
+    The guess: items of a log file or event array open with the same key (CloudTrail's ``eventVersion``), so
+    this one ends where ``},{"<that key>"`` begins the next, or, for the last, at a ``}`` before ``]``. Only
+    the first ``limit`` bytes after ``start`` are searched, so a huge item costs one bounded search.
     """
-    guess = _GUESS_END.search(text, start, start + limit)
-    if guess is None:
-        return -1, NOT_PARSED
-    end = guess.start() + 1
+    stop = start + limit
+    end = -1
+    first_key = _FIRST_KEY.match(text, start)
+    if first_key is not None:
+        literal, pattern = _separator(first_key.group(1))
+        found = text.find(literal, start + 1, stop)
+        if found >= 0:
+            end = found + 1
+        else:
+            spaced = pattern.search(text, start + 1, stop)
+            if spaced is not None:
+                end = spaced.start() + 1
+    if end < 0:
+        last = _LAST_END.search(text, start, stop)
+        if last is None:
+            return -1, NOT_PARSED
+        end = last.start() + 1
     try:
         return end, loads(text[start:end])
     except ValueError:

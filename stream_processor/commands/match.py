@@ -25,6 +25,7 @@ from stream_processor.commands.common import (
 )
 from stream_processor.decode import decode_file
 from stream_processor.errors import ConfigError
+from stream_processor.gc_tuning import tune_for_throughput
 from stream_processor.json_out import dumps_text
 from stream_processor.model import Alert, DecodeResult
 from stream_processor.pipeline import Pipeline
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         for problem in error.problems:
             err.print(problem, markup=False)
         return 1
+    tune_for_throughput()  # as the consumer does: each part of a file is hundreds of short-lived dicts
     out = sys.stdout
     printer = _JsonlPrinter(out) if args.format == "jsonl" else _TextPrinter(Console(highlight=False))
     pipeline = Pipeline.build(
