@@ -181,18 +181,42 @@ def decode_file(
     ``origin`` (the file name, ``-`` for stdin) names it in positions. The file is never held whole: memory
     stays that of one part and one event, whatever the file's size. A problem found late (a gzip trailer
     that does not check out, the file budget) is reported after the events read before it.
+
+    Raises:
+        Whatever iterating ``chunks`` raises (an unreadable file or object): that is the caller's to report.
     """
     result = DecodeResult()
     sink = _Sink(result, Position(origin), budget, by_path=True)
-    iterator = iter(chunks)
     try:
-        for _ in _decode_file_input(iterator, sink):
+        for _ in _decode_file_input(_read(chunks), sink):
             if len(sink.result.events) + len(sink.result.malformed) >= events_per_part:
                 yield sink.take()
+    except _ReadError as error:  # the source failed (gone, denied, I/O): the caller's to report, not ours
+        raise error.original from None
     except Exception as exc:  # a decoder bug must park the rest of the input, not crash: see KIND_DECODER_ERROR
         sink.malformed(sink.position, KIND_DECODER_ERROR, f"{type(exc).__name__}: {exc}", b"")
     sink.finish()
     yield sink.take()
+
+
+class _ReadError(Exception):
+    """An exception of the chunks' source, carried through the decoder untouched."""
+
+    def __init__(self, original: Exception) -> None:
+        super().__init__(str(original))
+        self.original = original
+
+
+def _read(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    iterator = iter(chunks)
+    while True:
+        try:
+            chunk = next(iterator)
+        except StopIteration:
+            return
+        except Exception as error:
+            raise _ReadError(error) from error
+        yield chunk
 
 
 def decode_bytes(data: bytes, origin: str, budget: DecodeBudget = DEFAULT_BUDGET) -> DecodeResult:

@@ -10,9 +10,12 @@ import argparse
 import csv
 import io
 import logging
+import multiprocessing
+import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -27,6 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stream_processor.alerts.render import cap, output_text, summarize
+from stream_processor.aws import AwsSettings
 from stream_processor.commands.common import (
     add_aws_arguments,
     add_config_argument,
@@ -35,22 +39,25 @@ from stream_processor.commands.common import (
     message_console,
 )
 from stream_processor.config import Config
+from stream_processor.decode import decode_file
 from stream_processor.errors import ConfigError
+from stream_processor.gc_tuning import tune_for_throughput
 from stream_processor.model import Alert, DecodeResult, MatchResult
 from stream_processor.pipeline import Pipeline
 from stream_processor.sources.files import (
     ALL_DATES,
     S3_SCHEME,
     ArchiveObject,
-    ArchiveReader,
     DateRange,
-    ReadFailure,
+    failure_reason,
     list_local,
     list_s3,
+    object_chunks,
     parse_s3_url,
 )
 
 SAMPLE_CHARS = 160
+DEFAULT_WORKERS = os.cpu_count() or 1
 MATCHERS = ("fast", "libjq")  # build_matcher's kinds; the fast path is the default
 MALFORMED_SHOWN = 20
 
@@ -74,7 +81,13 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--until", type=_day, metavar="DATE", help="last day (UTC, inclusive) of the CloudTrail date path to read"
     )
-    parser.add_argument("--workers", type=int, default=8, help="objects read at the same time (default: %(default)s)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        help="processes reading and matching objects at once (default: every core, %(default)s here); "
+        "for S3, more than the cores hides the time to first byte",
+    )
     parser.add_argument("--matcher", choices=MATCHERS, default=MATCHERS[0], help=argparse.SUPPRESS)
     add_aws_arguments(parser)
     parser.set_defaults(run=run)
@@ -117,6 +130,18 @@ class RuleStats:
         # The earliest event is the sample: the same whatever order the concurrent reads finish in.
         if self.sample is None or _sample_key(alert) < _sample_key(self.sample):
             self.sample = alert
+
+    def merge(self, other: RuleStats) -> None:
+        """Add another part of the archive's stats: the result does not depend on the order of the parts."""
+        self.matches += other.matches
+        self.errors += other.errors
+        self.principals |= other.principals
+        if other.first_time is not None and (self.first_time is None or other.first_time < self.first_time):
+            self.first_time = other.first_time
+        if other.last_time is not None and (self.last_time is None or other.last_time > self.last_time):
+            self.last_time = other.last_time
+        if other.sample is not None and (self.sample is None or _sample_key(other.sample) < _sample_key(self.sample)):
+            self.sample = other.sample
 
     def sample_record(self) -> dict[str, Any] | None:
         if self.sample is None:
@@ -164,6 +189,8 @@ class BacktestReport:
     control_messages: int = 0
     digest_files: int = 0
     malformed: list[str] = field(default_factory=list)
+    """The first MALFORMED_SHOWN, in object-name order (whatever order the objects were read in)."""
+    malformed_count: int = 0
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -171,15 +198,31 @@ class BacktestReport:
     def for_config(cls, config: Config) -> BacktestReport:
         return cls({rule.name: RuleStats(rule.name) for rule in config.rules})
 
-    def add(self, source: ArchiveObject, decoded: DecodeResult, matched: MatchResult) -> None:
-        self.objects += 1
-        self.bytes_read += source.size
-        self.events += len(decoded.events)
+    def add(self, decoded: DecodeResult, matched: MatchResult, alerts: Sequence[Alert]) -> None:
+        """One part of one object: its counts, its malformed input, its rule errors and alerts."""
+        self.events += decoded.event_count
         self.control_messages += decoded.control_messages
         self.digest_files += decoded.digest_files
-        self.malformed.extend(f"{item.position}: {item.kind}: {item.reason}" for item in decoded.malformed)
+        self.malformed_count += len(decoded.malformed)
+        room = MALFORMED_SHOWN - len(self.malformed)
+        self.malformed.extend(f"{item.position}: {item.kind}: {item.reason}" for item in decoded.malformed[:room])
         for error in matched.errors:
             self.rules[error.rule_name].errors += 1
+        for alert in alerts:
+            self.rules[alert.rule_name].add(alert)
+
+    def merge(self, other: BacktestReport) -> None:
+        """Add the report of other objects; merged in object-name order, the result is exactly a sequential run's."""
+        self.objects += other.objects
+        self.bytes_read += other.bytes_read
+        self.events += other.events
+        self.control_messages += other.control_messages
+        self.digest_files += other.digest_files
+        self.malformed_count += other.malformed_count
+        self.malformed = sorted(self.malformed + other.malformed)[:MALFORMED_SHOWN]
+        self.failures = sorted(self.failures + other.failures)
+        for name, stats in other.rules.items():
+            self.rules[name].merge(stats)
 
     @property
     def events_per_second(self) -> float:
@@ -203,7 +246,7 @@ class BacktestReport:
                 "objects": self.objects,
                 "bytes": self.bytes_read,
                 "events": self.events,
-                "malformed": len(self.malformed),
+                "malformed": self.malformed_count,
                 "control_messages": self.control_messages,
                 "digest_files": self.digest_files,
                 "unreadable_objects": len(self.failures),
@@ -268,14 +311,14 @@ class BacktestReport:
     def print_totals(self, console: Console) -> None:
         for line in self.failures:
             console.print(f"unreadable: {line}", markup=False, soft_wrap=True)
-        for line in self.malformed[:MALFORMED_SHOWN]:
+        for line in self.malformed:
             console.print(f"malformed: {line}", markup=False, soft_wrap=True)
-        if len(self.malformed) > MALFORMED_SHOWN:
-            console.print(f"... and {len(self.malformed) - MALFORMED_SHOWN} more malformed inputs", markup=False)
+        if self.malformed_count > len(self.malformed):
+            console.print(f"... and {self.malformed_count - len(self.malformed)} more malformed inputs", markup=False)
         parts = [
             f"{self.objects:,} objects ({self.bytes_read / 1e6:,.1f} MB)",
             f"{self.events:,} events",
-            f"{len(self.malformed):,} malformed",
+            f"{self.malformed_count:,} malformed",
         ]
         if self.digest_files:
             parts.append(f"{self.digest_files:,} digest files skipped")
@@ -320,56 +363,128 @@ def _aws_reason(error: Exception) -> str:
     return str(error)
 
 
+class _Scanner:
+    """Reads and matches whole objects: one per process of the pool (or the only one, with one worker)."""
+
+    def __init__(self, config: Config, aws: AwsSettings | None, matcher_kind: str, s3_workers: int) -> None:
+        self.config = config
+        self.pipeline = Pipeline.build(config, send=False, matcher_kind=matcher_kind, alert_sink=None)
+        self.aws = aws
+        self.s3_workers = s3_workers
+        self._s3: Any | None = None
+        # Rule run-time errors are counted per rule in the report; a line each would bury it.
+        logging.getLogger("stream_processor.pipeline").setLevel(logging.ERROR)
+
+    def s3(self) -> Any:
+        if self._s3 is None:
+            self._s3 = _s3_client(self.aws, self.s3_workers)
+        return self._s3
+
+    def scan(self, source: ArchiveObject) -> BacktestReport:
+        report = BacktestReport.for_config(self.config)
+        report.objects, report.bytes_read = 1, source.size
+        try:
+            s3 = self.s3() if source.name.startswith(S3_SCHEME) else None
+            for decoded in decode_file(object_chunks(source, s3), source.name):
+                outcome = self.pipeline.process_decoded(decoded)
+                report.add(decoded, outcome.matched, outcome.alerts)
+        except Exception as error:  # unreadable (gone, denied, I/O): reported, the run goes on
+            failed = BacktestReport.for_config(self.config)
+            failed.failures.append(f"{source.name}: {failure_reason(error)}")
+            return failed
+        return report
+
+
+def _s3_client(aws: AwsSettings | None, workers: int) -> Any:
+    pool = BotoConfig(max_pool_connections=max(10, workers), retries={"mode": "standard"})
+    return (aws or AwsSettings()).client("s3", config=pool)
+
+
+_scanner: _Scanner | None = None
+
+
+def _start_worker(config: Config, aws: AwsSettings | None, matcher_kind: str, s3_workers: int) -> None:
+    global _scanner
+    tune_for_throughput()
+    _scanner = _Scanner(config, aws, matcher_kind, s3_workers)
+
+
+def _scan_in_worker(source: ArchiveObject) -> BacktestReport:
+    assert _scanner is not None, "the worker was not started"
+    return _scanner.scan(source)
+
+
 def run_backtest(
     config: Config,
     sources: list[str],
     *,
     dates: DateRange = ALL_DATES,
-    s3_client: Any | None = None,
-    workers: int = 8,
+    aws: AwsSettings | None = None,
+    workers: int = DEFAULT_WORKERS,
     matcher_kind: str = MATCHERS[0],
     progress: Progress | None = None,
 ) -> BacktestReport:
     """Match every event of `sources` against `config`'s rules, never sending anything.
 
+    Objects are read and matched by `workers` processes, each streaming one object at a time (memory does not
+    grow with object size); their reports are merged in object-name order, so the result is exactly that of
+    one worker whatever the order the objects finish in.
+
     Raises:
         FileNotFoundError: a local source does not exist (checked before anything is read).
     """
-    for source in sources:
-        if not source.startswith(S3_SCHEME) and not Path(source).exists():
-            raise FileNotFoundError(2, "no such file or folder", source)
+    for location in sources:
+        if not location.startswith(S3_SCHEME) and not Path(location).exists():
+            raise FileNotFoundError(2, "no such file or folder", location)
     report = BacktestReport.for_config(config)
-    pipeline = Pipeline.build(config, send=False, matcher_kind=matcher_kind, alert_sink=None)
-    reader = ArchiveReader(s3_client, workers=workers)
     task = progress.add_task("listing", total=None, events=0) if progress is not None else None
     listed = 0
+    parts: dict[str, BacktestReport] = {}
 
-    def on_listed(_: ArchiveObject) -> None:
+    def listing() -> Iterator[ArchiveObject]:
         nonlocal listed
-        listed += 1
+        s3 = _s3_client(aws, workers) if any(location.startswith(S3_SCHEME) for location in sources) else None
+        for found in _listing(sources, dates, s3, report.failures):
+            listed += 1
+            yield found
+
+    def done(source: ArchiveObject, part: BacktestReport) -> None:
+        parts[source.name] = part
+        if progress is not None and task is not None:
+            events = sum(p.events for p in parts.values())
+            progress.update(task, description="reading", completed=len(parts), total=listed, events=events)
 
     started = time.monotonic()
-    # Rule run-time errors are counted per rule in the report; a line each would bury it.
-    pipeline_log = logging.getLogger("stream_processor.pipeline")
-    level = pipeline_log.level
-    pipeline_log.setLevel(logging.ERROR)
-    try:
-        for item in reader.read(_listing(sources, dates, s3_client, report.failures), on_listed):
-            if isinstance(item, ReadFailure):
-                report.failures.append(f"{item.source.name}: {item.reason}")
-            else:
-                outcome = pipeline.process_decoded(item.decoded)
-                report.add(item.source, item.decoded, outcome.matched)
-                for alert in outcome.alerts:
-                    report.rules[alert.rule_name].add(alert)
-            if progress is not None and task is not None:
-                done = report.objects + len(report.failures)
-                progress.update(task, completed=done, total=listed, events=report.events)
-        if progress is not None and task is not None:
-            progress.update(task, description="read", total=listed)
-    finally:
-        pipeline_log.setLevel(level)
-        pipeline.close()
+    if workers <= 1:
+        scanner = _Scanner(config, aws, matcher_kind, 1)
+        try:
+            for source in listing():
+                done(source, scanner.scan(source))
+        finally:
+            scanner.pipeline.close()
+    else:
+        context = multiprocessing.get_context("forkserver")
+        initargs = (config, aws, matcher_kind, workers)
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=initargs) as pool:
+            running: dict[Future[BacktestReport], ArchiveObject] = {}
+            sources_left = listing()
+            exhausted = False
+            while running or not exhausted:
+                while not exhausted and len(running) < 2 * workers:
+                    following = next(sources_left, None)
+                    if following is None:
+                        exhausted = True
+                    else:
+                        running[pool.submit(_scan_in_worker, following)] = following
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    done(running.pop(future), future.result())
+    for name in sorted(parts):  # name order: the merged sample and malformed list are the same every run
+        report.merge(parts[name])
+    if progress is not None and task is not None:
+        progress.update(task, description="read", completed=len(parts), total=listed)
     report.seconds = time.monotonic() - started
     return report
 
@@ -385,10 +500,6 @@ def run(args: argparse.Namespace) -> int:
         for problem in error.problems:
             err.print(problem, markup=False)
         return 1
-    s3_client = None
-    if any(source.startswith(S3_SCHEME) for source in args.sources):
-        pool = BotoConfig(max_pool_connections=max(10, args.workers), retries={"mode": "standard"})
-        s3_client = aws_settings(args).client("s3", config=pool)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -405,7 +516,7 @@ def run(args: argparse.Namespace) -> int:
                 config,
                 args.sources,
                 dates=DateRange(args.since, args.until),
-                s3_client=s3_client,
+                aws=aws_settings(args),
                 workers=args.workers,
                 matcher_kind=args.matcher,
                 progress=progress,

@@ -5,26 +5,21 @@ CloudTrail writes `AWSLogs/[<org-id>/]<account>/CloudTrail/<region>/YYYY/MM/DD/<
 a bounded number of objects in flight, so a month of logs is read with the memory of a few files. A date
 range prunes whole year/month/day prefixes before they are listed.
 
-Each object is decoded where it is read (gunzip releases the GIL); the caller only matches. An object that
-cannot be read is reported as a `ReadFailure`, never raised in the middle of a run.
+Objects are read as streams of chunks (`object_chunks`), so decoding never holds a whole file; a caller that
+cannot read one reports it with `failure_reason` and goes on.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from stream_processor.decode import decode_bytes
-from stream_processor.model import DecodeResult
-
 S3_SCHEME = "s3://"
 CHUNK_BYTES = 1024 * 1024
-DEFAULT_WORKERS = 8
 
 # `.../CloudTrail/<region>/YYYY/MM/DD/` (and CloudTrail-Digest, CloudTrail-Insight): also matches partial
 # paths (a year or month prefix) for pruning.
@@ -75,22 +70,6 @@ class ArchiveObject:
 
     name: str
     size: int
-
-
-@dataclass(frozen=True, slots=True)
-class ReadObject:
-    """What one object decoded to."""
-
-    source: ArchiveObject
-    decoded: DecodeResult
-
-
-@dataclass(frozen=True, slots=True)
-class ReadFailure:
-    """An object that could not be read (gone, denied, an I/O error): reported, the run goes on."""
-
-    source: ArchiveObject
-    reason: str
 
 
 def read_chunks(stream: BinaryIO, size: int = CHUNK_BYTES) -> Iterator[bytes]:
@@ -154,60 +133,28 @@ def list_s3(client: Any, bucket: str, prefix: str, dates: DateRange = ALL_DATES)
         pending.extend(reversed(folders))  # depth first, in key order
 
 
-class ArchiveReader:
-    """Reads objects on a thread pool, at most `in_flight` at a time, and yields them as they finish."""
+def object_chunks(source: ArchiveObject, s3_client: Any | None = None) -> Iterator[bytes]:
+    """An object's bytes as a stream of chunks: a local file, or an S3 object's body as it arrives.
 
-    def __init__(self, s3_client: Any | None = None, workers: int = DEFAULT_WORKERS, in_flight: int | None = None):
-        self._s3 = s3_client
-        self.workers = max(1, workers)
-        self.in_flight = max(1, in_flight or 2 * self.workers)
-
-    def read_bytes(self, source: ArchiveObject) -> bytes:
-        if source.name.startswith(S3_SCHEME):
-            if self._s3 is None:
-                raise ValueError("an S3 object but no S3 client")
-            bucket, key = parse_s3_url(source.name)
-            body = self._s3.get_object(Bucket=bucket, Key=key)["Body"]
-            try:
-                data: bytes = body.read()
-            finally:
-                body.close()
-            return data
-        return Path(source.name).read_bytes()
-
-    def _read(self, source: ArchiveObject) -> ReadObject:
-        return ReadObject(source, decode_bytes(self.read_bytes(source), source.name))
-
-    def read(
-        self, sources: Iterable[ArchiveObject], on_listed: Callable[[ArchiveObject], None] | None = None
-    ) -> Iterator[ReadObject | ReadFailure]:
-        """Decode every object; yields in completion order. `on_listed` sees each object as it is listed."""
-        iterator = iter(sources)
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="archive") as pool:
-            running: dict[Future[ReadObject], ArchiveObject] = {}
-            exhausted = False
-            while running or not exhausted:
-                while not exhausted and len(running) < self.in_flight:
-                    source = next(iterator, None)
-                    if source is None:
-                        exhausted = True
-                        break
-                    if on_listed is not None:
-                        on_listed(source)
-                    running[pool.submit(self._read, source)] = source
-                if not running:
-                    break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    source = running.pop(future)
-                    error = future.exception()
-                    if error is None:
-                        yield future.result()
-                    else:
-                        yield ReadFailure(source, _reason(error))
+    Raises:
+        OSError, botocore errors: the object cannot be read (`failure_reason` words them).
+    """
+    if source.name.startswith(S3_SCHEME):
+        if s3_client is None:
+            raise ValueError("an S3 object but no S3 client")
+        bucket, key = parse_s3_url(source.name)
+        body = s3_client.get_object(Bucket=bucket, Key=key)["Body"]
+        try:
+            yield from body.iter_chunks(CHUNK_BYTES)
+        finally:
+            body.close()
+        return
+    with Path(source.name).open("rb") as stream:
+        yield from read_chunks(stream)
 
 
-def _reason(error: BaseException) -> str:
+def failure_reason(error: BaseException) -> str:
+    """One line saying why an object could not be read (an AWS error code and message, or the OS's)."""
     response = getattr(error, "response", None)
     if isinstance(response, dict):
         code = response.get("Error", {}).get("Code", "")

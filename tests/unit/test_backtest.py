@@ -14,13 +14,15 @@ from typing import Any
 import orjson
 import pytest
 from botocore.exceptions import ClientError
+from botocore.response import StreamingBody
 
 from stream_processor.cli import main
+from stream_processor.commands import backtest
 from stream_processor.config import load_config
 from stream_processor.decode import decode_bytes
 from stream_processor.matcher import LibjqMatcher
 from stream_processor.model import CloudTrailEvent
-from stream_processor.sources.files import ArchiveObject, ArchiveReader, DateRange, ReadFailure, ReadObject
+from stream_processor.sources.files import ArchiveObject, DateRange
 from stream_processor.traffic import TrafficGenerator, seed_triggers
 from tests.conftest import CORPUS, REPO_ROOT, corpus_path
 
@@ -296,19 +298,34 @@ class _FailingS3:
     def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:
         if Key == self.denied:
             raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject")
-        return {"Body": io.BytesIO(self.files[Key])}
+        return {"Body": StreamingBody(io.BytesIO(self.files[Key]), len(self.files[Key]))}
 
 
-def test_an_unreadable_object_is_reported_and_the_others_are_read() -> None:
+def test_an_unreadable_object_is_reported_and_the_others_are_read(tmp_path: Path) -> None:
     files = cloudtrail_files()
     keys = sorted(files)
-    reader = ArchiveReader(_FailingS3(files, denied=keys[1]), workers=3, in_flight=2)
+    config = load_config(str(write_rules(tmp_path)))
+    scanner = backtest._Scanner(config, None, "fast", 1)
+    scanner._s3 = _FailingS3(files, denied=keys[1])
 
-    results = list(reader.read(ArchiveObject(f"s3://b/{key}", len(files[key])) for key in keys))
+    parts = [scanner.scan(ArchiveObject(f"s3://b/{key}", len(files[key]))) for key in keys]
 
-    failures = [r for r in results if isinstance(r, ReadFailure)]
-    assert [f.source.name for f in failures] == [f"s3://b/{keys[1]}"]
-    assert failures[0].reason == "AccessDenied: Access Denied"
-    assert sorted(r.source.name for r in results if isinstance(r, ReadObject)) == [
-        f"s3://b/{key}" for key in keys if key != keys[1]
-    ]
+    assert [part.failures for part in parts if part.failures] == [[f"s3://b/{keys[1]}: AccessDenied: Access Denied"]]
+    assert sum(part.objects for part in parts) == len(keys) - 1
+
+
+def test_many_workers_give_exactly_the_report_of_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_tree(tmp_path / "bucket", cloudtrail_files())
+    (tmp_path / "bucket" / "broken.json").write_bytes(b'{"Records": [{"eventVersion": "1.08", "eventName": x}]}')
+    rules = write_rules(tmp_path)
+
+    reports = []
+    for workers in ("1", "3"):
+        code, report = run_json(["-c", str(rules), "--workers", workers, str(tmp_path / "bucket")], capsys)
+        assert code == 0
+        for volatile in ("seconds", "events_per_second"):
+            report["totals"].pop(volatile)
+        reports.append(report)
+
+    assert reports[0] == reports[1]
+    assert reports[0]["totals"]["malformed"] == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -676,3 +677,15 @@ def test_a_broken_json_line_holding_an_array_does_not_stop_the_lines_after_it() 
 
     assert [e.event_id for e in result.events] == ["1", "2", "3"]
     assert [m.position.sequence for m in result.malformed] == ["line 2 [1]"]
+
+
+def test_a_source_that_fails_mid_file_raises_its_own_error_after_the_parts_before() -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b"\n".join(orjson.dumps(cloudtrail_event(event_id=str(i))) for i in range(10)) + b"\n"
+        raise PermissionError(13, "denied")
+
+    parts = decode_file(chunks(), "gone.jsonl", events_per_part=5)
+
+    assert len(next(parts).events) == 5
+    with pytest.raises(PermissionError):
+        list(parts)
