@@ -456,6 +456,7 @@ def run_backtest(
 
     started = time.monotonic()
     if workers <= 1:
+        tune_for_throughput()  # as the pool's workers and the consumer do
         scanner = _Scanner(config, aws, matcher_kind, 1)
         try:
             for source in listing():

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
-from stream_processor.decode import decode_bytes
+from stream_processor.decode import decode_file
 from stream_processor.errors import StreamProcessorError
 from stream_processor.pipeline import Pipeline
+from stream_processor.sources.files import CHUNK_BYTES
 from stream_processor.sources.lambda_runtime import ContainerRuntime, LambdaContext
 
 log = logging.getLogger(__name__)
 
 DIGEST_MARKER = "CloudTrail-Digest"
+MALFORMED_LOGGED = 20  # per object: a file of bad lines is one line each for the first ones, then counted
 RUNTIME = ContainerRuntime()
 
 
@@ -86,28 +88,33 @@ def process_s3_event(event: Mapping[str, Any], pipeline: Pipeline, s3: S3ClientP
             summary.digest_files += 1
             log.debug("%s: digest file, skipped", item)
             continue
-        data = _read(s3, item)
-        if data is None:
+        chunks = _chunks(s3, item)
+        if chunks is None:
             summary.missing += 1
             continue
-        decoded = decode_bytes(data, str(item))
-        outcome = pipeline.process_decoded(decoded)
-        summary.digest_files += decoded.digest_files
-        summary.events += len(decoded.events)
-        summary.malformed += len(decoded.malformed)
-        summary.alerts += len(outcome.alerts)
-        summary.delivered += sum(1 for result in outcome.deliveries if result.delivered)
-        summary.parked += len(outcome.parked)
-        for malformed in decoded.malformed:
-            log.warning("%s: malformed input (%s): %s", malformed.position, malformed.kind, malformed.reason)
-        for result in outcome.unfinished:
-            log.error(
-                "%s: alert %r for event %s not delivered to %r after %d attempts: %s",
-                item, result.alert.rule_name, result.alert.event.event_id, result.destination_id,
-                result.attempts, result.reason,
-            )
-        if not outcome.complete:
-            unfinished.append(f"{item} ({len(outcome.unfinished)} deliveries unfinished)")
+        not_done = 0
+        logged = 0
+        # Streamed part by part: a Lambda's memory does not have to hold the whole file.
+        for decoded in decode_file(chunks, str(item)):
+            outcome = pipeline.process_decoded(decoded)
+            summary.digest_files += decoded.digest_files
+            summary.events += decoded.event_count
+            summary.malformed += len(decoded.malformed)
+            summary.alerts += len(outcome.alerts)
+            summary.delivered += sum(1 for result in outcome.deliveries if result.delivered)
+            summary.parked += len(outcome.parked)
+            for malformed in decoded.malformed[: max(MALFORMED_LOGGED - logged, 0)]:
+                log.warning("%s: malformed input (%s): %s", malformed.position, malformed.kind, malformed.reason)
+            logged += len(decoded.malformed)
+            for result in outcome.unfinished:
+                log.error(
+                    "%s: alert %r for event %s not delivered to %r after %d attempts: %s",
+                    item, result.alert.rule_name, result.alert.event.event_id, result.destination_id,
+                    result.attempts, result.reason,
+                )  # fmt: skip
+            not_done += len(outcome.unfinished) + len(outcome.parking_errors)
+        if not_done:
+            unfinished.append(f"{item} ({not_done} deliveries or dead letters unfinished)")
     log.info("S3 event done: %s", summary.as_dict())
     if unfinished:
         raise IncompleteDeliveryError("alerts not delivered, Lambda will retry: " + "; ".join(unfinished))
@@ -131,15 +138,21 @@ def s3_objects(event: Mapping[str, Any]) -> list[S3Object]:
     return objects
 
 
-def _read(s3: S3ClientProtocol, item: S3Object) -> bytes | None:
-    """The object's bytes; None when it is gone (deleted or expired since the notification)."""
+def _chunks(s3: S3ClientProtocol, item: S3Object) -> Iterator[bytes] | None:
+    """The object's bytes as they arrive; None when it is gone (deleted or expired since the notification)."""
     try:
         body = s3.get_object(Bucket=item.bucket, Key=item.key)["Body"]
-        data: bytes = body.read()
-        return data
     except Exception as error:
         code = str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
         if code in ("NoSuchKey", "404"):
             log.warning("%s: no longer exists, skipped", item)
             return None
         raise
+    return _body_chunks(body)
+
+
+def _body_chunks(body: Any) -> Iterator[bytes]:
+    try:
+        yield from body.iter_chunks(CHUNK_BYTES)
+    finally:
+        body.close()
