@@ -533,6 +533,7 @@ def release_dead_leader_lock(stack: LocalStack, application: str, worker_id: str
 
 
 SLOW_ANSWER = 1.0  # each Slack answer takes this long, so a batch of alerts takes seconds: a kill lands mid-batch
+SCHEDULING_SLACK = 5.0  # from Slack's answer to the ledger's confirmation, on a busy machine
 
 
 @pytest.mark.parametrize("target", ["record-processor", "whole-worker"])
@@ -584,10 +585,11 @@ def test_kill_9_mid_batch_loses_nothing_and_repeats_only_a_post_in_flight(
         all_gone_at = time.monotonic()
         in_flight_limit += len(processors)
         # Posts that reached Slack from one answer time (plus scheduling slack) before the kill until the last
-        # processor was gone may have been in flight: accepted by Slack, not confirmed in the ledger.
+        # processor was gone may have been in flight: accepted by Slack, not confirmed in the ledger. The slack
+        # is generous: on a loaded 2-core machine reading the answer and writing the ledger took over a second.
         for arrived, post in receiver.timed():
             key = post_key(post)
-            if key is not None and killed_at - SLOW_ANSWER - 1.0 <= arrived <= all_gone_at:
+            if key is not None and killed_at - SLOW_ANSWER - SCHEDULING_SLACK <= arrived <= all_gone_at:
                 duplicates_allowed[key] += 1
         release_dead_leader_lock(local_stack, application, worker.name)
 
