@@ -24,6 +24,7 @@ COMMANDS = (
     "replay",
     "consume",
     "test-rules",
+    "import-sigma",
 )
 
 
