@@ -110,7 +110,8 @@ class Field:
         """One value, on any event: the field's, or null when it is missing or under a non-object."""
         if len(self.keys) == 1:
             return _path(self.keys)
-        return f"first({_path(self.keys)}?, null)"
+        # `?` after every step but the first (the event is an object): `.a.b.c?` would guard `.c` only
+        return f"first({_path(self.keys)}, null)"
 
     def pipe(self, *steps: str) -> str:
         """`value | step | ...`"""
@@ -118,12 +119,14 @@ class Field:
 
 
 def _path(keys: Sequence[str]) -> str:
+    """`.a.b?.c?`: a step into a string, number or array is no value rather than an error."""
     out = []
-    for key in keys:
+    for position, key in enumerate(keys):
         if _IDENTIFIER.fullmatch(key) and key not in _KEYWORDS:
-            out.append("." + key)
+            step = "." + key
         else:
-            out.append(("." if not out else "") + f"[{string(key)}]")
+            step = ("." if position == 0 else "") + f"[{string(key)}]"
+        out.append(step + ("?" if position else ""))
     return "".join(out)
 
 

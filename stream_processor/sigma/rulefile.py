@@ -50,12 +50,12 @@ def render_rule_file(
     licenses = sorted({rule.license for rule in result.rules}) or ["DRL-1.1"]
     lines = [
         f"# Sigma detections for AWS CloudTrail, converted to jq rules by `{generator}`.",
-        f"# {len(result.rules)} rule(s) converted from {result.files} file(s); "
-        f"{len(result.failures)} could not be converted (listed at the end).",
+        f"# {len(result.rules)} rule(s) converted from {result.files} file(s)"
+        + (f"; {len(result.failures)} could not be (listed at the end)." if result.failures else "."),
         "#",
         "# The rules are their authors' work (each rule below names them, and so does its description, which",
         "# every alert shows). They are licensed under: " + ", ".join(license_name(x) for x in licenses) + ".",
-        f"# Detection Rule License 1.1: {DRL_URL} (LICENSE.Detection.Rules.md).",
+        f"# The Detection Rule License 1.1: {DRL_URL}",
         "# When you share this file, keep these notices, the authors and the links to the rules.",
         "# How values are matched and what each Sigma modifier becomes: docs/sigma.md.",
     ]
