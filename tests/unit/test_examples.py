@@ -215,20 +215,10 @@ CIS_EDGE_CASES: list[Event] = [
     _event("ConsoleLogin", "signin.amazonaws.com", additionalEventData={"MFAUsed": None}, **_CONSOLE),
     _event("ConsoleLogin", "signin.amazonaws.com", **_CONSOLE),
     _event("ConsoleLogin", "signin.amazonaws.com", additionalEventData="MFAUsed=No", **_CONSOLE),
-    _event(
-        "ConsoleLogin",
-        "signin.amazonaws.com",
-        additionalEventData={"MFAUsed": "No"},
-        eventType="AwsConsoleSignIn",
-        responseElements={"ConsoleLogin": "Failure"},
-    ),
-    _event(
-        "ConsoleLogin",
-        "signin.amazonaws.com",
-        additionalEventData={"MFAUsed": "No"},
-        userIdentity={"type": "AssumedRole"},
-        **_CONSOLE,
-    ),
+    _event("ConsoleLogin", "signin.amazonaws.com", additionalEventData={"MFAUsed": "No"},
+           eventType="AwsConsoleSignIn", responseElements={"ConsoleLogin": "Failure"}),
+    _event("ConsoleLogin", "signin.amazonaws.com", additionalEventData={"MFAUsed": "No"},
+           userIdentity={"type": "AssumedRole"}, **_CONSOLE),
     _event("ConsoleLogin", "signin.amazonaws.com", errorMessage="Failed authentication."),
     _event("ConsoleLogin", "signin.amazonaws.com", errorMessage="failed authentication"),
     _event("DescribeInstances", userIdentity=_ROOT),
@@ -314,9 +304,8 @@ def test_cis_rules_decide_like_the_cloudwatch_metric_filters() -> None:
         assert expected, f"no event exercises {name}"
         actual = set(hits[name])
         for index in sorted(expected ^ actual)[:3]:
-            disagreements.append(
-                f"{name}: filter says {index in expected}, jq says {index in actual}: {json.dumps(events[index])[:300]}"
-            )
+            disagreements.append(f"{name}: filter says {index in expected}, jq says {index in actual}: "
+                                 f"{json.dumps(events[index])[:300]}")
     assert not disagreements, "\n".join(disagreements)
 
 
@@ -325,9 +314,8 @@ def test_reference_evaluator_reads_the_filter_syntax() -> None:
     suffix = _compile_filter('{($.errorCode="*UnauthorizedOperation") || ($.errorCode="AccessDenied*")}')
     assert suffix({"errorCode": "Client.UnauthorizedOperation"}) and suffix({"errorCode": "AccessDenied"})
     assert not suffix({"errorCode": "ThrottlingException"}) and not suffix({})
-    root = _compile_filter(
-        '{$.userIdentity.type="Root" && $.userIdentity.invokedBy NOT EXISTS && $.eventType !="AwsServiceEvent"}'
-    )
+    root = _compile_filter('{$.userIdentity.type="Root" && $.userIdentity.invokedBy NOT EXISTS && '
+                           '$.eventType !="AwsServiceEvent"}')
     assert root({"userIdentity": {"type": "Root"}, "eventType": "AwsApiCall"})
     assert not root({"userIdentity": {"type": "Root", "invokedBy": "x"}, "eventType": "AwsApiCall"})
     assert not root({"userIdentity": {"type": "Root"}})  # != needs the property
