@@ -20,6 +20,8 @@ from sigma.modifiers import (
     SigmaRegularExpressionModifier,
     SigmaStartswithModifier,
 )
+from sigma.policy import SigmaPolicy
+from sigma.policy.regex_engine import PythonRegexEngine
 from sigma.processing.pipeline import ProcessingPipeline
 from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 
@@ -27,6 +29,9 @@ from stream_processor.sigma import DEFAULT_LICENSE, jqexpr
 from stream_processor.sigma.backend import JqBackend
 
 RULE_SUFFIXES = (".yml", ".yaml")
+# pySigma only compiles `re` values to check them (the backend refuses what is outside Sigma's subset, with
+# its own reasons); Python's engine keeps RE2's log lines off the terminal.
+_POLICY = SigmaPolicy(regex_engine=PythonRegexEngine())
 LEVELS = {"informational": "info", "low": "low", "medium": "medium", "high": "high", "critical": "critical"}
 DISABLED_STATUSES = frozenset({"deprecated", "unsupported"})
 _LICENSE_NAMES = {"DRL-1.1": "Detection Rule License 1.1", "DRL 1.1": "Detection Rule License 1.1"}
@@ -153,12 +158,14 @@ def convert_text(text: str, shown: str, options: ImportOptions | None = None) ->
     """The rules of one Sigma YAML file (usually one), converted or with why not."""
     options = options or ImportOptions()
     try:
-        collection = SigmaCollection.from_yaml(text, collect_errors=True)
+        collection = SigmaCollection.from_yaml(text, collect_errors=True, policy=_POLICY)
     except Exception as error:  # YAML syntax, or a document pySigma cannot even classify
         return [ImportProblem(shown, None, f"not a Sigma rule file: {_one_line(str(error))}")]
     outcomes: list[ConvertedRule | ImportProblem] = []
+    reported = {_one_line(str(e)) for rule in collection.rules for e in getattr(rule, "errors", [])}
     for collection_error in getattr(collection, "errors", []):
-        outcomes.append(ImportProblem(shown, None, _one_line(str(collection_error))))
+        if _one_line(str(collection_error)) not in reported:  # the collection repeats its rules' errors
+            outcomes.append(ImportProblem(shown, None, _one_line(str(collection_error))))
     for rule in collection.rules:
         if not isinstance(rule, SigmaRule):
             title = getattr(rule, "title", None)

@@ -264,8 +264,8 @@ class _RegexParser:
             self.i = m.end()
         else:
             return atom
-        if isinstance(atom, Anchor):
-            raise PatternError("a quantifier on an anchor")
+        if _has_anchor(atom):  # Oniguruma refuses some of these ("target of repeat operator is invalid")
+            raise PatternError("a quantifier on ^ or $ (or on a group holding one)")
         lazy = False
         if self.peek() == "?":
             lazy = True
@@ -362,13 +362,15 @@ def _multiline(tree: Group) -> Group:
                         "of the pattern or of a top-level alternative"
                     )
         for node in items:
-            if _has_anchor(node):
+            if isinstance(node, Group | Repeat) and _has_anchor(node):
                 raise PatternError("with the m modifier, '^' and '$' inside a group are not supported")
         alternatives.append(tuple(items))
     return Group(tuple(alternatives))
 
 
 def _has_anchor(node: Node) -> bool:
+    if isinstance(node, Anchor):
+        return True
     if isinstance(node, Group):
         return any(_has_anchor(n) for branch in node.alternatives for n in branch)
     if isinstance(node, Repeat):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import ipaddress
 import re
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -239,7 +240,10 @@ def field_value(draw: st.DrawFn, literals: list[Any]) -> Any:
         regexes = [v for v in strings if v.startswith(("^", "[", "(")) or "\\" in v]
         if regexes:
             try:
-                return draw(st.from_regex(re.compile(draw(st.sampled_from(regexes)), re.ASCII)))
+                with warnings.catch_warnings():  # a plain value read as a regex may look like a nested set
+                    warnings.simplefilter("ignore", FutureWarning)
+                    compiled = re.compile(draw(st.sampled_from(regexes)), re.ASCII)
+                return draw(st.from_regex(compiled))
             except re.error:
                 pass
         return draw(PLAIN)
