@@ -25,6 +25,7 @@ COMMANDS = (
     "replay",
     "consume",
     "test-rules",
+    "import-sigma",
 )
 
 

@@ -42,6 +42,8 @@ EXTENSION_RULE_KEYS: tuple[str, ...] = (
     "dedupe_window",
     "group_by",
     "test",
+    "references",
+    "false_positives",
 )
 ALL_RULE_KEYS: tuple[str, ...] = (*RULE_KEYS, *EXTENSION_RULE_KEYS)
 SEVERITIES: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
@@ -99,6 +101,8 @@ class Rule:
     dedupe_window: float | None = None
     group_by: str | None = None
     tests: tuple[RuleTest, ...] = ()
+    references: tuple[str, ...] = ()
+    false_positives: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -504,6 +508,8 @@ class _ConfigBuilder:
             except ValueError as error:
                 self.problem(label, f"dedupe_window {error}")
         group_by = self.jq_option(label, table, "group_by", "'.userIdentity.arn'")
+        references = self.texts(label, table, "references", 'write references = ["https://attack.mitre.org/..."]')
+        false_positives = self.texts(label, table, "false_positives", 'write false_positives = ["Admin scripts"]')
         tests = self.rule_tests(label, table)
         for test in tests:
             if test.title is not None and title is None and test.title != name:
@@ -529,6 +535,8 @@ class _ConfigBuilder:
             dedupe_window=dedupe_window,
             group_by=group_by,
             tests=tests,
+            references=references,
+            false_positives=false_positives,
         )
 
     # ------------------------------------------------------------------ rule extensions
@@ -595,6 +603,24 @@ class _ConfigBuilder:
             else:
                 tags.append(item)
         return tuple(tags)
+
+    def texts(self, label: str, table: Mapping[str, Any], key: str, how: str) -> tuple[str, ...]:
+        """An optional list of non-empty strings (`references`, `false_positives`: kept for readers)."""
+        value = table.get(key, [])
+        if isinstance(value, str):
+            self.problem(label, f"{key} must be a list of strings, got a string: write {key} = [{_quote(value)}]")
+            return ()
+        if not isinstance(value, list):
+            self.problem(label, f"{key} must be a list of strings, got {_kind(value)}: {how}")
+            return ()
+        texts: list[str] = []
+        for position, item in enumerate(value, start=1):
+            if isinstance(item, str) and item.strip():
+                texts.append(item)
+            else:
+                got = "an empty string" if isinstance(item, str) else _kind(item)
+                self.problem(label, f"{key}[{position}] must be a non-empty string, got {got}: {how}")
+        return tuple(texts)
 
     def rule_tests(self, label: str, table: Mapping[str, Any]) -> tuple[RuleTest, ...]:
         """The rule's `[[rule.test]]` examples, each checked for shape (running them is `test-rules`' job)."""

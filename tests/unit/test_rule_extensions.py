@@ -128,6 +128,10 @@ def test_dedupe_window_accepts_seconds_and_durations(value: object, seconds: flo
         ("dedupe_window = -5", "dedupe_window must be more than zero seconds"),
         ("dedupe_window = true", "dedupe_window must be a number of seconds"),
         ('severty = "high"', 'unknown key "severty": did you mean "severity"?'),
+        ('references = "https://a"', 'references must be a list of strings, got a string: write references = ["https'),
+        ('false_positives = ["ok", ""]', "false_positives[2] must be a non-empty string, got an empty string"),
+        ("false_positives = 3", "false_positives must be a list of strings, got an integer"),
+        ('falsepositives = ["x"]', 'unknown key "falsepositives": did you mean "false_positives"?'),
     ],
 )
 def test_extension_mistakes_are_reported_with_the_fix(line: str, expected: str) -> None:
@@ -135,6 +139,13 @@ def test_extension_mistakes_are_reported_with_the_fix(line: str, expected: str) 
 
     assert problem.startswith(f'{SOURCE}: rule #1 "r": ')
     assert expected in problem
+
+
+def test_references_and_false_positives_are_kept_for_the_reader() -> None:
+    rule = load_rule('references = ["https://a", "RFC 1"]\nfalse_positives = ["Admin scripts"]')
+    assert rule.references == ("https://a", "RFC 1")
+    assert rule.false_positives == ("Admin scripts",)
+    assert load_rule("").references == () and load_rule("").false_positives == ()
 
 
 def test_parse_duration_refuses_nonsense() -> None:
