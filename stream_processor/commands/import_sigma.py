@@ -10,10 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
 from stream_processor.commands.common import message_console
 from stream_processor.config import parse_config
@@ -150,15 +147,9 @@ def _report(result: ImportResult) -> None:
         err.print(
             f"import-sigma: skipped {len(result.skipped)} rule(s) for other log sources ({shown}{more})", markup=False
         )
-    if result.failures:
-        table = Table(title="not converted", title_justify="left", show_lines=False)
-        table.add_column("file", overflow="fold")
-        table.add_column("rule", overflow="fold")
-        table.add_column("reason", overflow="fold")
-        for failure in result.failures:
-            table.add_row(escape(failure.source), escape(failure.title or ""), escape(failure.reason))
-        # piped (CI logs): wide enough that reasons are not folded into a narrow column
-        Console(stderr=True, highlight=False, width=None if err.is_terminal else 200).print(table)
+    for failure in result.failures:  # one line each: whole in CI logs, easy to grep
+        title = f" ({failure.title})" if failure.title else ""
+        err.print(f"import-sigma: not converted: {failure.source}{title}: {failure.reason}", markup=False)
 
 
 def _self_check(text: str, destinations: list[str], source: str) -> list[str]:
