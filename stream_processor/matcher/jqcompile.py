@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from stream_processor.matcher import jqregex
 from stream_processor.matcher import jqruntime as rt
 from stream_processor.matcher.jqparse import (
     ArrayCons,
@@ -42,7 +43,7 @@ from stream_processor.matcher.jqparse import (
     Unsupported,
     Var,
 )
-from stream_processor.matcher.jqregex import translate
+from stream_processor.matcher.jqregex import compile_regex
 from stream_processor.matcher.jqruntime import JqError, NeedsLibjq, truthy
 
 ONE, OPT, MANY = 0, 1, 2
@@ -1081,8 +1082,8 @@ _BUILTINS: dict[tuple[str, int], Callable[[tuple[Compiled, ...]], Compiled]] = {
 
 def _compile_call(node: Call) -> Compiled:
     name, arity = node.name, len(node.args)
-    if name == "test" and arity in (1, 2):
-        return _compile_test(node)
+    if (name, arity) in _REGEX_CALLS:
+        return _compile_regex_call(node)
     if name == "IN" and arity == 1 and (names := string_literals(node.args[0])) is not None:
         return _in_strings(frozenset(names))
     build = _BUILTINS.get((name, arity))
@@ -1091,31 +1092,152 @@ def _compile_call(node: Call) -> Compiled:
     return build(tuple(_compile(arg) for arg in node.args))
 
 
-def _compile_test(node: Call) -> Compiled:
-    pattern = node.args[0]
-    flags: Any = None
-    if len(node.args) == 2:
-        flag_node = node.args[1]
-        if isinstance(flag_node, Call) and flag_node.name == "null" and not flag_node.args:
-            flag_node = Literal(None)
-        if not isinstance(flag_node, Literal) or not (flag_node.value is None or type(flag_node.value) is str):
-            raise Unsupported("uses `test` with computed flags")
-        flags = flag_node.value
-    elif isinstance(pattern, Call) and pattern.name == "null":
-        raise Unsupported("uses `test(null)`")
-    if not isinstance(pattern, Literal) or type(pattern.value) is not str:
-        raise Unsupported("uses `test` with a computed regex")
-    regex = translate(pattern.value, flags)
-    search, ascii_only = regex.pattern.search, regex.ascii_only
+# -- regexes: the pattern and flags must be constants (a computed regex goes to libjq)
 
-    def test(x: Any) -> bool:
+_REGEX_CALLS = frozenset(
+    {
+        ("test", 1), ("test", 2), ("match", 1), ("match", 2), ("capture", 1), ("capture", 2), ("scan", 1),
+        ("scan", 2), ("splits", 1), ("splits", 2), ("split", 2), ("sub", 2), ("sub", 3), ("gsub", 2), ("gsub", 3),
+    }
+)  # fmt: skip
+_NOT_CONSTANT = object()
+
+
+def constant_value(node: Node) -> Any:
+    """The value of a constant expression (literals, arrays and objects of literals), or _NOT_CONSTANT."""
+    if isinstance(node, Literal):
+        return node.value
+    if isinstance(node, Call) and not node.args and node.name in ("null", "true", "false"):
+        return {"null": None, "true": True, "false": False}[node.name]
+    if isinstance(node, ArrayCons):
+        if node.body is None:
+            return []
+        items: list[Any] = []
+        stack = [node.body]
+        while stack:
+            part = stack.pop()
+            if isinstance(part, Comma):
+                stack += [part.right, part.left]
+                continue
+            value = constant_value(part)
+            if value is _NOT_CONSTANT:
+                return _NOT_CONSTANT
+            items.append(value)
+        return items
+    return _NOT_CONSTANT
+
+
+def _regex_args(node: Call) -> tuple[str, str | None]:
+    """(pattern, flags) as jq's definitions hand them to `_match_impl`."""
+    name, args = node.name, node.args
+    if name in ("sub", "gsub"):
+        pattern = constant_value(args[0])
+        flags = constant_value(args[2]) if len(args) == 3 else ""
+    else:
+        pattern = constant_value(args[0])
+        flags = constant_value(args[1]) if len(args) == 2 else None
+        if len(args) == 1 and name in ("test", "match", "capture") and type(pattern) is list:
+            if not pattern:
+                raise Unsupported(f"uses `{name}` with an empty array")
+            pattern, flags = pattern[0], (pattern[1] if len(pattern) > 1 else None)
+    if type(pattern) is not str:
+        raise Unsupported(f"uses `{name}` with a computed or non-string regex")
+    if flags is not None and type(flags) is not str:
+        raise Unsupported(f"uses `{name}` with computed or non-string flags")
+    if name == "scan":
+        flags = "g" + (flags or "")
+    elif name in ("splits", "split", "gsub"):
+        flags = (flags or "") + "g"
+    return pattern, flags
+
+
+def _compile_regex_call(node: Call) -> Compiled:
+    pattern, flags = _regex_args(node)
+    regex = compile_regex(pattern, flags)
+    name = node.name
+    regex_error = jqregex.regex_error
+    if name == "test":
+        test = regex.test
+
+        def run_test(x: Any) -> bool:
+            if type(x) is not str:
+                raise regex_error(x)
+            return test(x)
+
+        return _one(run_test)
+    matches = regex.matches
+    if name == "match":
+
+        def run_match(x: Any) -> Iterator[Any]:
+            if type(x) is not str:
+                raise regex_error(x)
+            return iter(matches(x))
+
+        return Compiled(MANY, run_match)
+    if name == "capture":
+
+        def run_capture(x: Any) -> Iterator[Any]:
+            if type(x) is not str:
+                raise regex_error(x)
+            for m in matches(x):
+                yield {c["name"]: c["string"] for c in m["captures"] if c["name"] is not None}
+
+        return Compiled(MANY, run_capture)
+    if name == "scan":
+
+        def run_scan(x: Any) -> Iterator[Any]:
+            if type(x) is not str:
+                raise regex_error(x)
+            for m in matches(x):
+                yield [c["string"] for c in m["captures"]] if m["captures"] else m["string"]
+
+        return Compiled(MANY, run_scan)
+    if name in ("splits", "split"):
+        spans = regex.spans
+
+        def pieces(x: Any) -> list[str]:
+            if type(x) is not str:
+                raise regex_error(x)
+            out, start = [], 0
+            for found in spans(x):
+                b, e = found[0]
+                out.append(x[start:b])
+                start = e
+            out.append(x[start:])
+            return out
+
+        if name == "split":
+            return _one(pieces)
+        return Compiled(MANY, lambda x: iter(pieces(x)))
+    replacement = _compile(node.args[1]).gen()
+    plus = rt.plus
+
+    def run_sub(x: Any) -> Iterator[Any]:
         if type(x) is not str:
-            raise JqError(f"{rt.type_name(x)} ({rt.error_text(x)}) cannot be matched, as it is not a string")
-        if ascii_only and not x.isascii():
-            raise NeedsLibjq("regex needs an ASCII subject")
-        return search(x) is not None
+            raise regex_error(x)
+        result: list[Any] = []
+        previous = 0
+        for m in matches(x):
+            gap = x[previous : m["offset"]]
+            captured = {c["name"]: c["string"] for c in m["captures"] if c["name"] is not None}
+            for ix, insert in enumerate(list(replacement(captured))):
+                if ix < len(result):
+                    result[ix] = plus(result[ix], plus(gap, insert))
+                else:
+                    result.extend([None] * (ix - len(result)))
+                    result.append(plus(None, plus(gap, insert)))
+            previous = m["offset"] + m["length"]
+        tail = x[previous:]
+        found = False
+        for r in result:
+            out = plus(r, tail)
+            if truthy(out):
+                found = True
+                yield out
+        if not found:
+            yield x
 
-    return _one(test)
+    return Compiled(MANY, run_sub)
 
 
 _HANDLERS: dict[type, Callable[[Any], Compiled]] = {
