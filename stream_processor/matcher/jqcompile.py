@@ -14,23 +14,28 @@ Anything else raises `Unsupported` at compile time; `NeedsLibjq` at run time han
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from stream_processor.matcher import jqbuiltins as lib
 from stream_processor.matcher import jqregex
 from stream_processor.matcher import jqruntime as rt
 from stream_processor.matcher.jqparse import (
     ArrayCons,
     Binary,
     Bind,
+    Break,
     Call,
     Comma,
+    FuncDef,
     Identity,
     If,
     Index,
     Iterate,
+    Label,
     Literal,
     Negate,
     Node,
@@ -44,7 +49,7 @@ from stream_processor.matcher.jqparse import (
     Var,
 )
 from stream_processor.matcher.jqregex import compile_regex
-from stream_processor.matcher.jqruntime import JqError, NeedsLibjq, truthy
+from stream_processor.matcher.jqruntime import MAX_SAFE_INT, JqError, NeedsLibjq, truthy
 
 ONE, OPT, MANY = 0, 1, 2
 
@@ -90,18 +95,128 @@ class Compiled:
 
 
 # Variables live in cells: `E as $x | body` stores each output of E in $x's cell before running body.
-# A binding site is never re-entered while one of its outputs is still being consumed (there is no
-# `def`, hence no recursion), so one cell per site is enough. The scope is only used while compiling.
+# A binding site is never re-entered while one of its outputs is still being consumed (recursive
+# `def`s are refused, and every call of a `def` and every use of a closure parameter compiles its own
+# copy), so one cell per site is enough. The environment below is only used while compiling.
 _COMPILING = threading.Lock()
-_scope: dict[str, list[Any]] = {}
+_scope: dict[str, list[Any]] = {}  # variable name -> cell
+_defs: dict[tuple[str, int], Any] = {}  # (name, arity) -> _UserDef | _Closure
+_active: frozenset[int] = frozenset()  # ids of the defs whose bodies are being expanded
+_labels: dict[str, object] = {}  # label name -> its token
+_budget = [0]  # nodes left to compile: inlining `def`s must not blow the program up
+_MAX_NODES = 20_000
+
+
+@dataclass(slots=True)
+class _UserDef:
+    node: FuncDef
+    defs: dict[tuple[str, int], Any]
+    scope: dict[str, list[Any]]
+    labels: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class _Closure:
+    """A filter argument: compiled where it is used, in the environment of the call that passed it."""
+
+    node: Node
+    defs: dict[tuple[str, int], Any]
+    scope: dict[str, list[Any]]
+    active: frozenset[int]
+    labels: dict[str, object]
 
 
 def compile_program(node: Node) -> Fn:
     """The program's first-output function: value, NONE, or raises JqError / NeedsLibjq."""
-    global _scope
+    global _scope, _defs, _active, _labels
     with _COMPILING:
-        _scope = {}
+        _scope, _defs, _active, _labels = {}, {}, frozenset(), {}
+        _budget[0] = _MAX_NODES
         return _compile(node).first()
+
+
+def _in_env(
+    node: Node,
+    defs: dict[tuple[str, int], Any],
+    scope: dict[str, list[Any]],
+    active: frozenset[int],
+    labels: dict[str, object],
+) -> Compiled:
+    global _scope, _defs, _active, _labels
+    saved = (_scope, _defs, _active, _labels)
+    _scope, _defs, _active, _labels = scope, defs, active, labels
+    try:
+        return _compile(node)
+    finally:
+        _scope, _defs, _active, _labels = saved
+
+
+def _compile_funcdef(node: FuncDef) -> Compiled:
+    global _defs
+    entry = _UserDef(node, {}, _scope, _labels)
+    outer = _defs
+    _defs = {**outer, (node.name, len(node.params)): entry}
+    entry.defs = _defs  # the body sees the def itself (a recursive call is refused when it is compiled)
+    try:
+        return _compile(node.rest)
+    finally:
+        _defs = outer
+
+
+def _call_user(entry: _UserDef, call: Call) -> Compiled:
+    """Inline the def's body: filter parameters become closures, `$p` parameters `p as $p | ...`."""
+    if id(entry) in _active:
+        raise Unsupported(f"uses the recursive `def {entry.node.name}`")
+    bindings: dict[tuple[str, int], Any] = {}
+    body = entry.node.body
+    value_params = []
+    for param, arg in zip(entry.node.params, call.args, strict=True):
+        name = param[1:] if param.startswith("$") else param
+        bindings[(name, 0)] = _Closure(arg, _defs, _scope, _active, _labels)
+        if param.startswith("$"):
+            value_params.append(param)
+    for param in reversed(value_params):
+        body = Bind(Call(param[1:], ()), param, body)
+    return _in_env(body, {**entry.defs, **bindings}, entry.scope, _active | {id(entry)}, entry.labels)
+
+
+class _Break(JqError):
+    """`break $label`: jq raises it as an error (so `try` stops it too); the label's own token ends it."""
+
+    def __init__(self, token: object) -> None:
+        super().__init__({"__jq": id(token)})
+        self.token = token
+
+
+def _compile_label(node: Label) -> Compiled:
+    global _labels
+    token = object()
+    outer = _labels
+    _labels = {**outer, node.name: token}
+    try:
+        bg = _compile(node.body).gen()
+    finally:
+        _labels = outer
+
+    def label(x: Any) -> Iterator[Any]:
+        try:
+            yield from bg(x)
+        except _Break as stop:
+            if stop.token is not token:
+                raise
+
+    return Compiled(MANY, label)
+
+
+def _compile_break(node: Break) -> Compiled:
+    token = _labels.get(node.name)
+    if token is None:
+        raise Unsupported(f"uses `break {node.name}` outside its label")
+
+    def break_(x: Any) -> Any:
+        raise _Break(token)
+
+    return _one(break_)
 
 
 def _compile_bind(node: Bind) -> Compiled:
@@ -200,6 +315,9 @@ def _compile(node: Node) -> Compiled:
     handler = _HANDLERS.get(type(node))
     if handler is None:
         raise Unsupported(f"uses {type(node).__name__}")
+    _budget[0] -= 1
+    if _budget[0] < 0:
+        raise Unsupported("too large once its `def`s are expanded")
     return handler(node)
 
 
@@ -349,7 +467,7 @@ def _compile_try(node: Try) -> Compiled:
         elif isinstance(catch, Literal):
             fallback = _compile(catch)
         else:
-            raise Unsupported("uses `catch` with a handler that reads the error")
+            return _try_handler(body, _compile(catch))
     if body.kind != MANY:
         bf = body.fn
         if fallback is None:
@@ -374,9 +492,11 @@ def _compile_try(node: Try) -> Compiled:
     caught_value = NONE if fallback is None else fallback.fn(None)
 
     def try_many(x: Any) -> Iterator[Any]:
-        iterator = bg(x)
+        iterator: Iterator[Any] | None = None
         while True:
             try:
+                if iterator is None:
+                    iterator = bg(x)  # some bodies do their work here, not lazily
                 v = next(iterator)
             except StopIteration:
                 return
@@ -387,6 +507,29 @@ def _compile_try(node: Try) -> Compiled:
             yield v
 
     return Compiled(MANY, try_many)
+
+
+def _try_handler(body: Compiled, handler: Compiled) -> Compiled:
+    """`try body catch handler`: the handler runs on the error's value, which must be jq's exactly."""
+    bg, hg = body.gen(), handler.gen()
+
+    def try_catch_many(x: Any) -> Iterator[Any]:
+        iterator: Iterator[Any] | None = None
+        while True:
+            try:
+                if iterator is None:
+                    iterator = bg(x)
+                v = next(iterator)
+            except StopIteration:
+                return
+            except JqError as error:
+                if not error.from_error:
+                    raise NeedsLibjq("a `catch` reads a built-in error's message") from error
+                yield from hg(error.args[0])
+                return
+            yield v
+
+    return Compiled(MANY, try_catch_many)
 
 
 def _compile_pipe(node: Pipe) -> Compiled:
@@ -686,7 +829,16 @@ def _compile_negate(node: Negate) -> Compiled:
     if isinstance(operand, Literal) and type(operand.value) is int and operand.value != 0:
         value = -operand.value
         return _one(lambda x: value)
-    raise Unsupported("uses unary minus on something other than a non-zero integer literal")
+    return _with_arg(lambda x, v: _negate(v))((_compile(operand),))
+
+
+def _negate(v: Any) -> Any:
+    t = type(v)
+    if t is int or t is float:
+        if v == 0:
+            raise NeedsLibjq("negative zero")  # jq prints -0, Python's int has none
+        return -v
+    raise JqError(f"{rt.type_name(v)} ({rt.error_text(v)}) cannot be negated")
 
 
 # -- construction
@@ -815,7 +967,7 @@ def _with_arg(fn: Callable[[Any, Any], Any]) -> Callable[[tuple[Compiled, ...]],
 
 def _error0(args: tuple[Compiled, ...]) -> Compiled:
     def raise_input(x: Any) -> Any:
-        raise JqError(x)
+        raise JqError(x, from_error=True)
 
     return _one(raise_input)
 
@@ -827,7 +979,7 @@ def _error1(args: tuple[Compiled, ...]) -> Compiled:
         m = first(x)
         if m is NONE:
             return NONE
-        raise JqError(m)
+        raise JqError(m, from_error=True)
 
     return Compiled(OPT, raise_message)
 
@@ -977,24 +1129,179 @@ def _last1(args: tuple[Compiled, ...]) -> Compiled:
     return Compiled(OPT, last)
 
 
-def _limit(args: tuple[Compiled, ...]) -> Compiled:
-    count, body = args
-    cf, bg = count.first(), body.gen()
+def _count_arg(count: Compiled, body: Compiled, run: Callable[[Any, Any], Iterator[Any]]) -> Compiled:
+    """`limit($n; f)`-style builtins: one run per output of `$n` (jq's `$param` sugar), in order."""
+    cg = count.gen()
+    bg = body.gen()
 
-    def limit(x: Any) -> Iterator[Any]:
-        n = cf(x)
-        if count.kind != ONE or type(n) is not int:
-            raise NeedsLibjq("limit with a computed count")
-        if n < 0:
-            raise JqError("limit doesn't support negative count")
-        if n == 0:
+    def each(x: Any) -> Iterator[Any]:
+        for n in cg(x):
+            if type(n) is not int and type(n) is not float:
+                raise NeedsLibjq("a non-numeric count")
+            yield from run(n, bg(x))
+
+    return Compiled(MANY, each)
+
+
+def _limit_run(n: Any, outputs: Iterator[Any]) -> Iterator[Any]:
+    """def limit($n; f): emits an output, then stops once $n - count <= 0 (so ceil($n) outputs)."""
+    if n < 0:
+        raise JqError("limit doesn't support negative count")
+    if n == 0:
+        return
+    for count, v in enumerate(outputs, 1):
+        yield v
+        if n - count <= 0:
             return
-        for i, v in enumerate(bg(x), 1):
-            yield v
-            if i >= n:
-                return
 
-    return Compiled(MANY, limit)
+
+def _skip_run(n: Any, outputs: Iterator[Any]) -> Iterator[Any]:
+    """def skip($n; f): the k-th output (from 1) is emitted when $n - k < 0."""
+    if n < 0:
+        raise JqError("skip doesn't support negative count")
+    for k, v in enumerate(outputs, 1):
+        if n - k < 0:
+            yield v
+
+
+def _nth_run(n: Any, outputs: Iterator[Any]) -> Iterator[Any]:
+    if n < 0:
+        raise JqError("nth doesn't support negative indices")
+    for v in _skip_run(n, outputs):
+        yield v
+        return
+
+
+def _limit(args: tuple[Compiled, ...]) -> Compiled:
+    return _count_arg(args[0], args[1], _limit_run)
+
+
+def _skip(args: tuple[Compiled, ...]) -> Compiled:
+    return _count_arg(args[0], args[1], _skip_run)
+
+
+def _nth2(args: tuple[Compiled, ...]) -> Compiled:
+    return _count_arg(args[0], args[1], _nth_run)
+
+
+def _range(args: tuple[Compiled, ...]) -> Compiled:
+    """range($from; $upto), integers only (a float range computes doubles jq prints its own way)."""
+    if len(args) == 1:
+        args = (_one(lambda x: 0), args[0])
+    lo_g, hi_g = args[0].gen(), args[1].gen()
+
+    def each(x: Any) -> Iterator[Any]:
+        for lo in lo_g(x):
+            for hi in hi_g(x):
+                if type(lo) is not int or type(hi) not in (int, float):
+                    raise NeedsLibjq("range over non-integers")
+                if hi - lo > 10_000_000:
+                    raise NeedsLibjq("a very long range")
+                yield from range(lo, math.ceil(hi) if type(hi) is float else hi)
+
+    return Compiled(MANY, each)
+
+
+def _keys_of(f: Compiled) -> Callable[[Any], list[Any]]:
+    """map([f]): the sort key of each element (input iterated like `.[]`)."""
+    fg = f.gen()
+    return lambda x: [list(fg(item)) for item in lib.iter_values(x)]
+
+
+def _by(impl: Callable[[Any, list[Any]], Any]) -> Callable[[tuple[Compiled, ...]], Compiled]:
+    def build(args: tuple[Compiled, ...]) -> Compiled:
+        keys_of = _keys_of(args[0])
+        return _one(lambda x: impl(x, keys_of(x)))
+
+    return build
+
+
+def _minmax_by(is_min: bool) -> Callable[[tuple[Compiled, ...]], Compiled]:
+    return _by(lambda x, keys: lib.minmax_by(x, keys, is_min))
+
+
+def _with_entries(args: tuple[Compiled, ...]) -> Compiled:
+    fg = args[0].gen()
+    return _one(lambda x: lib.from_entries([v for entry in rt.to_entries(x) for v in fg(entry)]))
+
+
+def _add1(args: tuple[Compiled, ...]) -> Compiled:
+    fg = args[0].gen()
+    add = lib.add_values
+
+    def add1(x: Any) -> Any:
+        acc = None
+        for v in fg(x):
+            acc = add(acc, v)
+        return acc
+
+    return _one(add1)
+
+
+def _add0(x: Any) -> Any:
+    acc = None
+    add = lib.add_values
+    for v in lib.iter_values(x):
+        acc = add(acc, v)
+    return acc
+
+
+def _paths0(args: tuple[Compiled, ...]) -> Compiled:
+    return Compiled(MANY, lambda x: (path for path, _ in lib.paths(x) if path))
+
+
+def _paths1(args: tuple[Compiled, ...]) -> Compiled:
+    """def paths(f): path(..|select(f)) | select(length > 0): one path per truthy output of f."""
+    fg = args[0].gen()
+
+    def each(x: Any) -> Iterator[Any]:
+        for path, v in lib.paths(x):
+            for c in fg(v):
+                if truthy(c) and path:
+                    yield path
+
+    return Compiled(MANY, each)
+
+
+def _format(args: tuple[Compiled, ...]) -> Compiled:
+    def fmt(x: Any, name: Any) -> Any:
+        if type(name) is not str:
+            raise JqError(f"{rt.type_name(name)} ({rt.error_text(name)}) is not a valid format")
+        run = lib.FORMATS.get(name)
+        if run is None:
+            raise JqError(f"{name} is not a valid format")
+        return run(x)
+
+    return _with_arg(fmt)(args)
+
+
+def _to_date(x: Any) -> Any:
+    return lib.strftime(x, "%Y-%m-%dT%H:%M:%SZ")
+
+
+def _from_date(x: Any) -> Any:
+    return lib.mktime(lib.strptime(x, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def _rounding(fn: Callable[[float], int]) -> Callable[[Any], Any]:
+    def run(x: Any) -> Any:
+        if type(x) is int and -MAX_SAFE_INT <= x <= MAX_SAFE_INT:
+            return x
+        if type(x) is float and math.isfinite(x) and abs(x) < MAX_SAFE_INT:
+            return fn(x)
+        if type(x) not in (int, float):
+            raise JqError(f"{rt.type_name(x)} ({rt.error_text(x)}) number required")
+        raise NeedsLibjq("rounding a huge or non-finite number")
+
+    return run
+
+
+def _round_half_away(x: float) -> int:
+    """C's round(): halves away from zero (x - floor(x) is exact for these magnitudes)."""
+    magnitude = abs(x)
+    whole = math.floor(magnitude)
+    rounded = whole + 1 if magnitude - whole >= 0.5 else whole
+    return rounded if x >= 0 else -rounded
 
 
 def _isempty(args: tuple[Compiled, ...]) -> Compiled:
@@ -1039,10 +1346,10 @@ _BUILTINS: dict[tuple[str, int], Callable[[tuple[Compiled, ...]], Compiled]] = {
     ("to_entries", 0): _unary(rt.to_entries),
     ("tostring", 0): _unary(rt.tostring),
     ("tojson", 0): _unary(rt.tojson),
-    ("tonumber", 0): _unary(rt.tonumber),
+    ("tonumber", 0): _unary(lib.tonumber),
     ("ascii_downcase", 0): _unary(rt.ascii_downcase),
     ("ascii_upcase", 0): _unary(rt.ascii_upcase),
-    ("add", 0): _unary(rt.add),
+    ("add", 0): _unary(_add0),
     ("first", 0): _unary(lambda x: rt.index(x, 0)),
     ("last", 0): _unary(lambda x: rt.index(x, -1)),
     ("values", 0): lambda args: Compiled(OPT, lambda x: x if x is not None else NONE),
@@ -1069,6 +1376,61 @@ _BUILTINS: dict[tuple[str, int], Callable[[tuple[Compiled, ...]], Compiled]] = {
     ("isempty", 1): _isempty,
     ("last", 1): _last1,
     ("limit", 2): _limit,
+    ("skip", 2): _skip,
+    ("nth", 2): _nth2,
+    ("nth", 1): _with_arg(rt.index),
+    ("range", 1): _range,
+    ("range", 2): _range,
+    ("indices", 1): _with_arg(lib.indices),
+    ("index", 1): _with_arg(lib.index_of),
+    ("rindex", 1): _with_arg(lib.rindex_of),
+    ("explode", 0): _unary(lib.explode),
+    ("implode", 0): _unary(lib.implode),
+    ("trim", 0): _unary(lib.trim),
+    ("ltrim", 0): _unary(lib.ltrim),
+    ("rtrim", 0): _unary(lib.rtrim),
+    ("trimstr", 1): _with_arg(lib.trimstr),
+    ("toboolean", 0): _unary(lib.toboolean),
+    ("fromjson", 0): _unary(lib.fromjson),
+    ("abs", 0): _unary(lib.abs_value),
+    ("infinite", 0): _literal(math.inf),
+    ("nan", 0): _literal(math.nan),
+    ("isinfinite", 0): _unary(lib.isinfinite),
+    ("isnan", 0): _unary(lib.isnan),
+    ("isnormal", 0): _unary(lib.isnormal),
+    ("isfinite", 0): _unary(lib.isfinite),
+    ("normals", 0): lambda args: Compiled(OPT, lambda x: x if lib.isnormal(x) else NONE),
+    ("finites", 0): lambda args: Compiled(OPT, lambda x: x if lib.isfinite(x) else NONE),
+    ("floor", 0): _unary(_rounding(math.floor)),
+    ("ceil", 0): _unary(_rounding(math.ceil)),
+    ("round", 0): _unary(_rounding(_round_half_away)),
+    ("sort", 0): _unary(lib.sort),
+    ("unique", 0): _unary(lib.unique),
+    ("min", 0): _unary(lambda x: lib.minmax_by(x, x, True)),
+    ("max", 0): _unary(lambda x: lib.minmax_by(x, x, False)),
+    ("sort_by", 1): _by(lib.sort_by_keys),
+    ("group_by", 1): _by(lib.group_by_keys),
+    ("unique_by", 1): _by(lib.unique_by_keys),
+    ("min_by", 1): _minmax_by(True),
+    ("max_by", 1): _minmax_by(False),
+    ("reverse", 0): _unary(lib.reverse),
+    ("flatten", 0): _unary(lambda x: lib.flatten_all(x, -1)),
+    ("flatten", 1): _with_arg(lib.flatten),
+    ("from_entries", 0): _unary(lib.from_entries),
+    ("with_entries", 1): _with_entries,
+    ("add", 1): _add1,
+    ("getpath", 1): _with_arg(lib.getpath),
+    ("paths", 0): _paths0,
+    ("paths", 1): _paths1,
+    ("format", 1): _format,
+    ("mktime", 0): _unary(lib.mktime),
+    ("gmtime", 0): _unary(lib.gmtime),
+    ("strftime", 1): _with_arg(lib.strftime),
+    ("strptime", 1): _with_arg(lib.strptime),
+    ("todateiso8601", 0): _unary(_to_date),
+    ("todate", 0): _unary(_to_date),
+    ("fromdateiso8601", 0): _unary(_from_date),
+    ("fromdate", 0): _unary(_from_date),
     ("any", 0): _any0,
     ("all", 0): _all0,
     ("any", 1): _any1,
@@ -1082,6 +1444,11 @@ _BUILTINS: dict[tuple[str, int], Callable[[tuple[Compiled, ...]], Compiled]] = {
 
 def _compile_call(node: Call) -> Compiled:
     name, arity = node.name, len(node.args)
+    user = _defs.get((name, arity))
+    if isinstance(user, _Closure):
+        return _in_env(user.node, user.defs, user.scope, user.active, user.labels)
+    if isinstance(user, _UserDef):
+        return _call_user(user, node)
     if (name, arity) in _REGEX_CALLS:
         return _compile_regex_call(node)
     if name == "IN" and arity == 1 and (names := string_literals(node.args[0])) is not None:
@@ -1259,4 +1626,7 @@ _HANDLERS: dict[type, Callable[[Any], Compiled]] = {
     Bind: _compile_bind,
     Var: _compile_var,
     Reduce: _compile_reduce,
+    FuncDef: _compile_funcdef,
+    Label: _compile_label,
+    Break: _compile_break,
 }

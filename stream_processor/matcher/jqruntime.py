@@ -13,10 +13,20 @@ import re
 from typing import Any
 
 MAX_SAFE_INT = 2**53
+_INF = float("inf")
+_DBL_MAX = 1.7976931348623157e308
 
 
 class JqError(Exception):
-    """A jq run-time error (what `try` catches); the message approximates jq's."""
+    """A jq run-time error (what `try` catches); the message approximates jq's.
+
+    `from_error` marks a value the program raised itself with `error`: a `catch` handler may read it.
+    A built-in error's message only approximates jq's, so a handler that reads one asks libjq.
+    """
+
+    def __init__(self, value: Any = None, from_error: bool = False) -> None:
+        super().__init__(value)
+        self.from_error = from_error
 
     def __str__(self) -> str:
         value = self.args[0] if self.args else None
@@ -250,6 +260,10 @@ def to_output(value: Any) -> Any:
     if t is float:
         if value.is_integer():
             return int(value)
+        if value != value:
+            return None  # jq prints NaN as null
+        if value in (_INF, -_INF):
+            return _DBL_MAX if value > 0 else -_DBL_MAX  # and infinities as the largest double
         return value
     if t is int:
         if -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
