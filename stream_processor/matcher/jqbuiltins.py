@@ -498,12 +498,19 @@ def getpath(value: Any, path: Any) -> Any:
     return value
 
 
+_PATHS_BUDGET = 2_000_000  # path elements built for one `paths` (quadratic in the nesting depth)
+
+
 def paths(value: Any) -> list[tuple[list[Any], Any]]:
     """(path, value) of `..` in jq's order (pre-order), without Python recursion."""
     out: list[tuple[list[Any], Any]] = []
     stack: list[tuple[list[Any], Any]] = [([], value)]
+    budget = _PATHS_BUDGET
     while stack:
         path, v = stack.pop()
+        budget -= len(path) + 1
+        if budget < 0:
+            raise NeedsLibjq("paths of a value this deep take more memory than the compiled path allows")
         out.append((path, v))
         t = type(v)
         if t is list:

@@ -77,7 +77,11 @@ class Compiled:
         if self.kind == MANY:
             return fn
         if self.kind == ONE:
-            return lambda x: iter((fn(x),))
+
+            def one_gen(x: Any) -> Iterator[Any]:
+                yield fn(x)  # lazily: `limit(0; f)` and `try` must not run f before asked
+
+            return one_gen
 
         def opt_gen(x: Any) -> Iterator[Any]:
             v = fn(x)
@@ -374,15 +378,22 @@ def _compile_identity(node: Identity) -> Compiled:
 
 
 def _compile_recurse(node: Recurse) -> Compiled:
+    """`..` in pre-order, with an explicit stack: a value nested 100,000 deep costs no Python recursion."""
+
     def rec(x: Any) -> Iterator[Any]:
-        yield x
-        t = type(x)
-        if t is list:
-            for item in x:
-                yield from rec(item)
-        elif t is dict:
-            for item in x.values():
-                yield from rec(item)
+        stack: list[Iterator[Any]] = [iter((x,))]
+        while stack:
+            for v in stack[-1]:
+                yield v
+                t = type(v)
+                if t is list:
+                    stack.append(iter(v))
+                    break
+                if t is dict:
+                    stack.append(iter(v.values()))
+                    break
+            else:
+                stack.pop()
 
     return Compiled(MANY, rec)
 
