@@ -652,7 +652,7 @@ def _compile_binary(node: Binary) -> Compiled:
     if op == "//":
         return _compile_alternative(node)
     if op == "+":
-        return _compile_operator(node, rt.plus)
+        return _compile_operator(node, lib.add_values)
     raise Unsupported(f"uses arithmetic `{op}`")
 
 
