@@ -14,6 +14,7 @@ Anything else raises `Unsupported` at compile time; `NeedsLibjq` at run time han
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections.abc import Callable, Iterator
@@ -1462,12 +1463,144 @@ def _compile_call(node: Call) -> Compiled:
         return _call_user(user, node)
     if (name, arity) in _REGEX_CALLS:
         return _compile_regex_call(node)
+    if (name, arity) == ("path", 1):
+        return _path1(node)
     if name == "IN" and arity == 1 and (names := string_literals(node.args[0])) is not None:
         return _in_strings(frozenset(names))
     build = _BUILTINS.get((name, arity))
     if build is None:
         raise Unsupported(f"uses `{name}/{arity}`")
     return build(tuple(_compile(arg) for arg in node.args))
+
+
+# -- path(f): the paths a path expression visits, for the expressions jq accepts in path position
+
+PathGen = Callable[[Any], Iterator[tuple[list[Any], Any]]]
+
+
+def _compile_path(node: Node) -> PathGen:
+    """(path, value) pairs of `node` as a path expression; what jq may treat otherwise is Unsupported."""
+    if isinstance(node, Identity):
+        return lambda x: iter((([], x),))
+    if isinstance(node, Recurse):
+        return lambda x: iter(lib.paths(x))
+    if isinstance(node, Pipe):
+        left, right = _compile_path(node.left), _compile_path(node.right)
+
+        def pipe(x: Any) -> Iterator[tuple[list[Any], Any]]:
+            for p, v in left(x):
+                for q, w in right(v):
+                    yield p + q, w
+
+        return pipe
+    if isinstance(node, Comma):
+        first, second = _compile_path(node.left), _compile_path(node.right)
+        return lambda x: itertools.chain(first(x), second(x))
+    if isinstance(node, Index):
+        return _path_index(node)
+    if isinstance(node, Iterate):
+        return _path_iterate(node)
+    if isinstance(node, If):
+        cg = _compile(node.cond).gen()
+        then, other = _compile_path(node.then), _compile_path(node.otherwise)
+
+        def if_path(x: Any) -> Iterator[tuple[list[Any], Any]]:
+            for c in cg(x):
+                yield from (then(x) if truthy(c) else other(x))
+
+        return if_path
+    if isinstance(node, Try) and node.catch is None:
+        body = _compile_path(node.body)
+
+        def try_path(x: Any) -> Iterator[tuple[list[Any], Any]]:
+            try:
+                yield from body(x)
+            except JqError:
+                return
+
+        return try_path
+    if isinstance(node, Call):
+        return _path_call(node)
+    raise Unsupported(f"uses `path` over {type(node).__name__}")
+
+
+def _path_call(node: Call) -> PathGen:
+    name, args = node.name, node.args
+    if (name, len(args)) in _defs:
+        raise Unsupported("uses `path` over a `def`")
+    if name == "empty" and not args:
+        return lambda x: iter(())
+    if name in ("select", "recurse") and len(args) <= 1:
+        if name == "recurse" and not args:
+            return lambda x: iter(lib.paths(x))
+        if name == "select":
+            cg = _compile(args[0]).gen()
+            return lambda x: (([], x) for c in cg(x) if truthy(c))
+    if not args and name in _TYPE_SELECTORS:
+        keep = _BUILTINS[(name, 0)](()).fn
+        return lambda x: iter((([], x),)) if keep(x) is not NONE else iter(())
+    if name == "first" and len(args) == 1:
+        inner = _compile_path(args[0])
+        return lambda x: itertools.islice(inner(x), 1)
+    if name == "getpath" and len(args) == 1:
+        pg = _compile(args[0]).gen()
+
+        def getpath(x: Any) -> Iterator[tuple[list[Any], Any]]:
+            for p in pg(x):
+                value = lib.getpath(x, p)
+                yield list(p), value
+
+        return getpath
+    raise Unsupported(f"uses `path` over `{name}/{len(args)}`")
+
+
+_TYPE_SELECTORS = frozenset(
+    {"values", "nulls", "booleans", "numbers", "strings", "arrays", "objects", "iterables", "scalars"}
+)
+
+
+def _path_index(node: Index) -> PathGen:
+    target = _compile_path(node.target)
+    kg = _compile(node.key).gen()
+    optional = node.optional
+    index = rt.index
+
+    def index_path(x: Any) -> Iterator[tuple[list[Any], Any]]:
+        for k in kg(x):
+            if type(k) is not str and type(k) is not int:
+                raise NeedsLibjq("a path through a non-string, non-integer key")
+            for p, v in target(x):
+                try:
+                    value = index(v, k)
+                except JqError:
+                    if optional:
+                        continue
+                    raise
+                yield [*p, k], value
+
+    return index_path
+
+
+def _path_iterate(node: Iterate) -> PathGen:
+    target = _compile_path(node.target)
+    optional = node.optional
+
+    def iterate_path(x: Any) -> Iterator[tuple[list[Any], Any]]:
+        for p, v in target(x):
+            t = type(v)
+            if t is list:
+                yield from (([*p, i], item) for i, item in enumerate(v))
+            elif t is dict:
+                yield from (([*p, k], item) for k, item in v.items())
+            elif not optional:
+                raise rt.iterate_error(v)
+
+    return iterate_path
+
+
+def _path1(node: Call) -> Compiled:
+    paths = _compile_path(node.args[0])
+    return Compiled(MANY, lambda x: (p for p, _ in paths(x)))
 
 
 # -- regexes: the pattern and flags must be constants (a computed regex goes to libjq)

@@ -119,6 +119,21 @@ CASES: list[tuple[str, str]] = [
     ('def map(f): "mine"; map(.)', "[[1]]"),
     ("try error catch (. + 1)", "[1]"),
     ("[.[] as $x | label $f | $x | if . == 2 then break $f else . end]", "[[1,2,3]]"),
+    ("[path(..)]", '[{"a":[1,{"b":2}]}, 1, null, []]'),
+    ("[path(.a[].b?)]", '[{"a":[{"b":1},2]}, {"a":null}, {"a":1}]'),
+    ("[path(.a[].b)]", '[{"a":[{"b":1},2]}]'),
+    ("[path(.a | select(.b == 0))]", '[{"a":{"b":0}}, {"a":{"b":1}}]'),
+    ("[path(first(.a,.b))]", "[{}]"),
+    ('[path(getpath(["a","b"]))]', '[null, {"a":1}]'),
+    ("[path(.a, .b[0], .[])]", '[{"a":1,"b":[2]}, null]'),
+    ('[path(..|select(type == "number"))]', '[{"a":[1,{"b":2}]}]'),
+    ("[path(if .a then .a else .b end)]", '[{"a":1}, {"b":2}]'),
+    ("[path(.[]?)]", '[1, [1,2], {"x":1}]'),
+    ("[path(.a[1:])]", '[{"a":[1,2]}]'),
+    ("[path(1)]", "[null]"),
+    ("[path(empty)]", "[null]"),
+    ("path(.a[.b])", '[{"a":{"k":1},"b":"k"}]'),
+    ("[path(.. | numbers)]", "[[1,[2]]]"),
 ]
 
 # (program, input) pairs whose exact answer needs libjq: literal-preserving numbers, glibc's date parsing, jq's
@@ -161,7 +176,7 @@ HANDED_TO_LIBJQ = (
         ("try .a catch .", "1"),
     }
 )
-NOT_COMPILED = {"with_entries(.value |= .)", "def f: f; f"}
+NOT_COMPILED = {"with_entries(.value |= .)", "def f: f; f", "[path(.a[1:])]", "[path(1)]"}
 
 
 def _pairs() -> list[tuple[str, Any]]:

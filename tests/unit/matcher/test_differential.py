@@ -184,6 +184,10 @@ REGEXES = (
 REGEX_FLAGS = ("", '; "g"', '; "i"', '; "x"', '; "gi"', "; null", '; "n"', '; "s"', '; "p"')
 REPLACEMENTS = ('"X"', '"<\\(.x)>"', ".x", '"a", "b"', "empty", '(.n // "-")', "1")
 COUNTS = ("0", "1", "2", "1.5", "-1", ".a")
+PATH_STEPS = (
+    ".", "..", ".a", ".a?", ".[]", ".[]?", ".[0]", ".a[]?", "select(.a)", "numbers", "first(.[]?)", 'getpath(["a", 0])',
+    "(.a, .b)", "if .a then .a else .b end", "try .a.b", "empty", "strings", "(.. | select(type == \"string\"))",
+)  # fmt: skip
 SIMPLE_PROGRAMS = PATHS + LITERALS
 
 
@@ -192,7 +196,7 @@ def programs(draw: st.DrawFn, depth: int = 0) -> str:
     sub = programs(depth=depth + 1)
     if depth >= 3:
         return draw(st.sampled_from(SIMPLE_PROGRAMS))
-    choice = draw(st.integers(min_value=0, max_value=48))
+    choice = draw(st.integers(min_value=0, max_value=49))
     if choice <= 3:
         return draw(st.sampled_from(SIMPLE_PROGRAMS))
     if choice == 4:
@@ -307,6 +311,9 @@ def programs(draw: st.DrawFn, depth: int = 0) -> str:
         return f"with_entries({draw(sub)})"
     if choice == 47:
         return f"({draw(sub)} | test([{draw(st.sampled_from(REGEXES))}, \"gi\"]))"
+    if choice == 48:
+        step = draw(st.sampled_from(PATH_STEPS))
+        return f"[path({draw(st.sampled_from(PATH_STEPS))} | {step})]"
     return f"{draw(sub)} | {draw(sub)}"
 
 
