@@ -40,6 +40,7 @@ _LITERAL_ESCAPES = frozenset("hijlmquvEFHIJLTUV")
 _LITERAL_ESCAPES_IN_CLASS = frozenset("ghijlmqvyzABEFGHIJKLMNOQRTUVXYZ")
 _CONTROL_ESCAPES = {"a": 0x07, "e": 0x1B, "f": 0x0C, "n": 0x0A, "r": 0x0D, "t": 0x09}
 _SHORTHANDS = frozenset("dDsSwW")
+_ZERO_WIDTH = frozenset({r"\A", r"\z", r"\b", r"\B", ""})  # anchors and comments: they consume nothing
 # Whitespace the `x` flag skips outside classes (ASCII only: a pattern with other spaces under x is refused).
 _EXTENDED_SPACE = frozenset(" \t\n\r\f\v")
 _QUANTIFIER = re.compile(r"\{(\d+)(?:(,)(\d*))?\}")
@@ -62,6 +63,15 @@ class Regex:
     ascii_subject: bool  # uses \b or \B
     newline_end: bool  # uses $ or \Z
     fold_guard: bool  # case-insensitive somewhere
+    required: str  # a substring every match contains: without it there is no match, and no need to ask RE2
+    required_folded: str  # the same, lowercased, for a case-insensitive run (checked on ASCII subjects)
+
+    def _cannot_match(self, subject: str) -> bool:
+        if self.required:
+            return self.required not in subject
+        if self.required_folded and subject.isascii():
+            return self.required_folded not in subject.lower()
+        return False
 
     def _encode(self, subject: str) -> bytes:
         if self.ascii_subject and not subject.isascii():
@@ -76,11 +86,15 @@ class Regex:
             raise NeedsLibjq("lone surrogate in the subject") from error
 
     def test(self, subject: str) -> bool:
+        if self._cannot_match(subject):
+            return False
         encoded = self._encode(subject)
         return self.regexp._regexp.Match(_UNANCHORED, encoded, 0, len(encoded))[0][0] >= 0  # type: ignore[no-any-return]
 
     def spans(self, subject: str) -> list[list[tuple[int, int]]]:
         """jq's search loop: one span list (whole match, then each group; (-1, -1) if unset) per match."""
+        if self._cannot_match(subject):
+            return []
         encoded = self._encode(subject)
         end = len(encoded)
         match = self.regexp._regexp.Match
@@ -170,6 +184,8 @@ def compile_regex(pattern: str, flags: str | None) -> Regex:
         translator.uses_boundary,
         translator.uses_dollar,
         translator.uses_icase,
+        translator.required,
+        translator.required_folded,
     )
 
 
@@ -238,6 +254,7 @@ class _Piece:
     text: str
     nullable: bool
     captures: bool
+    literal: str = ""  # a character matched exactly (no case folding), or a run every match contains
 
 
 class _Translator:
@@ -248,6 +265,8 @@ class _Translator:
         self.dotall = dotall
         self.extended = extended
         self.names: list[str | None] = []
+        self.required = ""
+        self.required_folded = ""
         self.uses_boundary = False
         self.uses_dollar = False
         self.uses_icase = icase
@@ -258,6 +277,11 @@ class _Translator:
         piece = self.alternation()
         if self.i < len(self.src):
             raise Unsupported("unmatched `)` in a regex")
+        literal = piece.literal
+        if "\0" in literal:  # some characters case-insensitive: compare lowercased ASCII subjects only
+            self.required_folded = literal.replace("\0", "").lower()
+        else:
+            self.required = literal
         prefix = "(?i)" if self.icase else ""
         return prefix + piece.text
 
@@ -289,11 +313,13 @@ class _Translator:
             "|".join(b.text for b in branches),
             any(b.nullable for b in branches),
             any(b.captures for b in branches),
+            branches[0].literal if len(branches) == 1 else "",
         )
 
     def sequence(self) -> _Piece:
         parts: list[str] = []
         nullable, captures = True, False
+        run, longest = "", ""  # consecutive unquantified exact characters: every match contains them
         while True:
             self._skip_extended()
             if self.i >= len(self.src) or self.src[self.i] in "|)":
@@ -302,11 +328,17 @@ class _Translator:
             if isinstance(atom, str):  # an inline option: RE2 reads it with the same scope
                 parts.append(atom)
                 continue
+            plain = atom
             atom = self.quantified(atom)
+            if atom is plain and atom.literal and len(atom.literal) <= 2:
+                run += atom.literal
+                longest = max(longest, run, key=lambda r: len(r.replace("\0", "")))
+            elif atom.text not in _ZERO_WIDTH:
+                run = ""
             parts.append(atom.text)
             nullable = nullable and atom.nullable
             captures = captures or atom.captures
-        return _Piece("".join(parts), nullable, captures)
+        return _Piece("".join(parts), nullable, captures, longest)
 
     def quantified(self, atom: _Piece) -> _Piece:
         src = self.src
@@ -375,7 +407,8 @@ class _Translator:
     def _char(self, code: int) -> _Piece:
         if self.icase and code >= 0x80:
             raise Unsupported("case-insensitive regex with a non-ASCII character")
-        return _Piece(_literal(code), False, False)
+        # An exact character is its own literal; under `i` an ASCII one is marked by a leading NUL (folded).
+        return _Piece(_literal(code), False, False, "\0" + chr(code).lower() if self.icase else chr(code))
 
     def group(self) -> _Piece | str:
         src = self.src
