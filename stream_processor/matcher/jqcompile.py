@@ -1258,6 +1258,123 @@ def _add0(x: Any) -> Any:
     return acc
 
 
+def _recurse(args: tuple[Compiled, ...]) -> Compiled:
+    """def recurse(f): def r: ., (f | r); r -- and recurse(f; cond) with `select(cond)` after f; no recursion."""
+    fg = args[0].gen()
+    cg = args[1].gen() if len(args) == 2 else None
+
+    def children(v: Any) -> Iterator[Any]:
+        if cg is None:
+            yield from fg(v)
+            return
+        for child in fg(v):
+            for c in cg(child):
+                if truthy(c):
+                    yield child
+
+    def rec(x: Any) -> Iterator[Any]:
+        stack: list[Iterator[Any]] = [iter((x,))]
+        while stack:
+            for v in stack[-1]:
+                yield v
+                stack.append(children(v))
+                break
+            else:
+                stack.pop()
+
+    return Compiled(MANY, rec)
+
+
+def _first_or_none(outputs: Iterator[Any]) -> Any:
+    return next(outputs, NONE)
+
+
+def _map_values(args: tuple[Compiled, ...]) -> Compiled:
+    """def map_values(f): .[] |= f -- each value becomes f's first output, or goes if f has none."""
+    fg = args[0].gen()
+    return _one(lambda x: _update_each(x, fg))
+
+
+def _update_each(x: Any, fg: Callable[[Any], Iterator[Any]]) -> Any:
+    t = type(x)
+    if t is list:
+        return [v for v in (_first_or_none(fg(item)) for item in x) if v is not NONE]
+    if t is dict:
+        out = {}
+        for k, item in x.items():
+            v = _first_or_none(fg(item))
+            if v is not NONE:
+                out[k] = v
+        return out
+    raise rt.iterate_error(x)
+
+
+def _walk(args: tuple[Compiled, ...]) -> Compiled:
+    """def walk(f): def w: if object then map_values(w) elif array then map(w) else . end | f; w"""
+    fg = args[0].gen()
+
+    def w(v: Any) -> Iterator[Any]:
+        t = type(v)
+        if t is dict:
+            v = _update_each(v, w)
+        elif t is list:
+            v = [out for item in v for out in w(item)]
+        yield from fg(v)
+
+    def walk(x: Any) -> Iterator[Any]:
+        try:
+            yield from w(x)
+        except RecursionError as error:
+            raise NeedsLibjq(rt.TOO_DEEP) from error
+
+    return Compiled(MANY, walk)
+
+
+def _transpose(x: Any) -> Any:
+    """def transpose: [range(0; map(length)|max // 0) as $i | [.[][$i]]]"""
+    rows = lib.iter_values(x)
+    lengths = [rt.length(r) for r in rows]
+    longest = lib.minmax_by(lengths, lengths, False)
+    n = longest if truthy(longest) else 0
+    if type(n) is not int:
+        raise NeedsLibjq("transpose of rows with a fractional length")
+    return [[rt.index(r, i) for r in rows] for i in range(n)]
+
+
+def _index_by(args: tuple[Compiled, ...]) -> Compiled:
+    """INDEX(stream; f): reduce stream as $row ({}; .[$row|f|tostring] = $row); INDEX(f): INDEX(.[]; f)."""
+    if len(args) == 1:
+        sg: Callable[[Any], Iterator[Any]] = lambda x: iter(lib.iter_values(x))  # noqa: E731
+        fg = args[0].gen()
+    else:
+        sg, fg = args[0].gen(), args[1].gen()
+
+    def index_by(x: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for row in sg(x):
+            for k in fg(row):
+                out[rt.tostring(k)] = row
+        return out
+
+    return _one(index_by)
+
+
+def _bsearch(x: Any, target: Any) -> int:
+    if type(x) is not list:
+        raise JqError(f"{rt.type_name(x)} ({rt.error_text(x)}) cannot be searched from")
+    lo, hi = 0, len(x)
+    while lo < hi:
+        mid = lo + (hi - lo) // 2
+        r = rt.compare(target, x[mid])
+        if r == 0:
+            return mid
+        if r < 0:
+            hi = mid
+        else:
+            lo = mid + 1
+    return -1 - lo
+
+
 def _paths0(args: tuple[Compiled, ...]) -> Compiled:
     return Compiled(MANY, lambda x: (path for path, _ in lib.paths(x) if path))
 
@@ -1433,6 +1550,17 @@ _BUILTINS: dict[tuple[str, int], Callable[[tuple[Compiled, ...]], Compiled]] = {
     ("add", 1): _add1,
     ("getpath", 1): _with_arg(lib.getpath),
     ("paths", 0): _paths0,
+    ("recurse", 0): lambda args: _compile_recurse(Recurse()),
+    ("recurse", 1): _recurse,
+    ("recurse", 2): _recurse,
+    ("map_values", 1): _map_values,
+    ("walk", 1): _walk,
+    ("transpose", 0): _unary(_transpose),
+    ("INDEX", 1): _index_by,
+    ("INDEX", 2): _index_by,
+    ("bsearch", 1): _with_arg(_bsearch),
+    ("have_decnum", 0): _literal(True),
+    ("have_literal_numbers", 0): _literal(True),
     ("paths", 1): _paths1,
     ("format", 1): _format,
     ("mktime", 0): _unary(lib.mktime),

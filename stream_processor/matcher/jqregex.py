@@ -165,12 +165,14 @@ def compile_regex(pattern: str, flags: str | None) -> Regex:
     flag_set = set(flags or "")
     if "l" in flag_set:
         raise Unsupported("regex flag `l` (longest match)")
-    if "n" in flag_set:
-        raise Unsupported("regex flag `n` (no empty matches)")
     translator = _Translator(
         pattern, icase="i" in flag_set, dotall=bool(flag_set & {"p", "m"}), extended="x" in flag_set
     )
     text = translator.run()
+    if "n" in flag_set and translator.nullable:
+        # Oniguruma then backtracks past empty matches, an order RE2 cannot follow; on a pattern that
+        # never matches empty the flag changes nothing.
+        raise Unsupported("regex flag `n` on a pattern that can match empty")
     options = re2.Options()
     options.max_mem = 32 << 20
     try:
@@ -267,6 +269,7 @@ class _Translator:
         self.names: list[str | None] = []
         self.required = ""
         self.required_folded = ""
+        self.nullable = True
         self.uses_boundary = False
         self.uses_dollar = False
         self.uses_icase = icase
@@ -277,6 +280,7 @@ class _Translator:
         piece = self.alternation()
         if self.i < len(self.src):
             raise Unsupported("unmatched `)` in a regex")
+        self.nullable = piece.nullable
         literal = piece.literal
         if "\0" in literal:  # some characters case-insensitive: compare lowercased ASCII subjects only
             self.required_folded = literal.replace("\0", "").lower()

@@ -134,6 +134,17 @@ CASES: list[tuple[str, str]] = [
     ("[path(empty)]", "[null]"),
     ("path(.a[.b])", '[{"a":{"k":1},"b":"k"}]'),
     ("[path(.. | numbers)]", "[[1,[2]]]"),
+    ("map_values(. + 1)", '[[1,2], {"a":1}, 1, null]'),
+    ("map_values(empty), map_values(.,.)", '[[1,2,3], {"a":1}, [1]]'),
+    ('walk(if type == "number" then . + 1 else . end)', '[[1,[2,{"a":3}]], 5, "x"]'),
+    ("[walk(numbers)], [walk(.,.)]", '[[1,[2,{"a":"x","b":3}]], [[1]], {"a":[1]}]'),
+    ("transpose", '[[[1,2],[3]], ["ab", [1]], [{"a":1}], [], [[]], {"a":[1]}]'),
+    ("INDEX(.id)", '[[{"id":1},{"id":"a"},{"id":1}], []]'),
+    ("INDEX(.[]; .id, .x)", '[[{"id":1,"x":2}]]'),
+    ("bsearch(2), bsearch(0), bsearch(5)", '[[1,2,3], [], "a"]'),
+    ("[recurse(.[]?; . != 2)], [recurse], [recurse(.a?)]", '[[1,[2]], {"a":{"a":1}}]'),
+    ("[recurse(if . < 3 then .+1 else empty end)]", "[0, 5]"),
+    ("have_decnum, have_literal_numbers", "[null]"),
 ]
 
 # (program, input) pairs whose exact answer needs libjq: literal-preserving numbers, glibc's date parsing, jq's

@@ -168,13 +168,15 @@ UNARY = (
     "reverse", "flatten", "from_entries", "[paths]", "@text", "@json", "@html", "@uri", "@csv", "@tsv", "@sh",
     "@base64", "@base64d", "@urid", "gmtime", "mktime", "todate", "fromdate", "fromdateiso8601", "todateiso8601",
     "normals", "finites", "infinite", "nan", "[.[]?] | length", "explode | implode", "-.", "$__loc__",
-    "tojson | fromjson", "[splits(\", \")]", "getpath([\"a\", 0])", "[paths(type == \"number\")]",
+    "tojson | fromjson", "[splits(\", \")]", "getpath([\"a\", 0])", "[paths(type == \"number\")]", "transpose",
+    "[recurse]", "[recurse(.[]?; type != \"string\")]", "walk(if type == \"number\" then . + 1 else . end)",
+    "INDEX(.a)",
 )  # fmt: skip
 WITH_ARG = (
     "startswith", "endswith", "contains", "inside", "has", "IN", "ltrimstr", "rtrimstr", "split", "join", "map",
     "any", "all", "select", "error", "first", "isempty", "in", "last", "indices", "index", "rindex", "trimstr",
     "flatten", "getpath", "strftime", "strptime", "nth", "sort_by", "group_by", "unique_by", "min_by", "max_by",
-    "with_entries", "add", "paths", "format",
+    "with_entries", "add", "paths", "format", "map_values", "walk", "bsearch", "INDEX",
 )  # fmt: skip
 REGEXES = (
     '"a"', '"^a"', '"b$"', '"a.b"', '"^Create"', '"(a|b)+"', '"[a-c]"', '"a*"', '"\\\\d"', '"É"', '"\\\\w+"',
