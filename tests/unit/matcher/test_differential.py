@@ -25,7 +25,7 @@ from stream_processor.model import CloudTrailEvent, MatchResult, Position
 from tests.conftest import REPO_ROOT, corpus_path
 from tests.unit.matcher.differential import agree, compiled, fast_outcome, libjq_outcome, same
 
-EXAMPLES = int(os.environ.get("MATCHER_HYPOTHESIS_EXAMPLES", "300"))
+EXAMPLES = int(os.environ.get("MATCHER_HYPOTHESIS_EXAMPLES", "600"))
 
 
 # -- shipped rules x corpus
@@ -198,7 +198,7 @@ def programs(draw: st.DrawFn, depth: int = 0) -> str:
     sub = programs(depth=depth + 1)
     if depth >= 3:
         return draw(st.sampled_from(SIMPLE_PROGRAMS))
-    choice = draw(st.integers(min_value=0, max_value=49))
+    choice = draw(st.integers(min_value=0, max_value=63))
     if choice <= 3:
         return draw(st.sampled_from(SIMPLE_PROGRAMS))
     if choice == 4:
@@ -210,9 +210,11 @@ def programs(draw: st.DrawFn, depth: int = 0) -> str:
         return f"{draw(sub)} {op} {draw(sub)} {op2} {draw(sub)}"
     if choice == 6:
         return f"select({draw(sub)})"
-    if choice == 7:
-        name = draw(st.sampled_from(UNARY))
-        return f"({draw(sub)} | {name})"
+    if choice == 7 or choice >= 50:  # builtins weigh most: each one should meet many inputs
+        if choice >= 58:
+            return f"{draw(st.sampled_from(WITH_ARG))}({draw(sub)})"
+        subject = draw(st.one_of(sub, st.sampled_from(SIMPLE_PROGRAMS)))
+        return f"({subject} | {draw(st.sampled_from(UNARY))})"
     if choice == 8:
         name = draw(st.sampled_from(WITH_ARG))
         return f"{name}({draw(sub)})"
