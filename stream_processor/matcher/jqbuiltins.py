@@ -238,6 +238,15 @@ def add_values(a: Any, b: Any) -> Any:
     return rt.plus(a, b)
 
 
+def int_arithmetic(a: Any, b: Any, op: Callable[[int, int], int]) -> int:
+    """`-` and `*` where both sides and the result are integers jq holds exactly; anything else asks libjq."""
+    if type(a) is int and type(b) is int:
+        result = op(a, b)
+        if all(-MAX_SAFE_INT <= n <= MAX_SAFE_INT for n in (a, b, result)):
+            return result
+    raise NeedsLibjq("arithmetic outside exact integers")
+
+
 # -- @formats
 
 

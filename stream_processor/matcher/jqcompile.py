@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -654,6 +655,10 @@ def _compile_binary(node: Binary) -> Compiled:
         return _compile_alternative(node)
     if op == "+":
         return _compile_operator(node, lib.add_values)
+    if op == "-":
+        return _compile_operator(node, lambda a, b: lib.int_arithmetic(a, b, operator.sub))
+    if op == "*":
+        return _compile_operator(node, lambda a, b: lib.int_arithmetic(a, b, operator.mul))
     raise Unsupported(f"uses arithmetic `{op}`")
 
 

@@ -145,6 +145,10 @@ CASES: list[tuple[str, str]] = [
     ("[recurse(.[]?; . != 2)], [recurse], [recurse(.a?)]", '[[1,[2]], {"a":{"a":1}}]'),
     ("[recurse(if . < 3 then .+1 else empty end)]", "[0, 5]"),
     ("have_decnum, have_literal_numbers", "[null]"),
+    (
+        ".a - .b, .a * .b, (.a | length) - 1",
+        '[{"a":5,"b":3}, {"a":[1,2],"b":[2]}, {"a":"x","b":1}, {"a":1.5,"b":1}, {"a":9007199254740993,"b":1}]',
+    ),
 ]
 
 # (program, input) pairs whose exact answer needs libjq: literal-preserving numbers, glibc's date parsing, jq's
@@ -184,6 +188,10 @@ HANDED_TO_LIBJQ = (
         ('strptime("%Y-%m-%dT%H:%M:%SZ")', '"x"'),
         ('strptime("%Y-%m-%dT%H:%M:%SZ")', '"2024-02-29T12:30:15Zx"'),
         ("fromdateiso8601, fromdate", '"x"'),
+        *(
+            (".a - .b, .a * .b, (.a | length) - 1", json.dumps(v))
+            for v in ({"a": [1, 2], "b": [2]}, {"a": "x", "b": 1}, {"a": 1.5, "b": 1}, {"a": 9007199254740993, "b": 1})
+        ),
         ("try .a catch .", "1"),
     }
 )

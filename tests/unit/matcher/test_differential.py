@@ -202,7 +202,7 @@ def programs(draw: st.DrawFn, depth: int = 0) -> str:
     if choice <= 3:
         return draw(st.sampled_from(SIMPLE_PROGRAMS))
     if choice == 4:
-        op = draw(st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "and", "or", "//", "|", ",", "+"]))
+        op = draw(st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "and", "or", "//", "|", ",", "+", "-", "*"]))
         return f"({draw(sub)} {op} {draw(sub)})"
     if choice == 5:
         op = draw(st.sampled_from(["==", "!=", "<", "and", "or", "//", "|", ","]))
