@@ -138,7 +138,10 @@ def compile_program(node: Node) -> Fn:
     with _COMPILING:
         _scope, _defs, _active, _labels = {}, {}, frozenset(), {}
         _budget[0] = _MAX_NODES
-        return _compile(node).first()
+        try:
+            return _compile(node).first()
+        finally:
+            jqregex.release_probe_string()
 
 
 def _in_env(

@@ -199,34 +199,39 @@ def regex_error(subject: Any) -> JqError:
 
 
 _PROBE_LOCK = threading.Lock()
-_probe_subject: str | None = None
-_probe_points: list[int] = []
+_GAP = 0xE000 - 0xD800  # the surrogates, absent from the probe string
 
 
-def _probe_string() -> tuple[str, list[int]]:
-    global _probe_subject, _probe_points
-    if _probe_subject is None:
-        _probe_points = [c for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000]
-        _probe_subject = "".join(map(chr, _probe_points))
-    return _probe_subject, _probe_points
+@functools.cache
+def _probe_string() -> str:
+    """Every code point but the surrogates, in order: the code point at offset i is i, or i + _GAP past them."""
+    return "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, sys.maxunicode + 1)))
+
+
+def release_probe_string() -> None:
+    """Free the 4 MB probe string once the rules are compiled (classes already read stay cached)."""
+    _probe_string.cache_clear()
+
+
+def _code_point(offset: int) -> int:
+    return offset if offset < 0xD800 else offset + _GAP
 
 
 @functools.lru_cache(maxsize=512)
 def class_ranges(onig_class: str, icase: bool) -> tuple[tuple[int, int], ...]:
     """The code points one Oniguruma character class matches, as ranges, asked of libjq itself."""
     with _PROBE_LOCK:
-        subject, points = _probe_string()
         program = jq.compile(
             "[match($p; $f) | .offset, .length]", args={"p": f"(?:{onig_class})+", "f": "gi" if icase else "g"}
         )
         try:
-            flat = program.input_value(subject).first()
+            flat = program.input_value(_probe_string()).first()
         except ValueError as error:
             raise Unsupported(f"regex class {onig_class} jq rejects") from error
     ranges: list[tuple[int, int]] = []
     for i in range(0, len(flat), 2):
         offset, length = flat[i], flat[i + 1]
-        lo, hi = points[offset], points[offset + length - 1]
+        lo, hi = _code_point(offset), _code_point(offset + length - 1)
         if hi - lo != length - 1:  # the run spans the surrogate gap
             ranges.append((lo, 0xD7FF))
             lo = 0xE000
