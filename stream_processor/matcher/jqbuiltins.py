@@ -491,7 +491,7 @@ def from_entries(value: Any) -> Any:
             if rt.truthy(key):
                 break
         if type(key) is not str:
-            raise JqError(f"Object keys must be strings (got {type_name(key)})")
+            raise rt.object_key_error(key)
         item = rt.index(entry, "value") if rt.has(entry, "value") else rt.index(entry, "Value")
         merged = rt.plus(merged, {key: item})
     return merged if rt.truthy(merged) else {}

@@ -924,7 +924,7 @@ def _compile_object(node: ObjectCons) -> Compiled:
                 k = kf(x)
                 v = vf(x)
                 if type(k) is not str:
-                    raise JqError(f"Object keys must be strings (got {rt.type_name(k)})")
+                    raise rt.object_key_error(k)
                 out[k] = v
             return out
 
@@ -940,7 +940,7 @@ def _compile_object(node: ObjectCons) -> Compiled:
             for k in kg(x):
                 for v in vg(x):
                     if type(k) is not str:
-                        raise JqError(f"Object keys must be strings (got {rt.type_name(k)})")
+                        raise rt.object_key_error(k)
                     extended = dict(acc)
                     extended[k] = v
                     yield from fill(i + 1, extended)

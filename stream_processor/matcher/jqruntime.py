@@ -70,13 +70,24 @@ def truthy(value: Any) -> bool:
     return value is not None and value is not False
 
 
+_DELIMS = {'"': '"', "[": "]", "{": "}"}
+
+
 def error_text(value: Any) -> str:
-    """A short rendering of a value for error messages (jq truncates to about 30 bytes)."""
+    """A value as jq 1.8 shows it in an error message (jv_dump_string_trunc into 30 bytes)."""
+    if type(value) is str and len(value) > 30:
+        value = value[:30]
     try:
-        text = tojson(value)
+        data = tojson(value).encode()
     except NeedsLibjq:
-        text = "..."
-    return text if len(text) <= 30 else text[:27] + "..."
+        return "..."
+    if len(data) <= 29:
+        return data.decode()
+    delim = _DELIMS.get(chr(data[0]), "")
+    cut = 30 - (5 if delim else 4)
+    while cut > 0 and data[cut] & 0xC0 == 0x80:  # back to the start of the character at the cut
+        cut -= 1
+    return data[:cut].decode() + "..." + delim
 
 
 # -- indexing and iteration
@@ -115,6 +126,10 @@ def index(value: Any, key: Any) -> Any:
 
 def _index_error(value: Any, key: Any) -> JqError:
     return JqError(f"Cannot index {type_name(value)} with {type_name(key)} ({error_text(key)})")
+
+
+def object_key_error(key: Any) -> JqError:
+    return JqError(f"Cannot use {type_name(key)} ({error_text(key)}) as object key")
 
 
 def iterate_error(value: Any) -> JqError:
@@ -497,13 +512,13 @@ _ASCII_UP = {c: c - 32 for c in range(97, 123)}
 
 def ascii_downcase(value: Any) -> str:
     if type(value) is not str:
-        raise JqError(f"{type_name(value)} ({error_text(value)}) cannot be exploded, must be a string")
+        raise JqError("explode input must be a string")  # jq 1.8 defines it with explode
     return value.translate(_ASCII_DOWN)
 
 
 def ascii_upcase(value: Any) -> str:
     if type(value) is not str:
-        raise JqError(f"{type_name(value)} ({error_text(value)}) cannot be exploded, must be a string")
+        raise JqError("explode input must be a string")  # jq 1.8 defines it with explode
     return value.translate(_ASCII_UP)
 
 

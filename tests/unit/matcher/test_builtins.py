@@ -1,6 +1,6 @@
 """Focused cases for each compiled builtin, checked against libjq: outputs, errors, and who answers.
 
-Every (program, input) pair is run compiled and on libjq; the outcomes must agree exactly (errors as errors).
+Every (program, input) pair is run compiled and on libjq; the outcomes must agree exactly, error messages too.
 An input the compiled path hands to libjq must be one listed in HANDED_TO_LIBJQ: the compiled path may not
 quietly give up on the common cases.
 """
@@ -149,6 +149,14 @@ CASES: list[tuple[str, str]] = [
         ".a - .b, .a * .b, (.a | length) - 1",
         '[{"a":5,"b":3}, {"a":[1,2],"b":[2]}, {"a":"x","b":1}, {"a":1.5,"b":1}, {"a":9007199254740993,"b":1}]',
     ),
+    (
+        'test("a")',
+        '[{"a":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}, {"a":"xxxxxxxxxxxxxxxxxxx"}, {"a":"xxxxxxxxxxxxxxxxxxxxx"}, {"a":"xxxxxxxxxxxxxxxxxxxxxx"},{"a":"xxxxxxxxxxxxxxxxxxxxxxé"}, {"a":"xxxxxxxxxxxxxxxxxxxxxé"}, {"a":"xxxxxxxxxxxxxxxxxxxxxxxxé"}, [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15], 12345678901234567890123456789012345, ["ééééééééééééééééééééé"]]',
+    ),
+    (
+        ".a",
+        '["xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "éééééééééééééééééééééééééééééééééé", "x\\"xxxxxxxxxxxxxxxxxxxxxxxxxxxx", "😀😀😀😀😀😀😀😀😀😀😀😀😀😀😀😀😀😀😀😀😀😀"]',
+    ),
 ]
 
 # (program, input) pairs whose exact answer needs libjq: literal-preserving numbers, glibc's date parsing, jq's
@@ -213,3 +221,5 @@ def test_builtin_agrees_with_libjq(program: str, value: Any) -> None:
         assert (program, json.dumps(value)) in HANDED_TO_LIBJQ, f"handed to libjq: {program} on {value!r}"
         return
     assert agree(fast, reference), (program, value, fast, reference)
+    if fast[0] == "error":  # users read these: jq's own wording, truncation of the value included
+        assert fast[1] == reference[1]
