@@ -1,9 +1,9 @@
 """A parser for jq programs (jq 1.8 grammar) into a small AST for the compiler.
 
 It follows jq's parser.y: `Query` (`|`, `,`, `def`, `as`, `label`) over `Expr` (binary operators by
-precedence) over `Term` (postfix chains). What the compiler does not handle (`reduce`, variables,
-`def`, assignment, slices, formats...) raises `Unsupported` with the construct's name, so such a rule
-runs on libjq whole; the parser never guesses at a construct it does not model.
+precedence) over `Term` (postfix chains). What the compiler does not handle (assignment, slices,
+destructuring, modules, `$ENV`...) raises `Unsupported` with the construct's name, so such a rule runs on
+libjq whole; the parser never guesses at a construct it does not model.
 """
 
 from __future__ import annotations
