@@ -1222,6 +1222,61 @@ def _range(args: tuple[Compiled, ...]) -> Compiled:
     return Compiled(MANY, each)
 
 
+def _range3(args: tuple[Compiled, ...]) -> Compiled:
+    """range($init; $upto; $by) over integers: `$init | while(. < $upto; . + $by)` (or `>` for a negative step)."""
+    ig, ug, bg = (a.gen() for a in args)
+
+    def each(x: Any) -> Iterator[Any]:
+        for init in ig(x):  # `$init`, `$upto`, `$by`: the first parameter is the outer loop
+            for upto in ug(x):
+                for by in bg(x):
+                    if any(type(v) is not int for v in (init, upto, by)):
+                        raise NeedsLibjq("range over non-integers")
+                    if by != 0 and abs((upto - init) // by) > 10_000_000:
+                        raise NeedsLibjq("a very long range")
+                    if by != 0:
+                        yield from range(init, upto, by)
+
+    return Compiled(MANY, each)
+
+
+def _combinations_of(rows: Any) -> Iterator[list[Any]]:
+    """def combinations: if length == 0 then [] else .[0][] as $x | (.[1:] | combinations) as $y | [$x] + $y end"""
+    if rt.length(rows) == 0:
+        yield []
+        return
+    if type(rows) is not list:
+        rt.index(rows, 0)  # raises jq's "Cannot index ... with number"
+        raise NeedsLibjq("combinations of a non-array")
+    for first in lib.iter_values(rows[0]):
+        for rest in _combinations_of(rows[1:]):
+            yield [first, *rest]
+
+
+def _combinations(args: tuple[Compiled, ...]) -> Compiled:
+    if not args:
+        return Compiled(MANY, _guard_depth(_combinations_of))
+    ng = args[0].gen()
+
+    def each(x: Any) -> Iterator[Any]:
+        for n in ng(x):
+            if type(n) is not int:
+                raise NeedsLibjq("combinations of a non-integer count")
+            yield from _guard_depth(_combinations_of)([x] * max(n, 0))
+
+    return Compiled(MANY, each)
+
+
+def _guard_depth(gen: Callable[[Any], Iterator[Any]]) -> Callable[[Any], Iterator[Any]]:
+    def guarded(x: Any) -> Iterator[Any]:
+        try:
+            yield from gen(x)
+        except RecursionError as error:
+            raise NeedsLibjq(rt.TOO_DEEP) from error
+
+    return guarded
+
+
 def _keys_of(f: Compiled) -> Callable[[Any], list[Any]]:
     """map([f]): the sort key of each element (input iterated like `.[]`)."""
     fg = f.gen()
@@ -1541,6 +1596,10 @@ _BUILTINS: dict[tuple[str, int], Callable[[tuple[Compiled, ...]], Compiled]] = {
     ("floor", 0): _unary(_rounding(math.floor)),
     ("ceil", 0): _unary(_rounding(math.ceil)),
     ("round", 0): _unary(_rounding(_round_half_away)),
+    ("trunc", 0): _unary(_rounding(math.trunc)),
+    ("range", 3): _range3,
+    ("combinations", 0): _combinations,
+    ("combinations", 1): _combinations,
     ("sort", 0): _unary(lib.sort),
     ("unique", 0): _unary(lib.unique),
     ("min", 0): _unary(lambda x: lib.minmax_by(x, x, True)),

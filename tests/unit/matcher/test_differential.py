@@ -343,6 +343,12 @@ def test_generated_programs_agree_with_libjq(program: str, event: dict[str, Any]
     reference = libjq_outcome(program, event)
     hypothesis_event(f"outcome: {reference[0]}")
     assert agree(fast, reference), (program, orjson.dumps(event), fast, reference)
+    # Rules read the first output; inside `[...]` every output counts, in jq's order.
+    every_output = f"[{program}]"
+    fast_all = fast_outcome(every_output, event)
+    if fast_all is not None:
+        reference_all = libjq_outcome(every_output, event)
+        assert agree(fast_all, reference_all), (every_output, orjson.dumps(event), fast_all, reference_all)
 
 
 @settings(max_examples=max(EXAMPLES // 3, 50), deadline=None, suppress_health_check=[HealthCheck.too_slow])
