@@ -40,6 +40,7 @@ _LITERAL_ESCAPES = frozenset("hijlmquvEFHIJLTUV")
 _LITERAL_ESCAPES_IN_CLASS = frozenset("ghijlmqvyzABEFGHIJKLMNOQRTUVXYZ")
 _CONTROL_ESCAPES = {"a": 0x07, "e": 0x1B, "f": 0x0C, "n": 0x0A, "r": 0x0D, "t": 0x09}
 _SHORTHANDS = frozenset("dDsSwW")
+_ANCHORS = (r"\A", r"\z", r"\b", r"\B")
 _ZERO_WIDTH = frozenset({r"\A", r"\z", r"\b", r"\B", ""})  # anchors and comments: they consume nothing
 # Whitespace the `x` flag skips outside classes (ASCII only: a pattern with other spaces under x is refused).
 _EXTENDED_SPACE = frozenset(" \t\n\r\f\v")
@@ -374,8 +375,9 @@ class _Translator:
             self.i = m.end()
         else:
             return atom
-        if atom.text == "":
-            raise Unsupported("regex quantifier without a target")
+        if atom.text in _ZERO_WIDTH or (atom.text.startswith("(?") and any(a in atom.text for a in _ANCHORS)):
+            # Oniguruma rejects a repeated anchor, also inside a non-capturing group (`(?:^|a)*`).
+            raise Unsupported("regex quantifier on an anchor")
         lazy = ""
         if self.i < len(src) and src[self.i] == "?":
             lazy = "?"
@@ -594,7 +596,11 @@ class _Translator:
         if probe:
             if self.icase and re.search(r"\[:|\\[pP]", onig_class):
                 raise Unsupported("a case-insensitive regex class with a POSIX bracket or property")
-            return _Piece(_ranges_text(class_ranges(onig_class, self.icase)), False, False)
+            ranges = class_ranges(onig_class, self.icase)
+            if self.icase and not negate and any(lo <= ord(c) <= hi for c in _multi_fold() for lo, hi in ranges):
+                # Oniguruma lets such a class match the folding's several characters (`[\w]` matches "ss").
+                raise Unsupported("a case-insensitive regex class holding a character that folds to several")
+            return _Piece(_ranges_text(ranges), False, False)
         if self.icase and any(high >= 0x80 for _, high in members):
             raise Unsupported("a case-insensitive regex class with non-ASCII characters")
         body = "".join(_class_char(lo) if lo == hi else f"{_class_char(lo)}-{_class_char(hi)}" for lo, hi in members)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 import jq
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from stream_processor.matcher.jqparse import Unsupported
 from stream_processor.matcher.jqregex import class_ranges, compile_regex
@@ -36,7 +39,8 @@ FLAGS = [None, "g", "i", "gi", "x", "gx", "p", "s", "m", "gn"]
 UNSUPPORTED = [
     "(a)\\1", "\\k<n>", "(?=a)", "(?!a)", "(?<=a)b", "(?<!a)b", "(?>a)", "a*+", "a++", "a?+", "\\G", "\\K", "\\X",
     "\\R", "\\y", "\\N", "\\O", "\\Qa\\E", "(?m)a", "(?x)a", "\\xe9", "\\x{110000}", "\\pL", "(a|)*", "(a*)+",
-    "(a?){2}", "a{1001}", "a**", "*a", "(", ")", "[z-a]", "[]", "\\cA", "\\101", "(?i)é", "[[:alpha:]]",
+    "(a?){2}", "a{1001}", "a**", "*a", "(", ")", "[z-a]", "[]", "\\cA", "\\101", "(?i)é", "[[:alpha:]]", "(?:^)*",
+    "(?:a|^)*", "(?i)[\\w-]", "(?i)[[:alpha:]]",
 ]  # fmt: skip
 
 
@@ -122,3 +126,60 @@ def test_unicode_classes_come_from_libjq() -> None:
     regex = compile_regex("^\\d+$", None)
     assert regex.test("٣4")
     assert not regex.test("x")
+
+
+# -- generated regexes: random compositions of the constructs above, against libjq's `match`
+
+REGEX_EXAMPLES = int(os.environ.get("MATCHER_REGEX_EXAMPLES", "300"))
+
+ATOMS = (
+    "a", "b", "é", "😀", " ", "-", ".", "\\d", "\\D", "\\w", "\\W", "\\s", "\\S", "\\h", "\\x{e9}", "\\x41", "\\t",
+    "\\.", "\\ ", "[a-c]", "[^a-c]", "[[:alpha:]]", "[[:digit:][:space:]]", "\\p{L}", "\\P{Lu}", "[é-ü]", "[\\w-]",
+    "\\p{Greek}", "[a\\]]",
+)  # fmt: skip
+ANCHORS = ("^", "$", "\\A", "\\z", "\\Z", "\\b", "\\B")
+QUANTIFIERS = ("", "", "*", "+", "?", "*?", "+?", "??", "{2}", "{1,2}", "{0,}", "{1,2}?")
+REGEX_SUBJECTS = (
+    "", "a", "ab", "aab", "ba", "é", "aé b", "A B", "a\nb", "a\n", "😀a", "ab-c", "x1 y2", "\u0391\u0392\u03b3", "  ",
+    "a.b", "abcabc", "Straße", "ss", "\u212a", "a\tb", "ü-é", "]",
+)  # fmt: skip
+
+
+@st.composite
+def regexes(draw: st.DrawFn, depth: int = 0) -> str:
+    parts = []
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        kind = draw(st.integers(min_value=0, max_value=9 if depth < 2 else 6))
+        if kind <= 5:
+            parts.append(draw(st.sampled_from(ATOMS)) + draw(st.sampled_from(QUANTIFIERS)))
+        elif kind == 6:
+            parts.append(draw(st.sampled_from(ANCHORS)))
+        elif kind == 7:
+            inner = draw(regexes(depth=depth + 1))
+            opener = draw(st.sampled_from(["(", "(?:", "(?<n>", "(?i:"]))
+            parts.append(f"{opener}{inner}){draw(st.sampled_from(QUANTIFIERS))}")
+        elif kind == 8:
+            parts.append(f"(?:{draw(regexes(depth=depth + 1))}|{draw(regexes(depth=depth + 1))})")
+        else:
+            parts.append("(?i)")
+    return "".join(parts)
+
+
+@settings(max_examples=REGEX_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pattern=regexes(), flags=st.sampled_from([None, "g", "gi", "x", "gp", "gn", "s"]))
+def test_generated_regexes_match_like_jq(pattern: str, flags: str | None) -> None:
+    try:
+        regex = compile_regex(pattern, flags)
+    except Unsupported:
+        assume(False)
+        return
+    program = jq.compile('[.[] | try [match($re; $flags)] catch "error"]', args={"re": pattern, "flags": flags})
+    expected = program.input_value(list(REGEX_SUBJECTS)).first()
+    for subject, want in zip(REGEX_SUBJECTS, expected, strict=True):
+        try:
+            got = regex.matches(subject)
+        except NeedsLibjq:
+            continue
+        assert want != "error", (pattern, flags, subject)
+        assert same(got, want), (pattern, flags, subject, got, want)
+        assert regex.test(subject) == bool(want)
