@@ -230,6 +230,8 @@ class FastMatcher(Matcher):
                         continue
                     if compiled:
                         output = to_output(output)
+                        if output is None:  # NaN: libjq hands it back as null, no match
+                            continue
                 except JqError as error:
                     errors.append(RuleRuntimeError(rule_name, event.position, str(error)))
                     continue

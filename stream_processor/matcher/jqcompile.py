@@ -14,22 +14,30 @@ Anything else raises `Unsupported` at compile time; `NeedsLibjq` at run time han
 
 from __future__ import annotations
 
+import itertools
+import math
+import operator
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from stream_processor.matcher import jqbuiltins as lib
+from stream_processor.matcher import jqregex
 from stream_processor.matcher import jqruntime as rt
 from stream_processor.matcher.jqparse import (
     ArrayCons,
     Binary,
     Bind,
+    Break,
     Call,
     Comma,
+    FuncDef,
     Identity,
     If,
     Index,
     Iterate,
+    Label,
     Literal,
     Negate,
     Node,
@@ -42,8 +50,8 @@ from stream_processor.matcher.jqparse import (
     Unsupported,
     Var,
 )
-from stream_processor.matcher.jqregex import translate
-from stream_processor.matcher.jqruntime import JqError, NeedsLibjq, truthy
+from stream_processor.matcher.jqregex import compile_regex
+from stream_processor.matcher.jqruntime import MAX_SAFE_INT, JqError, NeedsLibjq, truthy
 
 ONE, OPT, MANY = 0, 1, 2
 
@@ -71,7 +79,11 @@ class Compiled:
         if self.kind == MANY:
             return fn
         if self.kind == ONE:
-            return lambda x: iter((fn(x),))
+
+            def one_gen(x: Any) -> Iterator[Any]:
+                yield fn(x)  # lazily: `limit(0; f)` and `try` must not run f before asked
+
+            return one_gen
 
         def opt_gen(x: Any) -> Iterator[Any]:
             v = fn(x)
@@ -89,18 +101,131 @@ class Compiled:
 
 
 # Variables live in cells: `E as $x | body` stores each output of E in $x's cell before running body.
-# A binding site is never re-entered while one of its outputs is still being consumed (there is no
-# `def`, hence no recursion), so one cell per site is enough. The scope is only used while compiling.
+# A binding site is never re-entered while one of its outputs is still being consumed (recursive
+# `def`s are refused, and every call of a `def` and every use of a closure parameter compiles its own
+# copy), so one cell per site is enough. The environment below is only used while compiling.
 _COMPILING = threading.Lock()
-_scope: dict[str, list[Any]] = {}
+_scope: dict[str, list[Any]] = {}  # variable name -> cell
+_defs: dict[tuple[str, int], Any] = {}  # (name, arity) -> _UserDef | _Closure
+_active: frozenset[int] = frozenset()  # ids of the defs whose bodies are being expanded
+_labels: dict[str, object] = {}  # label name -> its token
+_budget = [0]  # nodes left to compile: inlining `def`s must not blow the program up
+_MAX_NODES = 20_000
+
+
+@dataclass(slots=True)
+class _UserDef:
+    node: FuncDef
+    defs: dict[tuple[str, int], Any]
+    scope: dict[str, list[Any]]
+    labels: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class _Closure:
+    """A filter argument: compiled where it is used, in the environment of the call that passed it."""
+
+    node: Node
+    defs: dict[tuple[str, int], Any]
+    scope: dict[str, list[Any]]
+    active: frozenset[int]
+    labels: dict[str, object]
 
 
 def compile_program(node: Node) -> Fn:
     """The program's first-output function: value, NONE, or raises JqError / NeedsLibjq."""
-    global _scope
+    global _scope, _defs, _active, _labels
     with _COMPILING:
-        _scope = {}
-        return _compile(node).first()
+        _scope, _defs, _active, _labels = {}, {}, frozenset(), {}
+        _budget[0] = _MAX_NODES
+        try:
+            return _compile(node).first()
+        finally:
+            jqregex.release_probe_string()
+
+
+def _in_env(
+    node: Node,
+    defs: dict[tuple[str, int], Any],
+    scope: dict[str, list[Any]],
+    active: frozenset[int],
+    labels: dict[str, object],
+) -> Compiled:
+    global _scope, _defs, _active, _labels
+    saved = (_scope, _defs, _active, _labels)
+    _scope, _defs, _active, _labels = scope, defs, active, labels
+    try:
+        return _compile(node)
+    finally:
+        _scope, _defs, _active, _labels = saved
+
+
+def _compile_funcdef(node: FuncDef) -> Compiled:
+    global _defs
+    entry = _UserDef(node, {}, _scope, _labels)
+    outer = _defs
+    _defs = {**outer, (node.name, len(node.params)): entry}
+    entry.defs = _defs  # the body sees the def itself (a recursive call is refused when it is compiled)
+    try:
+        return _compile(node.rest)
+    finally:
+        _defs = outer
+
+
+def _call_user(entry: _UserDef, call: Call) -> Compiled:
+    """Inline the def's body: filter parameters become closures, `$p` parameters `p as $p | ...`."""
+    if id(entry) in _active:
+        raise Unsupported(f"uses the recursive `def {entry.node.name}`")
+    bindings: dict[tuple[str, int], Any] = {}
+    body = entry.node.body
+    value_params = []
+    for param, arg in zip(entry.node.params, call.args, strict=True):
+        name = param[1:] if param.startswith("$") else param
+        bindings[(name, 0)] = _Closure(arg, _defs, _scope, _active, _labels)
+        if param.startswith("$"):
+            value_params.append(param)
+    for param in reversed(value_params):
+        body = Bind(Call(param[1:], ()), param, body)
+    return _in_env(body, {**entry.defs, **bindings}, entry.scope, _active | {id(entry)}, entry.labels)
+
+
+class _Break(JqError):
+    """`break $label`: jq raises it as an error (so `try` stops it too); the label's own token ends it."""
+
+    def __init__(self, token: object) -> None:
+        super().__init__({"__jq": id(token)})
+        self.token = token
+
+
+def _compile_label(node: Label) -> Compiled:
+    global _labels
+    token = object()
+    outer = _labels
+    _labels = {**outer, node.name: token}
+    try:
+        bg = _compile(node.body).gen()
+    finally:
+        _labels = outer
+
+    def label(x: Any) -> Iterator[Any]:
+        try:
+            yield from bg(x)
+        except _Break as stop:
+            if stop.token is not token:
+                raise
+
+    return Compiled(MANY, label)
+
+
+def _compile_break(node: Break) -> Compiled:
+    token = _labels.get(node.name)
+    if token is None:
+        raise Unsupported(f"uses `break {node.name}` outside its label")
+
+    def break_(x: Any) -> Any:
+        raise _Break(token)
+
+    return _one(break_)
 
 
 def _compile_bind(node: Bind) -> Compiled:
@@ -199,6 +324,9 @@ def _compile(node: Node) -> Compiled:
     handler = _HANDLERS.get(type(node))
     if handler is None:
         raise Unsupported(f"uses {type(node).__name__}")
+    _budget[0] -= 1
+    if _budget[0] < 0:
+        raise Unsupported("too large once its `def`s are expanded")
     return handler(node)
 
 
@@ -255,15 +383,22 @@ def _compile_identity(node: Identity) -> Compiled:
 
 
 def _compile_recurse(node: Recurse) -> Compiled:
+    """`..` in pre-order, with an explicit stack: a value nested 100,000 deep costs no Python recursion."""
+
     def rec(x: Any) -> Iterator[Any]:
-        yield x
-        t = type(x)
-        if t is list:
-            for item in x:
-                yield from rec(item)
-        elif t is dict:
-            for item in x.values():
-                yield from rec(item)
+        stack: list[Iterator[Any]] = [iter((x,))]
+        while stack:
+            for v in stack[-1]:
+                yield v
+                t = type(v)
+                if t is list:
+                    stack.append(iter(v))
+                    break
+                if t is dict:
+                    stack.append(iter(v.values()))
+                    break
+            else:
+                stack.pop()
 
     return Compiled(MANY, rec)
 
@@ -348,7 +483,7 @@ def _compile_try(node: Try) -> Compiled:
         elif isinstance(catch, Literal):
             fallback = _compile(catch)
         else:
-            raise Unsupported("uses `catch` with a handler that reads the error")
+            return _try_handler(body, _compile(catch))
     if body.kind != MANY:
         bf = body.fn
         if fallback is None:
@@ -373,9 +508,11 @@ def _compile_try(node: Try) -> Compiled:
     caught_value = NONE if fallback is None else fallback.fn(None)
 
     def try_many(x: Any) -> Iterator[Any]:
-        iterator = bg(x)
+        iterator: Iterator[Any] | None = None
         while True:
             try:
+                if iterator is None:
+                    iterator = bg(x)  # some bodies do their work here, not lazily
                 v = next(iterator)
             except StopIteration:
                 return
@@ -386,6 +523,29 @@ def _compile_try(node: Try) -> Compiled:
             yield v
 
     return Compiled(MANY, try_many)
+
+
+def _try_handler(body: Compiled, handler: Compiled) -> Compiled:
+    """`try body catch handler`: the handler runs on the error's value, which must be jq's exactly."""
+    bg, hg = body.gen(), handler.gen()
+
+    def try_catch_many(x: Any) -> Iterator[Any]:
+        iterator: Iterator[Any] | None = None
+        while True:
+            try:
+                if iterator is None:
+                    iterator = bg(x)
+                v = next(iterator)
+            except StopIteration:
+                return
+            except JqError as error:
+                if not error.from_error:
+                    raise NeedsLibjq("a `catch` reads a built-in error's message") from error
+                yield from hg(error.args[0])
+                return
+            yield v
+
+    return Compiled(MANY, try_catch_many)
 
 
 def _compile_pipe(node: Pipe) -> Compiled:
@@ -497,7 +657,11 @@ def _compile_binary(node: Binary) -> Compiled:
     if op == "//":
         return _compile_alternative(node)
     if op == "+":
-        return _compile_operator(node, rt.plus)
+        return _compile_operator(node, lib.add_values)
+    if op == "-":
+        return _compile_operator(node, lambda a, b: lib.int_arithmetic(a, b, operator.sub))
+    if op == "*":
+        return _compile_operator(node, lambda a, b: lib.int_arithmetic(a, b, operator.mul))
     raise Unsupported(f"uses arithmetic `{op}`")
 
 
@@ -685,7 +849,16 @@ def _compile_negate(node: Negate) -> Compiled:
     if isinstance(operand, Literal) and type(operand.value) is int and operand.value != 0:
         value = -operand.value
         return _one(lambda x: value)
-    raise Unsupported("uses unary minus on something other than a non-zero integer literal")
+    return _with_arg(lambda x, v: _negate(v))((_compile(operand),))
+
+
+def _negate(v: Any) -> Any:
+    t = type(v)
+    if t is int or t is float:
+        if v == 0:
+            raise NeedsLibjq("negative zero")  # jq prints -0, Python's int has none
+        return -v
+    raise JqError(f"{rt.type_name(v)} ({rt.error_text(v)}) cannot be negated")
 
 
 # -- construction
@@ -751,7 +924,7 @@ def _compile_object(node: ObjectCons) -> Compiled:
                 k = kf(x)
                 v = vf(x)
                 if type(k) is not str:
-                    raise JqError(f"Object keys must be strings (got {rt.type_name(k)})")
+                    raise rt.object_key_error(k)
                 out[k] = v
             return out
 
@@ -767,7 +940,7 @@ def _compile_object(node: ObjectCons) -> Compiled:
             for k in kg(x):
                 for v in vg(x):
                     if type(k) is not str:
-                        raise JqError(f"Object keys must be strings (got {rt.type_name(k)})")
+                        raise rt.object_key_error(k)
                     extended = dict(acc)
                     extended[k] = v
                     yield from fill(i + 1, extended)
@@ -814,7 +987,7 @@ def _with_arg(fn: Callable[[Any, Any], Any]) -> Callable[[tuple[Compiled, ...]],
 
 def _error0(args: tuple[Compiled, ...]) -> Compiled:
     def raise_input(x: Any) -> Any:
-        raise JqError(x)
+        raise JqError(x, from_error=True)
 
     return _one(raise_input)
 
@@ -826,7 +999,7 @@ def _error1(args: tuple[Compiled, ...]) -> Compiled:
         m = first(x)
         if m is NONE:
             return NONE
-        raise JqError(m)
+        raise JqError(m, from_error=True)
 
     return Compiled(OPT, raise_message)
 
@@ -976,24 +1149,351 @@ def _last1(args: tuple[Compiled, ...]) -> Compiled:
     return Compiled(OPT, last)
 
 
-def _limit(args: tuple[Compiled, ...]) -> Compiled:
-    count, body = args
-    cf, bg = count.first(), body.gen()
+def _count_arg(count: Compiled, body: Compiled, run: Callable[[Any, Any], Iterator[Any]]) -> Compiled:
+    """`limit($n; f)`-style builtins: one run per output of `$n` (jq's `$param` sugar), in order."""
+    cg = count.gen()
+    bg = body.gen()
 
-    def limit(x: Any) -> Iterator[Any]:
-        n = cf(x)
-        if count.kind != ONE or type(n) is not int:
-            raise NeedsLibjq("limit with a computed count")
-        if n < 0:
-            raise JqError("limit doesn't support negative count")
-        if n == 0:
+    def each(x: Any) -> Iterator[Any]:
+        for n in cg(x):
+            if type(n) is not int and type(n) is not float:
+                raise NeedsLibjq("a non-numeric count")
+            yield from run(n, bg(x))
+
+    return Compiled(MANY, each)
+
+
+def _limit_run(n: Any, outputs: Iterator[Any]) -> Iterator[Any]:
+    """def limit($n; f): emits an output, then stops once $n - count <= 0 (so ceil($n) outputs)."""
+    if n < 0:
+        raise JqError("limit doesn't support negative count")
+    if n == 0:
+        return
+    for count, v in enumerate(outputs, 1):
+        yield v
+        if n - count <= 0:
             return
-        for i, v in enumerate(bg(x), 1):
-            yield v
-            if i >= n:
-                return
 
-    return Compiled(MANY, limit)
+
+def _skip_run(n: Any, outputs: Iterator[Any]) -> Iterator[Any]:
+    """def skip($n; f): the k-th output (from 1) is emitted when $n - k < 0."""
+    if n < 0:
+        raise JqError("skip doesn't support negative count")
+    for k, v in enumerate(outputs, 1):
+        if n - k < 0:
+            yield v
+
+
+def _nth_run(n: Any, outputs: Iterator[Any]) -> Iterator[Any]:
+    if n < 0:
+        raise JqError("nth doesn't support negative indices")
+    for v in _skip_run(n, outputs):
+        yield v
+        return
+
+
+def _limit(args: tuple[Compiled, ...]) -> Compiled:
+    return _count_arg(args[0], args[1], _limit_run)
+
+
+def _skip(args: tuple[Compiled, ...]) -> Compiled:
+    return _count_arg(args[0], args[1], _skip_run)
+
+
+def _nth2(args: tuple[Compiled, ...]) -> Compiled:
+    return _count_arg(args[0], args[1], _nth_run)
+
+
+def _range(args: tuple[Compiled, ...]) -> Compiled:
+    """range($from; $upto), integers only (a float range computes doubles jq prints its own way)."""
+    if len(args) == 1:
+        args = (_one(lambda x: 0), args[0])
+    lo_g, hi_g = args[0].gen(), args[1].gen()
+
+    def each(x: Any) -> Iterator[Any]:
+        for lo in lo_g(x):
+            for hi in hi_g(x):
+                if type(lo) is not int or type(hi) not in (int, float):
+                    raise NeedsLibjq("range over non-integers")
+                if hi - lo > 10_000_000:
+                    raise NeedsLibjq("a very long range")
+                yield from range(lo, math.ceil(hi) if type(hi) is float else hi)
+
+    return Compiled(MANY, each)
+
+
+def _range3(args: tuple[Compiled, ...]) -> Compiled:
+    """range($init; $upto; $by) over integers: `$init | while(. < $upto; . + $by)` (or `>` for a negative step)."""
+    ig, ug, bg = (a.gen() for a in args)
+
+    def each(x: Any) -> Iterator[Any]:
+        for init in ig(x):  # `$init`, `$upto`, `$by`: the first parameter is the outer loop
+            for upto in ug(x):
+                for by in bg(x):
+                    if any(type(v) is not int for v in (init, upto, by)):
+                        raise NeedsLibjq("range over non-integers")
+                    if by != 0 and abs((upto - init) // by) > 10_000_000:
+                        raise NeedsLibjq("a very long range")
+                    if by != 0:
+                        yield from range(init, upto, by)
+
+    return Compiled(MANY, each)
+
+
+def _combinations_of(rows: Any) -> Iterator[list[Any]]:
+    """def combinations: if length == 0 then [] else .[0][] as $x | (.[1:] | combinations) as $y | [$x] + $y end"""
+    if rt.length(rows) == 0:
+        yield []
+        return
+    if type(rows) is not list:
+        rt.index(rows, 0)  # raises jq's "Cannot index ... with number"
+        raise NeedsLibjq("combinations of a non-array")
+    for first in lib.iter_values(rows[0]):
+        for rest in _combinations_of(rows[1:]):
+            yield [first, *rest]
+
+
+def _combinations(args: tuple[Compiled, ...]) -> Compiled:
+    if not args:
+        return Compiled(MANY, _guard_depth(_combinations_of))
+    ng = args[0].gen()
+
+    def each(x: Any) -> Iterator[Any]:
+        for n in ng(x):
+            if type(n) is not int:
+                raise NeedsLibjq("combinations of a non-integer count")
+            yield from _guard_depth(_combinations_of)([x] * max(n, 0))
+
+    return Compiled(MANY, each)
+
+
+def _guard_depth(gen: Callable[[Any], Iterator[Any]]) -> Callable[[Any], Iterator[Any]]:
+    def guarded(x: Any) -> Iterator[Any]:
+        try:
+            yield from gen(x)
+        except RecursionError as error:
+            raise NeedsLibjq(rt.TOO_DEEP) from error
+
+    return guarded
+
+
+def _keys_of(f: Compiled) -> Callable[[Any], list[Any]]:
+    """map([f]): the sort key of each element (input iterated like `.[]`)."""
+    fg = f.gen()
+    return lambda x: [list(fg(item)) for item in lib.iter_values(x)]
+
+
+def _by(impl: Callable[[Any, list[Any]], Any]) -> Callable[[tuple[Compiled, ...]], Compiled]:
+    def build(args: tuple[Compiled, ...]) -> Compiled:
+        keys_of = _keys_of(args[0])
+        return _one(lambda x: impl(x, keys_of(x)))
+
+    return build
+
+
+def _minmax_by(is_min: bool) -> Callable[[tuple[Compiled, ...]], Compiled]:
+    return _by(lambda x, keys: lib.minmax_by(x, keys, is_min))
+
+
+def _with_entries(args: tuple[Compiled, ...]) -> Compiled:
+    fg = args[0].gen()
+    return _one(lambda x: lib.from_entries([v for entry in rt.to_entries(x) for v in fg(entry)]))
+
+
+def _add1(args: tuple[Compiled, ...]) -> Compiled:
+    fg = args[0].gen()
+    add = lib.add_values
+
+    def add1(x: Any) -> Any:
+        acc = None
+        for v in fg(x):
+            acc = add(acc, v)
+        return acc
+
+    return _one(add1)
+
+
+def _add0(x: Any) -> Any:
+    acc = None
+    add = lib.add_values
+    for v in lib.iter_values(x):
+        acc = add(acc, v)
+    return acc
+
+
+def _recurse(args: tuple[Compiled, ...]) -> Compiled:
+    """def recurse(f): def r: ., (f | r); r -- and recurse(f; cond) with `select(cond)` after f; no recursion."""
+    fg = args[0].gen()
+    cg = args[1].gen() if len(args) == 2 else None
+
+    def children(v: Any) -> Iterator[Any]:
+        if cg is None:
+            yield from fg(v)
+            return
+        for child in fg(v):
+            for c in cg(child):
+                if truthy(c):
+                    yield child
+
+    def rec(x: Any) -> Iterator[Any]:
+        stack: list[Iterator[Any]] = [iter((x,))]
+        while stack:
+            for v in stack[-1]:
+                yield v
+                stack.append(children(v))
+                break
+            else:
+                stack.pop()
+
+    return Compiled(MANY, rec)
+
+
+def _first_or_none(outputs: Iterator[Any]) -> Any:
+    return next(outputs, NONE)
+
+
+def _map_values(args: tuple[Compiled, ...]) -> Compiled:
+    """def map_values(f): .[] |= f -- each value becomes f's first output, or goes if f has none."""
+    fg = args[0].gen()
+    return _one(lambda x: _update_each(x, fg))
+
+
+def _update_each(x: Any, fg: Callable[[Any], Iterator[Any]]) -> Any:
+    t = type(x)
+    if t is list:
+        return [v for v in (_first_or_none(fg(item)) for item in x) if v is not NONE]
+    if t is dict:
+        out = {}
+        for k, item in x.items():
+            v = _first_or_none(fg(item))
+            if v is not NONE:
+                out[k] = v
+        return out
+    raise rt.iterate_error(x)
+
+
+def _walk(args: tuple[Compiled, ...]) -> Compiled:
+    """def walk(f): def w: if object then map_values(w) elif array then map(w) else . end | f; w"""
+    fg = args[0].gen()
+
+    def w(v: Any) -> Iterator[Any]:
+        t = type(v)
+        if t is dict:
+            v = _update_each(v, w)
+        elif t is list:
+            v = [out for item in v for out in w(item)]
+        yield from fg(v)
+
+    def walk(x: Any) -> Iterator[Any]:
+        try:
+            yield from w(x)
+        except RecursionError as error:
+            raise NeedsLibjq(rt.TOO_DEEP) from error
+
+    return Compiled(MANY, walk)
+
+
+def _transpose(x: Any) -> Any:
+    """def transpose: [range(0; map(length)|max // 0) as $i | [.[][$i]]]"""
+    rows = lib.iter_values(x)
+    lengths = [rt.length(r) for r in rows]
+    longest = lib.minmax_by(lengths, lengths, False)
+    n = longest if truthy(longest) else 0
+    if type(n) is not int:
+        raise NeedsLibjq("transpose of rows with a fractional length")
+    return [[rt.index(r, i) for r in rows] for i in range(n)]
+
+
+def _index_by(args: tuple[Compiled, ...]) -> Compiled:
+    """INDEX(stream; f): reduce stream as $row ({}; .[$row|f|tostring] = $row); INDEX(f): INDEX(.[]; f)."""
+    if len(args) == 1:
+        sg: Callable[[Any], Iterator[Any]] = lambda x: iter(lib.iter_values(x))  # noqa: E731
+        fg = args[0].gen()
+    else:
+        sg, fg = args[0].gen(), args[1].gen()
+
+    def index_by(x: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for row in sg(x):
+            for k in fg(row):
+                out[rt.tostring(k)] = row
+        return out
+
+    return _one(index_by)
+
+
+def _bsearch(x: Any, target: Any) -> int:
+    if type(x) is not list:
+        raise JqError(f"{rt.type_name(x)} ({rt.error_text(x)}) cannot be searched from")
+    lo, hi = 0, len(x)
+    while lo < hi:
+        mid = lo + (hi - lo) // 2
+        r = rt.compare(target, x[mid])
+        if r == 0:
+            return mid
+        if r < 0:
+            hi = mid
+        else:
+            lo = mid + 1
+    return -1 - lo
+
+
+def _paths0(args: tuple[Compiled, ...]) -> Compiled:
+    return Compiled(MANY, lambda x: (path for path, _ in lib.paths(x) if path))
+
+
+def _paths1(args: tuple[Compiled, ...]) -> Compiled:
+    """def paths(f): path(..|select(f)) | select(length > 0): one path per truthy output of f."""
+    fg = args[0].gen()
+
+    def each(x: Any) -> Iterator[Any]:
+        for path, v in lib.paths(x):
+            for c in fg(v):
+                if truthy(c) and path:
+                    yield path
+
+    return Compiled(MANY, each)
+
+
+def _format(args: tuple[Compiled, ...]) -> Compiled:
+    def fmt(x: Any, name: Any) -> Any:
+        if type(name) is not str:
+            raise JqError(f"{rt.type_name(name)} ({rt.error_text(name)}) is not a valid format")
+        run = lib.FORMATS.get(name)
+        if run is None:
+            raise JqError(f"{name} is not a valid format")
+        return run(x)
+
+    return _with_arg(fmt)(args)
+
+
+def _to_date(x: Any) -> Any:
+    return lib.strftime(x, "%Y-%m-%dT%H:%M:%SZ")
+
+
+def _from_date(x: Any) -> Any:
+    return lib.mktime(lib.strptime(x, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def _rounding(fn: Callable[[float], int]) -> Callable[[Any], Any]:
+    def run(x: Any) -> Any:
+        if type(x) is int and -MAX_SAFE_INT <= x <= MAX_SAFE_INT:
+            return x
+        if type(x) is float and math.isfinite(x) and abs(x) < MAX_SAFE_INT:
+            return fn(x)
+        if type(x) not in (int, float):
+            raise JqError(f"{rt.type_name(x)} ({rt.error_text(x)}) number required")
+        raise NeedsLibjq("rounding a huge or non-finite number")
+
+    return run
+
+
+def _round_half_away(x: float) -> int:
+    """C's round(): halves away from zero (x - floor(x) is exact for these magnitudes)."""
+    magnitude = abs(x)
+    whole = math.floor(magnitude)
+    rounded = whole + 1 if magnitude - whole >= 0.5 else whole
+    return rounded if x >= 0 else -rounded
 
 
 def _isempty(args: tuple[Compiled, ...]) -> Compiled:
@@ -1038,10 +1538,10 @@ _BUILTINS: dict[tuple[str, int], Callable[[tuple[Compiled, ...]], Compiled]] = {
     ("to_entries", 0): _unary(rt.to_entries),
     ("tostring", 0): _unary(rt.tostring),
     ("tojson", 0): _unary(rt.tojson),
-    ("tonumber", 0): _unary(rt.tonumber),
+    ("tonumber", 0): _unary(lib.tonumber),
     ("ascii_downcase", 0): _unary(rt.ascii_downcase),
     ("ascii_upcase", 0): _unary(rt.ascii_upcase),
-    ("add", 0): _unary(rt.add),
+    ("add", 0): _unary(_add0),
     ("first", 0): _unary(lambda x: rt.index(x, 0)),
     ("last", 0): _unary(lambda x: rt.index(x, -1)),
     ("values", 0): lambda args: Compiled(OPT, lambda x: x if x is not None else NONE),
@@ -1068,6 +1568,76 @@ _BUILTINS: dict[tuple[str, int], Callable[[tuple[Compiled, ...]], Compiled]] = {
     ("isempty", 1): _isempty,
     ("last", 1): _last1,
     ("limit", 2): _limit,
+    ("skip", 2): _skip,
+    ("nth", 2): _nth2,
+    ("nth", 1): _with_arg(rt.index),
+    ("range", 1): _range,
+    ("range", 2): _range,
+    ("indices", 1): _with_arg(lib.indices),
+    ("index", 1): _with_arg(lib.index_of),
+    ("rindex", 1): _with_arg(lib.rindex_of),
+    ("explode", 0): _unary(lib.explode),
+    ("implode", 0): _unary(lib.implode),
+    ("trim", 0): _unary(lib.trim),
+    ("ltrim", 0): _unary(lib.ltrim),
+    ("rtrim", 0): _unary(lib.rtrim),
+    ("trimstr", 1): _with_arg(lib.trimstr),
+    ("toboolean", 0): _unary(lib.toboolean),
+    ("fromjson", 0): _unary(lib.fromjson),
+    ("abs", 0): _unary(lib.abs_value),
+    ("infinite", 0): _literal(math.inf),
+    ("nan", 0): _literal(math.nan),
+    ("isinfinite", 0): _unary(lib.isinfinite),
+    ("isnan", 0): _unary(lib.isnan),
+    ("isnormal", 0): _unary(lib.isnormal),
+    ("isfinite", 0): _unary(lib.isfinite),
+    ("normals", 0): lambda args: Compiled(OPT, lambda x: x if lib.isnormal(x) else NONE),
+    ("finites", 0): lambda args: Compiled(OPT, lambda x: x if lib.isfinite(x) else NONE),
+    ("floor", 0): _unary(_rounding(math.floor)),
+    ("ceil", 0): _unary(_rounding(math.ceil)),
+    ("round", 0): _unary(_rounding(_round_half_away)),
+    ("trunc", 0): _unary(_rounding(math.trunc)),
+    ("range", 3): _range3,
+    ("combinations", 0): _combinations,
+    ("combinations", 1): _combinations,
+    ("sort", 0): _unary(lib.sort),
+    ("unique", 0): _unary(lib.unique),
+    ("min", 0): _unary(lambda x: lib.minmax_by(x, x, True)),
+    ("max", 0): _unary(lambda x: lib.minmax_by(x, x, False)),
+    ("sort_by", 1): _by(lib.sort_by_keys),
+    ("group_by", 1): _by(lib.group_by_keys),
+    ("unique_by", 1): _by(lib.unique_by_keys),
+    ("min_by", 1): _minmax_by(True),
+    ("max_by", 1): _minmax_by(False),
+    ("reverse", 0): _unary(lib.reverse),
+    ("flatten", 0): _unary(lambda x: lib.flatten_all(x, -1)),
+    ("flatten", 1): _with_arg(lib.flatten),
+    ("from_entries", 0): _unary(lib.from_entries),
+    ("with_entries", 1): _with_entries,
+    ("add", 1): _add1,
+    ("getpath", 1): _with_arg(lib.getpath),
+    ("paths", 0): _paths0,
+    ("recurse", 0): lambda args: _compile_recurse(Recurse()),
+    ("recurse", 1): _recurse,
+    ("recurse", 2): _recurse,
+    ("map_values", 1): _map_values,
+    ("walk", 1): _walk,
+    ("transpose", 0): _unary(_transpose),
+    ("INDEX", 1): _index_by,
+    ("INDEX", 2): _index_by,
+    ("bsearch", 1): _with_arg(_bsearch),
+    ("have_decnum", 0): _literal(True),
+    ("have_literal_numbers", 0): _literal(True),
+    ("paths", 1): _paths1,
+    ("format", 1): _format,
+    ("mktime", 0): _unary(lib.mktime),
+    ("gmtime", 0): _unary(lib.gmtime),
+    ("strftime", 1): _with_arg(lib.strftime),
+    ("strptime", 1): _with_arg(lib.strptime),
+    ("todateiso8601", 0): _unary(_to_date),
+    ("todate", 0): _unary(_to_date),
+    ("fromdateiso8601", 0): _unary(_from_date),
+    ("fromdate", 0): _unary(_from_date),
     ("any", 0): _any0,
     ("all", 0): _all0,
     ("any", 1): _any1,
@@ -1081,8 +1651,15 @@ _BUILTINS: dict[tuple[str, int], Callable[[tuple[Compiled, ...]], Compiled]] = {
 
 def _compile_call(node: Call) -> Compiled:
     name, arity = node.name, len(node.args)
-    if name == "test" and arity in (1, 2):
-        return _compile_test(node)
+    user = _defs.get((name, arity))
+    if isinstance(user, _Closure):
+        return _in_env(user.node, user.defs, user.scope, user.active, user.labels)
+    if isinstance(user, _UserDef):
+        return _call_user(user, node)
+    if (name, arity) in _REGEX_CALLS:
+        return _compile_regex_call(node)
+    if (name, arity) == ("path", 1):
+        return _path1(node)
     if name == "IN" and arity == 1 and (names := string_literals(node.args[0])) is not None:
         return _in_strings(frozenset(names))
     build = _BUILTINS.get((name, arity))
@@ -1091,31 +1668,282 @@ def _compile_call(node: Call) -> Compiled:
     return build(tuple(_compile(arg) for arg in node.args))
 
 
-def _compile_test(node: Call) -> Compiled:
-    pattern = node.args[0]
-    flags: Any = None
-    if len(node.args) == 2:
-        flag_node = node.args[1]
-        if isinstance(flag_node, Call) and flag_node.name == "null" and not flag_node.args:
-            flag_node = Literal(None)
-        if not isinstance(flag_node, Literal) or not (flag_node.value is None or type(flag_node.value) is str):
-            raise Unsupported("uses `test` with computed flags")
-        flags = flag_node.value
-    elif isinstance(pattern, Call) and pattern.name == "null":
-        raise Unsupported("uses `test(null)`")
-    if not isinstance(pattern, Literal) or type(pattern.value) is not str:
-        raise Unsupported("uses `test` with a computed regex")
-    regex = translate(pattern.value, flags)
-    search, ascii_only = regex.pattern.search, regex.ascii_only
+# -- path(f): the paths a path expression visits, for the expressions jq accepts in path position
 
-    def test(x: Any) -> bool:
+PathGen = Callable[[Any], Iterator[tuple[list[Any], Any]]]
+
+
+def _compile_path(node: Node) -> PathGen:
+    """(path, value) pairs of `node` as a path expression; what jq may treat otherwise is Unsupported."""
+    if isinstance(node, Identity):
+        return lambda x: iter((([], x),))
+    if isinstance(node, Recurse):
+        return lambda x: iter(lib.paths(x))
+    if isinstance(node, Pipe):
+        left, right = _compile_path(node.left), _compile_path(node.right)
+
+        def pipe(x: Any) -> Iterator[tuple[list[Any], Any]]:
+            for p, v in left(x):
+                for q, w in right(v):
+                    yield p + q, w
+
+        return pipe
+    if isinstance(node, Comma):
+        first, second = _compile_path(node.left), _compile_path(node.right)
+        return lambda x: itertools.chain(first(x), second(x))
+    if isinstance(node, Index):
+        return _path_index(node)
+    if isinstance(node, Iterate):
+        return _path_iterate(node)
+    if isinstance(node, If):
+        cg = _compile(node.cond).gen()
+        then, other = _compile_path(node.then), _compile_path(node.otherwise)
+
+        def if_path(x: Any) -> Iterator[tuple[list[Any], Any]]:
+            for c in cg(x):
+                yield from (then(x) if truthy(c) else other(x))
+
+        return if_path
+    if isinstance(node, Try) and node.catch is None:
+        body = _compile_path(node.body)
+
+        def try_path(x: Any) -> Iterator[tuple[list[Any], Any]]:
+            try:
+                yield from body(x)
+            except JqError:
+                return
+
+        return try_path
+    if isinstance(node, Call):
+        return _path_call(node)
+    raise Unsupported(f"uses `path` over {type(node).__name__}")
+
+
+def _path_call(node: Call) -> PathGen:
+    name, args = node.name, node.args
+    if (name, len(args)) in _defs:
+        raise Unsupported("uses `path` over a `def`")
+    if name == "empty" and not args:
+        return lambda x: iter(())
+    if name in ("select", "recurse") and len(args) <= 1:
+        if name == "recurse" and not args:
+            return lambda x: iter(lib.paths(x))
+        if name == "select":
+            cg = _compile(args[0]).gen()
+            return lambda x: (([], x) for c in cg(x) if truthy(c))
+    if not args and name in _TYPE_SELECTORS:
+        keep = _BUILTINS[(name, 0)](()).fn
+        return lambda x: iter((([], x),)) if keep(x) is not NONE else iter(())
+    if name == "first" and len(args) == 1:
+        inner = _compile_path(args[0])
+        return lambda x: itertools.islice(inner(x), 1)
+    if name == "getpath" and len(args) == 1:
+        pg = _compile(args[0]).gen()
+
+        def getpath(x: Any) -> Iterator[tuple[list[Any], Any]]:
+            for p in pg(x):
+                value = lib.getpath(x, p)
+                yield list(p), value
+
+        return getpath
+    raise Unsupported(f"uses `path` over `{name}/{len(args)}`")
+
+
+_TYPE_SELECTORS = frozenset(
+    {"values", "nulls", "booleans", "numbers", "strings", "arrays", "objects", "iterables", "scalars"}
+)
+
+
+def _path_index(node: Index) -> PathGen:
+    target = _compile_path(node.target)
+    kg = _compile(node.key).gen()
+    optional = node.optional
+    index = rt.index
+
+    def index_path(x: Any) -> Iterator[tuple[list[Any], Any]]:
+        for k in kg(x):
+            if type(k) is not str and type(k) is not int:
+                raise NeedsLibjq("a path through a non-string, non-integer key")
+            for p, v in target(x):
+                try:
+                    value = index(v, k)
+                except JqError:
+                    if optional:
+                        continue
+                    raise
+                yield [*p, k], value
+
+    return index_path
+
+
+def _path_iterate(node: Iterate) -> PathGen:
+    target = _compile_path(node.target)
+    optional = node.optional
+
+    def iterate_path(x: Any) -> Iterator[tuple[list[Any], Any]]:
+        for p, v in target(x):
+            t = type(v)
+            if t is list:
+                yield from (([*p, i], item) for i, item in enumerate(v))
+            elif t is dict:
+                yield from (([*p, k], item) for k, item in v.items())
+            elif not optional:
+                raise rt.iterate_error(v)
+
+    return iterate_path
+
+
+def _path1(node: Call) -> Compiled:
+    paths = _compile_path(node.args[0])
+    return Compiled(MANY, lambda x: (p for p, _ in paths(x)))
+
+
+# -- regexes: the pattern and flags must be constants (a computed regex goes to libjq)
+
+_REGEX_CALLS = frozenset(
+    {
+        ("test", 1), ("test", 2), ("match", 1), ("match", 2), ("capture", 1), ("capture", 2), ("scan", 1),
+        ("scan", 2), ("splits", 1), ("splits", 2), ("split", 2), ("sub", 2), ("sub", 3), ("gsub", 2), ("gsub", 3),
+    }
+)  # fmt: skip
+_NOT_CONSTANT = object()
+
+
+def constant_value(node: Node) -> Any:
+    """The value of a constant expression (literals, arrays and objects of literals), or _NOT_CONSTANT."""
+    if isinstance(node, Literal):
+        return node.value
+    if isinstance(node, Call) and not node.args and node.name in ("null", "true", "false"):
+        return {"null": None, "true": True, "false": False}[node.name]
+    if isinstance(node, ArrayCons):
+        if node.body is None:
+            return []
+        items: list[Any] = []
+        stack = [node.body]
+        while stack:
+            part = stack.pop()
+            if isinstance(part, Comma):
+                stack += [part.right, part.left]
+                continue
+            value = constant_value(part)
+            if value is _NOT_CONSTANT:
+                return _NOT_CONSTANT
+            items.append(value)
+        return items
+    return _NOT_CONSTANT
+
+
+def _regex_args(node: Call) -> tuple[str, str | None]:
+    """(pattern, flags) as jq's definitions hand them to `_match_impl`."""
+    name, args = node.name, node.args
+    if name in ("sub", "gsub"):
+        pattern = constant_value(args[0])
+        flags = constant_value(args[2]) if len(args) == 3 else ""
+    else:
+        pattern = constant_value(args[0])
+        flags = constant_value(args[1]) if len(args) == 2 else None
+        if len(args) == 1 and name in ("test", "match", "capture") and type(pattern) is list:
+            if not pattern:
+                raise Unsupported(f"uses `{name}` with an empty array")
+            pattern, flags = pattern[0], (pattern[1] if len(pattern) > 1 else None)
+    if type(pattern) is not str:
+        raise Unsupported(f"uses `{name}` with a computed or non-string regex")
+    if flags is not None and type(flags) is not str:
+        raise Unsupported(f"uses `{name}` with computed or non-string flags")
+    if name == "scan":
+        flags = "g" + (flags or "")
+    elif name in ("splits", "split", "gsub"):
+        flags = (flags or "") + "g"
+    return pattern, flags
+
+
+def _compile_regex_call(node: Call) -> Compiled:
+    pattern, flags = _regex_args(node)
+    regex = compile_regex(pattern, flags)
+    name = node.name
+    regex_error = jqregex.regex_error
+    if name == "test":
+        test = regex.test
+
+        def run_test(x: Any) -> bool:
+            if type(x) is not str:
+                raise regex_error(x)
+            return test(x)
+
+        return _one(run_test)
+    matches = regex.matches
+    if name == "match":
+
+        def run_match(x: Any) -> Iterator[Any]:
+            if type(x) is not str:
+                raise regex_error(x)
+            return iter(matches(x))
+
+        return Compiled(MANY, run_match)
+    if name == "capture":
+
+        def run_capture(x: Any) -> Iterator[Any]:
+            if type(x) is not str:
+                raise regex_error(x)
+            for m in matches(x):
+                yield {c["name"]: c["string"] for c in m["captures"] if c["name"] is not None}
+
+        return Compiled(MANY, run_capture)
+    if name == "scan":
+
+        def run_scan(x: Any) -> Iterator[Any]:
+            if type(x) is not str:
+                raise regex_error(x)
+            for m in matches(x):
+                yield [c["string"] for c in m["captures"]] if m["captures"] else m["string"]
+
+        return Compiled(MANY, run_scan)
+    if name in ("splits", "split"):
+        spans = regex.spans
+
+        def pieces(x: Any) -> list[str]:
+            if type(x) is not str:
+                raise regex_error(x)
+            out, start = [], 0
+            for found in spans(x):
+                b, e = found[0]
+                out.append(x[start:b])
+                start = e
+            out.append(x[start:])
+            return out
+
+        if name == "split":
+            return _one(pieces)
+        return Compiled(MANY, lambda x: iter(pieces(x)))
+    replacement = _compile(node.args[1]).gen()
+    plus = rt.plus
+
+    def run_sub(x: Any) -> Iterator[Any]:
         if type(x) is not str:
-            raise JqError(f"{rt.type_name(x)} ({rt.error_text(x)}) cannot be matched, as it is not a string")
-        if ascii_only and not x.isascii():
-            raise NeedsLibjq("regex needs an ASCII subject")
-        return search(x) is not None
+            raise regex_error(x)
+        result: list[Any] = []
+        previous = 0
+        for m in matches(x):
+            gap = x[previous : m["offset"]]
+            captured = {c["name"]: c["string"] for c in m["captures"] if c["name"] is not None}
+            for ix, insert in enumerate(list(replacement(captured))):
+                if ix < len(result):
+                    result[ix] = plus(result[ix], plus(gap, insert))
+                else:
+                    result.extend([None] * (ix - len(result)))
+                    result.append(plus(None, plus(gap, insert)))
+            previous = m["offset"] + m["length"]
+        tail = x[previous:]
+        found = False
+        for r in result:
+            out = plus(r, tail)
+            if truthy(out):
+                found = True
+                yield out
+        if not found:
+            yield x
 
-    return _one(test)
+    return Compiled(MANY, run_sub)
 
 
 _HANDLERS: dict[type, Callable[[Any], Compiled]] = {
@@ -1137,4 +1965,7 @@ _HANDLERS: dict[type, Callable[[Any], Compiled]] = {
     Bind: _compile_bind,
     Var: _compile_var,
     Reduce: _compile_reduce,
+    FuncDef: _compile_funcdef,
+    Label: _compile_label,
+    Break: _compile_break,
 }

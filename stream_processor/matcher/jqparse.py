@@ -1,9 +1,9 @@
 """A parser for jq programs (jq 1.8 grammar) into a small AST for the compiler.
 
 It follows jq's parser.y: `Query` (`|`, `,`, `def`, `as`, `label`) over `Expr` (binary operators by
-precedence) over `Term` (postfix chains). What the compiler does not handle (`reduce`, variables,
-`def`, assignment, slices, formats...) raises `Unsupported` with the construct's name, so such a rule
-runs on libjq whole; the parser never guesses at a construct it does not model.
+precedence) over `Term` (postfix chains). What the compiler does not handle (assignment, slices,
+destructuring, modules, `$ENV`...) raises `Unsupported` with the construct's name, so such a rule runs on
+libjq whole; the parser never guesses at a construct it does not model.
 """
 
 from __future__ import annotations
@@ -137,6 +137,29 @@ class Var(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class Label(Node):
+    """`label $name | body`: `break $name` inside body ends body's outputs."""
+
+    name: str
+    body: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Break(Node):
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class FuncDef(Node):
+    """`def name(params): body; rest`: params are filter names, or `$name` for value parameters."""
+
+    name: str
+    params: tuple[str, ...]
+    body: Node
+    rest: Node
+
+
+@dataclass(frozen=True, slots=True)
 class ArrayCons(Node):
     body: Node | None
 
@@ -146,8 +169,16 @@ class ObjectCons(Node):
     entries: tuple[tuple[Node, Node], ...]
 
 
-# Formats whose meaning is a builtin we compile: `@json "x\(.a)"` inserts `.a | tojson`.
+# `@json "x\(.a)"` inserts `.a | tojson`; other formats are `format("name")`, as jq compiles them.
 _FORMATS = {"@text": "tostring", "@json": "tojson"}
+
+
+def _format_call(name: str) -> Node:
+    if name in _FORMATS:
+        return Call(_FORMATS[name], ())
+    return Call("format", (Literal(name[1:]),))
+
+
 _COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
 _ASSIGNMENTS = ("=", "|=", "+=", "-=", "*=", "/=", "%=", "//=")
 # Binding power of Expr operators, from jq's precedence declarations (higher binds tighter).
@@ -173,15 +204,16 @@ def parse(source: str) -> Node:
         raise Unsupported(f"cannot be read by the compiler: {error}") from error
     if lexed.ambiguous_comment:
         raise Unsupported("a comment ends in a backslash")
-    parser = _Parser(lexed.tokens)
+    parser = _Parser(lexed.tokens, source)
     node = parser.query()
     parser.expect_eof()
     return node
 
 
 class _Parser:
-    def __init__(self, tokens: tuple[Token, ...]) -> None:
+    def __init__(self, tokens: tuple[Token, ...], source: str) -> None:
         self.tokens = tokens
+        self.source = source
         self.i = 0
 
     # -- token helpers
@@ -221,9 +253,14 @@ class _Parser:
     def query(self) -> Node:
         """Query: `|` (right assoc, lowest) over `,` (left assoc) over Expr."""
         if self.at_keyword("def"):
-            raise Unsupported("uses `def`")
+            return self.func_def()
         if self.at_keyword("label"):
-            raise Unsupported("uses `label`")
+            self.next()
+            token = self.next()
+            if token.kind != "VAR":
+                raise Unsupported("syntax: `label` without a `$name`")
+            self.expect_op("|")
+            return Label(token.text, self.query())
         left = self.comma()
         if self.at_keyword("as"):
             raise Unsupported("uses variables (`as`)")
@@ -231,6 +268,29 @@ class _Parser:
             self.next()
             return Pipe(left, self.query())
         return left
+
+    def func_def(self) -> Node:
+        self.expect_keyword("def")
+        token = self.next()
+        if token.kind not in ("IDENT", "KEYWORD") or "::" in token.text:
+            raise Unsupported("syntax: a `def` without a plain name")
+        params: list[str] = []
+        if self.at_op("("):
+            self.next()
+            while True:
+                param = self.next()
+                if param.kind not in ("IDENT", "VAR", "KEYWORD") or param.text in ("$__loc__", "$ENV"):
+                    raise Unsupported("syntax: a `def` parameter")
+                params.append(param.text)
+                if self.at_op(";"):
+                    self.next()
+                    continue
+                self.expect_op(")")
+                break
+        self.expect_op(":")
+        body = self.query()
+        self.expect_op(";")
+        return FuncDef(token.text, tuple(params), body, self.query())
 
     def comma(self) -> Node:
         left = self.comma_operand()
@@ -327,13 +387,14 @@ class _Parser:
         if kind == "STR":
             return self.string_node(token)
         if kind == "FORMAT":
-            if text not in _FORMATS:
-                raise Unsupported(f"uses the format `{text}`")
             if self.peek().kind == "STR":
                 return self.string_node(self.next(), text)
-            return Call(_FORMATS[text], ())
+            return _format_call(text)
         if kind == "VAR":
-            if text in ("$__loc__", "$ENV"):
+            if text == "$__loc__":
+                line = self.source.count("\n", 0, token.pos) + 1
+                return ObjectCons(((Literal("file"), Literal("<top-level>")), (Literal("line"), Literal(line))))
+            if text == "$ENV":
                 raise Unsupported(f"uses `{text}`")
             return Var(text)
         if kind == "FIELD":
@@ -380,13 +441,17 @@ class _Parser:
             if text in ("reduce", "foreach"):
                 return self.reduce_body(text == "foreach")
             if text in ("def", "label"):
-                raise Unsupported(f"uses `{text}`")
+                self.i -= 1
+                return self.query_in_term()
             if text == "__loc__":
                 raise Unsupported("uses `$__loc__`")
             raise Unsupported(f"syntax: unexpected `{text}` at {token.pos}")
         if kind == "IDENT":
             if text == "break":
-                raise Unsupported("uses `break`")
+                label = self.next()
+                if label.kind != "VAR":
+                    raise Unsupported("syntax: `break` without a `$name`")
+                return Break(label.text)
             if "::" in text:
                 raise Unsupported("uses modules")
             args: list[Node] = []
@@ -399,6 +464,10 @@ class _Parser:
                 self.expect_op(")")
             return Call(text, tuple(args))
         raise Unsupported(f"syntax: unexpected end at {token.pos}")
+
+    def query_in_term(self) -> Node:
+        """jq reads `def f: ...; body` and `label $x | body` where a term starts: the body runs to the end."""
+        return self.query()
 
     def reduce_body(self, foreach: bool) -> Node:
         source = self.expr(0)
@@ -497,11 +566,11 @@ class _Parser:
             if isinstance(part, str):
                 parts.append(part)
             else:
-                inner = _Parser(part)
+                inner = _Parser(part, self.source)
                 node = inner.query()
                 inner.expect_eof()
                 if format_name != "@text":
-                    node = Pipe(node, Call(_FORMATS[format_name], ()))
+                    node = Pipe(node, _format_call(format_name))
                 parts.append(node)
         if all(isinstance(part, str) for part in parts):
             return Literal("".join(part for part in parts if isinstance(part, str)))

@@ -10,13 +10,30 @@ raises `NeedsLibjq` and the caller runs that rule on libjq for that event instea
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 MAX_SAFE_INT = 2**53
+# jq's own limits on nesting (printing, comparing, containment) are 10000 levels; past Python's recursion
+# limit the compiled path either works without recursion or hands the event to libjq.
+MAX_JQ_DEPTH = 10000
+TOO_DEEP = "a value nested too deeply for the compiled path"
+_END: Any = object()
+_CONTAINERS_AND_NUMBERS = (list, dict, int, float)
+_INF = float("inf")
+_DBL_MAX = 1.7976931348623157e308
 
 
 class JqError(Exception):
-    """A jq run-time error (what `try` catches); the message approximates jq's."""
+    """A jq run-time error (what `try` catches); the message approximates jq's.
+
+    `from_error` marks a value the program raised itself with `error`: a `catch` handler may read it.
+    A built-in error's message only approximates jq's, so a handler that reads one asks libjq.
+    """
+
+    def __init__(self, value: Any = None, from_error: bool = False) -> None:
+        super().__init__(value)
+        self.from_error = from_error
 
     def __str__(self) -> str:
         value = self.args[0] if self.args else None
@@ -53,13 +70,24 @@ def truthy(value: Any) -> bool:
     return value is not None and value is not False
 
 
+_DELIMS = {'"': '"', "[": "]", "{": "}"}
+
+
 def error_text(value: Any) -> str:
-    """A short rendering of a value for error messages (jq truncates to about 30 bytes)."""
+    """A value as jq 1.8 shows it in an error message (jv_dump_string_trunc into 30 bytes)."""
+    if type(value) is str and len(value) > 30:
+        value = value[:30]
     try:
-        text = tojson(value)
+        data = tojson(value).encode()
     except NeedsLibjq:
-        text = "..."
-    return text if len(text) <= 30 else text[:27] + "..."
+        return "..."
+    if len(data) <= 29:
+        return data.decode()
+    delim = _DELIMS.get(chr(data[0]), "")
+    cut = 30 - (5 if delim else 4)
+    while cut > 0 and data[cut] & 0xC0 == 0x80:  # back to the start of the character at the cut
+        cut -= 1
+    return data[:cut].decode() + "..." + delim
 
 
 # -- indexing and iteration
@@ -100,6 +128,10 @@ def _index_error(value: Any, key: Any) -> JqError:
     return JqError(f"Cannot index {type_name(value)} with {type_name(key)} ({error_text(key)})")
 
 
+def object_key_error(key: Any) -> JqError:
+    return JqError(f"Cannot use {type_name(key)} ({error_text(key)}) as object key")
+
+
 def iterate_error(value: Any) -> JqError:
     return JqError(f"Cannot iterate over {type_name(value)} ({error_text(value)})")
 
@@ -133,25 +165,30 @@ def compare(a: Any, b: Any) -> int:
     if ra != rb:
         return -1 if ra < rb else 1
     if ra == 3:
+        if a != a or b != b:
+            raise NeedsLibjq("NaN in an ordering (jq orders it below every number)")
         _check_numbers(a, b)
         return -1 if a < b else (1 if a > b else 0)
     if ra == 4:
         return -1 if a < b else (1 if a > b else 0)
-    if ra == 5:
-        for x, y in zip(a, b, strict=False):
-            r = compare(x, y)
-            if r:
-                return r
-        return -1 if len(a) < len(b) else (1 if len(a) > len(b) else 0)
-    if ra == 6:
-        ka, kb = sorted(a), sorted(b)
-        if ka != kb:
-            return -1 if ka < kb else 1
-        for k in ka:
-            r = compare(a[k], b[k])
-            if r:
-                return r
-        return 0
+    try:
+        if ra == 5:
+            for x, y in zip(a, b, strict=False):
+                r = compare(x, y)
+                if r:
+                    return r
+            return -1 if len(a) < len(b) else (1 if len(a) > len(b) else 0)
+        if ra == 6:
+            ka, kb = sorted(a), sorted(b)
+            if ka != kb:
+                return -1 if ka < kb else 1
+            for k in ka:
+                r = compare(a[k], b[k])
+                if r:
+                    return r
+            return 0
+    except RecursionError as error:
+        raise NeedsLibjq(TOO_DEEP) from error
     return 0
 
 
@@ -170,13 +207,16 @@ def equal(a: Any, b: Any) -> bool:
         _check_numbers(a, b)
         return bool(a == b)
     if ta is not tb:
-        if ta not in (list, dict) or tb not in (list, dict):
+        if ta not in _CONTAINERS_AND_NUMBERS or tb not in _CONTAINERS_AND_NUMBERS:
             raise NeedsLibjq(f"unexpected Python types {ta.__name__}, {tb.__name__}")
         return False
-    if ta is list:
-        return len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b, strict=True))
-    if ta is dict:
-        return a.keys() == b.keys() and all(equal(v, b[k]) for k, v in a.items())
+    try:
+        if ta is list:
+            return len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b, strict=True))
+        if ta is dict:
+            return a.keys() == b.keys() and all(equal(v, b[k]) for k, v in a.items())
+    except RecursionError as error:
+        raise NeedsLibjq(TOO_DEEP) from error
     raise NeedsLibjq(f"unexpected Python type {ta.__name__}")
 
 
@@ -222,6 +262,54 @@ def format_float(value: float) -> str:
 
 
 def tojson(value: Any) -> str:
+    """jq's compact dump; values nested past Python's recursion limit are written without recursion."""
+    try:
+        return _tojson(value)
+    except RecursionError:
+        return _tojson_flat(value)
+
+
+def _tojson_flat(value: Any) -> str:
+    out: list[str] = []
+    # Each frame: (iterator over the container's items, is_object, closing bracket, depth).
+    stack: list[tuple[Iterator[Any], bool, str, int]] = []
+    first = True
+    pending: Any = value
+    have_pending = True
+    while True:
+        if have_pending:
+            t = type(pending)
+            if t is list or t is dict:
+                if len(stack) >= MAX_JQ_DEPTH:
+                    raise NeedsLibjq(TOO_DEEP)
+                is_object = t is dict
+                out.append("{" if is_object else "[")
+                stack.append((iter(pending.items() if is_object else pending), is_object, "}" if is_object else "]", 0))
+                first = True
+            else:
+                out.append(_tojson(pending))
+            have_pending = False
+        if not stack:
+            return "".join(out)
+        items, is_object, closing, _ = stack[-1]
+        item = next(items, _END)
+        if item is _END:
+            out.append(closing)
+            stack.pop()
+            first = False
+            continue
+        if not first:
+            out.append(",")
+        first = False
+        if is_object:
+            key, pending = item
+            out.append(dump_string(key) + ":")
+        else:
+            pending = item
+        have_pending = True
+
+
+def _tojson(value: Any) -> str:
     t = type(value)
     if t is str:
         return dump_string(value)
@@ -234,9 +322,9 @@ def tojson(value: Any) -> str:
     if t is float:
         return format_float(value)
     if t is list:
-        return "[" + ",".join([tojson(item) for item in value]) + "]"
+        return "[" + ",".join([_tojson(item) for item in value]) + "]"
     if t is dict:
-        return "{" + ",".join([dump_string(k) + ":" + tojson(v) for k, v in value.items()]) + "}"
+        return "{" + ",".join([dump_string(k) + ":" + _tojson(v) for k, v in value.items()]) + "}"
     raise NeedsLibjq(f"unexpected Python type {t.__name__}")
 
 
@@ -246,10 +334,36 @@ def tostring(value: Any) -> str:
 
 def to_output(value: Any) -> Any:
     """Convert a result the way the `jq` package hands jq's numbers back (integral doubles as int)."""
+    try:
+        return _to_output(value)
+    except RecursionError:
+        return _to_output_flat(value)
+
+
+def _to_output_flat(value: Any) -> Any:
+    """A deep value is handed back unchanged when no number in it needs converting (else libjq)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t is list:
+            stack.extend(v)
+        elif t is dict:
+            stack.extend(v.values())
+        elif (t is float or t is int) and _to_output(v) is not v:
+            raise NeedsLibjq(TOO_DEEP)
+    return value
+
+
+def _to_output(value: Any) -> Any:
     t = type(value)
     if t is float:
         if value.is_integer():
             return int(value)
+        if value != value:
+            return None  # jq prints NaN as null
+        if value in (_INF, -_INF):
+            return _DBL_MAX if value > 0 else -_DBL_MAX  # and infinities as the largest double
         return value
     if t is int:
         if -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
@@ -259,7 +373,7 @@ def to_output(value: Any) -> Any:
         except OverflowError as error:
             raise NeedsLibjq("integer beyond double range") from error
     if t is list:
-        converted = [to_output(item) for item in value]
+        converted = [_to_output(item) for item in value]
         if all(a is b for a, b in zip(converted, value, strict=True)):
             return value
         return converted
@@ -267,7 +381,7 @@ def to_output(value: Any) -> Any:
         changed = False
         out = {}
         for k, v in value.items():
-            c = to_output(v)
+            c = _to_output(v)
             changed = changed or c is not v
             out[k] = c
         return out if changed else value
@@ -339,7 +453,10 @@ def contains(a: Any, b: Any) -> bool:
     if _kind(a) != _kind(b):
         shown = f"{type_name(a)} ({error_text(a)}) and {type_name(b)} ({error_text(b)})"
         raise JqError(f"{shown} cannot have their containment checked")
-    return _contains(a, b)
+    try:
+        return _contains(a, b)
+    except RecursionError as error:
+        raise NeedsLibjq(TOO_DEEP) from error
 
 
 def _contains(a: Any, b: Any) -> bool:
@@ -395,13 +512,13 @@ _ASCII_UP = {c: c - 32 for c in range(97, 123)}
 
 def ascii_downcase(value: Any) -> str:
     if type(value) is not str:
-        raise JqError(f"{type_name(value)} ({error_text(value)}) cannot be exploded, must be a string")
+        raise JqError("explode input must be a string")  # jq 1.8 defines it with explode
     return value.translate(_ASCII_DOWN)
 
 
 def ascii_upcase(value: Any) -> str:
     if type(value) is not str:
-        raise JqError(f"{type_name(value)} ({error_text(value)}) cannot be exploded, must be a string")
+        raise JqError("explode input must be a string")  # jq 1.8 defines it with explode
     return value.translate(_ASCII_UP)
 
 

@@ -175,13 +175,15 @@ def test_explain_names_the_rules_that_run_on_libjq(tmp_path: Path, capsys: pytes
     config.write_text(
         '[[rule]]\nname = "Plain"\njq_match = \'select(.eventName == "StopLogging")\'\n'
         '[[rule]]\nname = "Folded"\njq_match = \'def n: .resources | length; select(n > 3)\'\n'
+        '[[rule]]\nname = "Recursive"\njq_match = \'def d: if type == "array" then .[0] | d end; select(d)\'\n'
     )
 
     assert main(["validate", "--explain", str(config)]) == 0
 
     lines = capsys.readouterr().out.splitlines()[1:]
     assert lines[0].startswith('  rule #1 "Plain": compiled')
-    assert lines[1].startswith('  rule #2 "Folded": libjq')
+    assert lines[1].startswith('  rule #2 "Folded": compiled')
+    assert lines[2].startswith('  rule #3 "Recursive": libjq')
 
 
 def test_explain_is_not_printed_for_an_invalid_file(broken: str, capsys: pytest.CaptureFixture[str]) -> None:

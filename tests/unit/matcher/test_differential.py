@@ -25,7 +25,7 @@ from stream_processor.model import CloudTrailEvent, MatchResult, Position
 from tests.conftest import REPO_ROOT, corpus_path
 from tests.unit.matcher.differential import agree, compiled, fast_outcome, libjq_outcome, same
 
-EXAMPLES = int(os.environ.get("MATCHER_HYPOTHESIS_EXAMPLES", "300"))
+EXAMPLES = int(os.environ.get("MATCHER_HYPOTHESIS_EXAMPLES", "600"))
 
 
 # -- shipped rules x corpus
@@ -122,9 +122,15 @@ def test_all_shipped_rules_take_the_fast_path() -> None:
 
 # -- generated rules x generated events
 
-KEYS = ("a", "b", "eventName", "é k")
-STRINGS = ("", "a", "ab", "A", "x", "Create", "CreateUser", "é", "\x7f", "\u2028", "😀", "a,b", "1", "null")
-NUMBERS: tuple[int | float, ...] = (0, 1, -1, 2, 1.0, 1.5, -0.0, 0.1, 1e16, 1e-07, 2**53 + 1, 2**63 - 1, 12345.678)
+KEYS = ("a", "b", "eventName", "é k", "key", "value")
+STRINGS = (
+    "", "a", "ab", "A", "x", "Create", "CreateUser", "é", "\x7f", "\u2028", "😀", "a,b", "1", "null", " a\u00a0",
+    "12", "-1.5", "1e2", "2024-02-29T12:30:15Z", "1970-01-01T00:00:00Z", "YWJj", "4pyT", '{"a":[1,2.5]}', "[1,2]",
+    "a b\tc", "%41%C3%A9", "ß", "Straße", "aé a", "\u212a", "it's", "<&>", "foo bar", "a\n",
+)  # fmt: skip
+NUMBERS: tuple[int | float, ...] = (
+    0, 1, -1, 2, 1.0, 1.5, -0.0, 0.1, 1e16, 1e-07, 2**53 + 1, 2**63 - 1, 12345.678, -2.5, 1700000000, 97, 233,
+)  # fmt: skip
 
 json_scalars = st.one_of(
     st.none(),
@@ -147,34 +153,56 @@ events = st.dictionaries(st.sampled_from(KEYS), json_values, max_size=4)
 
 LITERALS = (
     "null", "true", "false", "0", "1", "-1", "1.0", "1.5", "2", "100000000000000000000", '""', '"a"', '"x"',
-    '"é"', '"Create"', '"CreateUser"', '"a,b"', "[]", "{}", '["a"]', '{"a": 1}',
+    '"é"', '"Create"', '"CreateUser"', '"a,b"', "[]", "{}", '["a"]', '{"a": 1}', '[1, [2, [3]]]', '"a b"',
+    '[{"key": "k", "value": 1}]', '[3, 1, 2, 1]', '[97, 233, 128512]', '"2024-02-29T12:30:15Z"', '[2024, 1, 29]',
 )  # fmt: skip
 PATHS = (
     ".", ".a", ".b", ".eventName", '."é k"', ".a.b", ".a?", ".a.b?", '.["a"]', ".[0]", ".[-1]", ".a[0]", ".[]",
-    ".[]?", ".a[]?", "..", ".a[]", ".[1]?",
+    ".[]?", ".a[]?", "..", ".a[]", ".[1]?", ".key", ".value",
 )  # fmt: skip
 UNARY = (
     "not", "length", "type", "keys", "tostring", "tojson", "ascii_downcase", "ascii_upcase", "any", "all",
     "to_entries", "add", "first", "last", "values", "empty", "tonumber", "error", "keys_unsorted", "utf8bytelength",
-    "strings", "objects",
+    "strings", "objects", "explode", "implode", "trim", "ltrim", "rtrim", "toboolean", "fromjson", "abs",
+    "isinfinite", "isnan", "isnormal", "isfinite", "floor", "ceil", "round", "sort", "unique", "min", "max",
+    "reverse", "flatten", "from_entries", "[paths]", "@text", "@json", "@html", "@uri", "@csv", "@tsv", "@sh",
+    "@base64", "@base64d", "@urid", "gmtime", "mktime", "todate", "fromdate", "fromdateiso8601", "todateiso8601",
+    "normals", "finites", "infinite", "nan", "[.[]?] | length", "explode | implode", "-.", "$__loc__",
+    "tojson | fromjson", "[splits(\", \")]", "getpath([\"a\", 0])", "[paths(type == \"number\")]", "transpose",
+    "[recurse]", "[recurse(.[]?; type != \"string\")]", "walk(if type == \"number\" then . + 1 else . end)",
+    "INDEX(.a)",
 )  # fmt: skip
 WITH_ARG = (
     "startswith", "endswith", "contains", "inside", "has", "IN", "ltrimstr", "rtrimstr", "split", "join", "map",
-    "any", "all", "select", "error", "first", "isempty", "in", "last",
+    "any", "all", "select", "error", "first", "isempty", "in", "last", "indices", "index", "rindex", "trimstr",
+    "flatten", "getpath", "strftime", "strptime", "nth", "sort_by", "group_by", "unique_by", "min_by", "max_by",
+    "with_entries", "add", "paths", "format", "map_values", "walk", "bsearch", "INDEX",
 )  # fmt: skip
-REGEXES = ('"a"', '"^a"', '"b$"', '"a.b"', '"^Create"', '"(a|b)+"', '"[a-c]"', '"a*"', '"\\\\d"', '"É"')
+REGEXES = (
+    '"a"', '"^a"', '"b$"', '"a.b"', '"^Create"', '"(a|b)+"', '"[a-c]"', '"a*"', '"\\\\d"', '"É"', '"\\\\w+"',
+    '"[[:alpha:]]+"', '"\\\\p{L}"', '"(?<x>a)(?<y>b)?"', '"a|"', '"^(\\\\w+\\\\s?)*$"', '"\\\\s+"', '"[^a-c]"',
+    '"\\\\bé"', '"\\\\x{e9}"', '"\\\\d{2}"', '"."', '""', '"(?i)ss"', '"(a)|(b)"', '", "', '"\\\\ "', '"(?<n>\\\\d+)"',
+)  # fmt: skip
+REGEX_FLAGS = ("", '; "g"', '; "i"', '; "x"', '; "gi"', "; null", '; "n"', '; "s"', '; "p"')
+REPLACEMENTS = ('"X"', '"<\\(.x)>"', ".x", '"a", "b"', "empty", '(.n // "-")', "1")
+COUNTS = ("0", "1", "2", "1.5", "-1", ".a")
+PATH_STEPS = (
+    ".", "..", ".a", ".a?", ".[]", ".[]?", ".[0]", ".a[]?", "select(.a)", "numbers", "first(.[]?)", 'getpath(["a", 0])',
+    "(.a, .b)", "if .a then .a else .b end", "try .a.b", "empty", "strings", "(.. | select(type == \"string\"))",
+)  # fmt: skip
+SIMPLE_PROGRAMS = PATHS + LITERALS
 
 
 @st.composite
 def programs(draw: st.DrawFn, depth: int = 0) -> str:
     sub = programs(depth=depth + 1)
     if depth >= 3:
-        return draw(st.sampled_from(PATHS + LITERALS))
-    choice = draw(st.integers(min_value=0, max_value=30))
+        return draw(st.sampled_from(SIMPLE_PROGRAMS))
+    choice = draw(st.integers(min_value=0, max_value=63))
     if choice <= 3:
-        return draw(st.sampled_from(PATHS + LITERALS))
+        return draw(st.sampled_from(SIMPLE_PROGRAMS))
     if choice == 4:
-        op = draw(st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "and", "or", "//", "|", ",", "+"]))
+        op = draw(st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "and", "or", "//", "|", ",", "+", "-", "*"]))
         return f"({draw(sub)} {op} {draw(sub)})"
     if choice == 5:
         op = draw(st.sampled_from(["==", "!=", "<", "and", "or", "//", "|", ","]))
@@ -182,9 +210,11 @@ def programs(draw: st.DrawFn, depth: int = 0) -> str:
         return f"{draw(sub)} {op} {draw(sub)} {op2} {draw(sub)}"
     if choice == 6:
         return f"select({draw(sub)})"
-    if choice == 7:
-        name = draw(st.sampled_from(UNARY))
-        return f"({draw(sub)} | {name})"
+    if choice == 7 or choice >= 50:  # builtins weigh most: each one should meet many inputs
+        if choice >= 58:
+            return f"{draw(st.sampled_from(WITH_ARG))}({draw(sub)})"
+        subject = draw(st.one_of(sub, st.sampled_from(SIMPLE_PROGRAMS)))
+        return f"({subject} | {draw(st.sampled_from(UNARY))})"
     if choice == 8:
         name = draw(st.sampled_from(WITH_ARG))
         return f"{name}({draw(sub)})"
@@ -192,7 +222,7 @@ def programs(draw: st.DrawFn, depth: int = 0) -> str:
         name = draw(st.sampled_from(["any", "all", "IN"]))
         return f"{name}({draw(sub)}; {draw(sub)})"
     if choice == 10:
-        flags = draw(st.sampled_from(["", '; "i"', '; "g"', "; null", '; "x"']))
+        flags = draw(st.sampled_from(REGEX_FLAGS))
         return f"({draw(sub)} | test({draw(st.sampled_from(REGEXES))}{flags}))"
     if choice == 11:
         return f'"p \\({draw(sub)}) q \\({draw(sub)})"'
@@ -207,7 +237,7 @@ def programs(draw: st.DrawFn, depth: int = 0) -> str:
     if choice == 16:
         return f"try {draw(sub)}"
     if choice == 17:
-        catch = draw(st.sampled_from(["1", '"c"', "null", "empty", "false"]))
+        catch = draw(st.sampled_from(["1", '"c"', "null", "empty", "false", ".", "[., 1]", "error"]))
         return f"try {draw(sub)} catch {catch}"
     if choice == 18:
         return f"({draw(sub)})?"
@@ -226,9 +256,11 @@ def programs(draw: st.DrawFn, depth: int = 0) -> str:
     if choice == 23:
         return f"[.[] | {draw(sub)}]"
     if choice == 24:
-        return f'@json "j \\({draw(sub)})"'
+        fmt = draw(st.sampled_from(["@json", "@text", "@base64", "@csv", "@sh", "@html", "@uri", "@tsv"]))
+        return f'{fmt} "j \\({draw(sub)}) k \\({draw(sub)})"'
     if choice == 25:
-        return f"[limit({draw(st.sampled_from(['0', '1', '2', '-1']))}; {draw(sub)})]"
+        name = draw(st.sampled_from(["limit", "skip", "nth"]))
+        return f"[{name}({draw(st.sampled_from(COUNTS))}; {draw(sub)})]"
     if choice == 26:
         return f"({draw(sub)}) as $v | ({draw(sub)} | [$v, .]), {{$v}}"
     if choice == 27:
@@ -238,6 +270,54 @@ def programs(draw: st.DrawFn, depth: int = 0) -> str:
     if choice == 29:
         extract = draw(st.sampled_from(["", "; [$v, .]", "; select(.)"]))
         return f"[foreach ({draw(sub)}) as $v ({draw(sub)}; {draw(sub)}{extract})]"
+    if choice == 30:
+        name = draw(st.sampled_from(["match", "capture", "scan", "splits"]))
+        flags = draw(st.sampled_from(REGEX_FLAGS))
+        return f"[{draw(sub)} | {name}({draw(st.sampled_from(REGEXES))}{flags})]"
+    if choice == 31:
+        name = draw(st.sampled_from(["sub", "gsub"]))
+        flags = draw(st.sampled_from(REGEX_FLAGS))
+        replacement = draw(st.sampled_from(REPLACEMENTS))
+        return f"[{draw(sub)} | {name}({draw(st.sampled_from(REGEXES))}; {replacement}{flags})]"
+    if choice == 32:
+        flags = draw(st.sampled_from(REGEX_FLAGS))
+        return f"({draw(sub)} | split({draw(st.sampled_from(REGEXES))}{flags or '; null'}))"
+    if choice == 33:
+        return f"def f: {draw(sub)}; [f, (. as $d | {draw(sub)} | f)]"
+    if choice == 34:
+        return f"def f(g): [g, (g | {draw(sub)})]; f({draw(sub)})"
+    if choice == 35:
+        return f"def f($a; g): [$a, g, a]; f({draw(sub)}; {draw(sub)})"
+    if choice == 36:
+        return f"[label $out | {draw(sub)} | ., break $out]"
+    if choice == 37:
+        return f"[label $f | {draw(sub)}, break $f, {draw(sub)}]"
+    if choice == 38:
+        return f"try error({draw(sub)}) catch {draw(sub)}"
+    if choice == 39:
+        return f"[{draw(sub)} | try error catch .]"
+    if choice == 40:
+        name = draw(st.sampled_from(["sort_by", "group_by", "unique_by", "min_by", "max_by", "add", "paths"]))
+        return f"({draw(sub)} | {name}({draw(sub)}))"
+    if choice == 41:
+        name = draw(st.sampled_from(["indices", "index", "rindex", "getpath", "flatten", "nth", "trimstr", "has"]))
+        return f"({draw(sub)} | {name}({draw(sub)}))"
+    if choice == 42:
+        fmt = draw(st.sampled_from(['"%Y-%m-%dT%H:%M:%SZ"', '"%A %j %e %b %c"', '"%d/%m/%Y"', '"%H:%M"']))
+        return f"({draw(sub)} | strftime({fmt}))"
+    if choice == 43:
+        return f"({draw(sub)} | strptime(\"%Y-%m-%dT%H:%M:%SZ\") | ., mktime)"
+    if choice == 44:
+        return f"-({draw(sub)})"
+    if choice == 45:
+        return f"[limit(4; range({draw(st.sampled_from(['0', '1', '3', '-1', '2.5', '.a', '1; 3']))}))]"
+    if choice == 46:
+        return f"with_entries({draw(sub)})"
+    if choice == 47:
+        return f"({draw(sub)} | test([{draw(st.sampled_from(REGEXES))}, \"gi\"]))"
+    if choice == 48:
+        step = draw(st.sampled_from(PATH_STEPS))
+        return f"[path({draw(st.sampled_from(PATH_STEPS))} | {step})]"
     return f"{draw(sub)} | {draw(sub)}"
 
 
@@ -263,6 +343,12 @@ def test_generated_programs_agree_with_libjq(program: str, event: dict[str, Any]
     reference = libjq_outcome(program, event)
     hypothesis_event(f"outcome: {reference[0]}")
     assert agree(fast, reference), (program, orjson.dumps(event), fast, reference)
+    # Rules read the first output; inside `[...]` every output counts, in jq's order.
+    every_output = f"[{program}]"
+    fast_all = fast_outcome(every_output, event)
+    if fast_all is not None:
+        reference_all = libjq_outcome(every_output, event)
+        assert agree(fast_all, reference_all), (every_output, orjson.dumps(event), fast_all, reference_all)
 
 
 @settings(max_examples=max(EXAMPLES // 3, 50), deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -56,6 +56,7 @@ def test_explain_names_the_path_and_the_index_key() -> None:
     rules = [
         *SEED_RULES,
         Rule(name="def", jq_match='def f: .eventName; select(f == "X")'),
+        Rule(name="recursive def", jq_match='def f: if type == "array" then .[0] | f end; select(.a | f)'),
         Rule(name="two names", jq_match='select(.eventName == "B" or .eventName == "A")'),
         Rule(name="source then name", jq_match='select(.eventSource == "iam.amazonaws.com" and .eventName == "X")'),
         Rule(name="IN", jq_match='select(.eventName | IN("P", "Q")) | .eventName'),
@@ -64,7 +65,8 @@ def test_explain_names_the_path_and_the_index_key() -> None:
     assert explain(rules) == [
         ("Create AccessKey", "compiled", "compiled, indexed on eventName in {CreateAccessKey}"),
         ("SSM Start Session", "compiled", "compiled, indexed on eventName in {StartSession}"),
-        ("def", "libjq", "libjq: uses `def`"),
+        ("def", "compiled", "compiled, not indexed"),
+        ("recursive def", "libjq", "libjq: uses the recursive `def f`"),
         ("two names", "compiled", "compiled, indexed on eventName in {A, B}"),
         ("source then name", "compiled", "compiled, indexed on eventName in {X}"),
         ("IN", "compiled", "compiled, indexed on eventName in {P, Q}"),
