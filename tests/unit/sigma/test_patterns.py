@@ -3,6 +3,7 @@ accepted by the compiled matcher, and a reason for everything refused."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_processor.matcher.jqregex import compile_regex
+from stream_processor.matcher.jqruntime import NeedsLibjq
 from stream_processor.sigma.patterns import (
     PatternError,
     RegexOptions,
@@ -68,7 +70,8 @@ def test_translated_regexes_search_like_pcre(pattern: str, flags: list[str], sub
         text = ascii_lower(subject) if options.ignore_case else subject
         assert (re.search(translated, text) is not None) == want, (pattern, translated, subject)
         assert next(iter(program.input_value(text))) == want, (pattern, translated, subject)
-        assert compiled.test(text) == want
+        with contextlib.suppress(NeedsLibjq):  # a subject the compiled path hands to libjq, checked just above
+            assert compiled.test(text) == want
 
 
 def _jq_string(text: str) -> str:
