@@ -399,7 +399,9 @@ def _render(node: Node, fold: bool, dotall: bool) -> str:
         return node.kind
     if isinstance(node, Group):
         inner = "|".join("".join(_render(n, fold, dotall) for n in branch) for branch in node.alternatives)
-        return f"({inner})" if node.capturing else f"(?:{inner})"
+        # Rules only test for a match: groups never capture, which keeps every translation on RE2's fast path
+        # (the compiled path refuses a capture inside a repeated group that can match empty).
+        return f"(?:{inner})"
     body = _render(node.node, fold, dotall)
     if node.high is None:
         count = {0: "*", 1: "+"}.get(node.low, f"{{{node.low},}}")
