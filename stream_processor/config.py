@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import jq
 
-from stream_processor.errors import ConfigError
+from stream_processor.errors import EXIT_AWS_ACCESS, EXIT_USAGE, AwsError, ConfigError
 
 if TYPE_CHECKING:
     from stream_processor.aws import AwsSettings
@@ -214,6 +214,7 @@ def _read_local(location: str) -> bytes:
 def _read_s3(location: str, aws: AwsSettings | None) -> bytes:
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from stream_processor.alerts.aws_errors import describe_failure, error_code
     from stream_processor.aws import AwsSettings
 
     bucket, key = split_s3_location(location)
@@ -222,7 +223,7 @@ def _read_s3(location: str, aws: AwsSettings | None) -> bytes:
         body = client.get_object(Bucket=bucket, Key=key)["Body"]
         return cast(bytes, body.read())
     except ClientError as error:
-        code = str(error.response.get("Error", {}).get("Code", ""))
+        code = error_code(error)
         if code in ("NoSuchKey", "404", "NotFound"):
             raise ConfigError(
                 f"{location}: no object {key!r} in bucket {bucket!r}: upload the rule file there "
@@ -234,11 +235,19 @@ def _read_s3(location: str, aws: AwsSettings | None) -> bytes:
                 f"fix the bucket name ({ENV_CONFIG_BUCKET})"
             ) from None
         if code in ("AccessDenied", "403", "Forbidden"):
-            raise ConfigError(
-                f"{location}: access denied: grant s3:GetObject on arn:aws:s3:::{bucket}/{key} to this identity"
+            raise AwsError(
+                f"{location}: access denied: grant s3:GetObject on arn:aws:s3:::{bucket}/{key} to this identity "
+                "(and kms:Decrypt when the bucket uses SSE-KMS)",
+                EXIT_AWS_ACCESS,
             ) from None
+        failure = describe_failure(error)
+        if failure is not None and failure.kind != "service":
+            raise AwsError(f"{location}: {failure.message}", failure.exit_code) from None
         raise ConfigError(f"{location}: S3 refused the read ({code or 'error'}): {_one_line(str(error))}") from None
     except BotoCoreError as error:
+        failure = describe_failure(error)
+        if failure is not None:
+            raise AwsError(f"{location}: {failure.message}", failure.exit_code) from None
         raise ConfigError(
             f"{location}: cannot read from S3 ({type(error).__name__}): {_one_line(str(error))}: "
             "check credentials, region and endpoint"
@@ -342,6 +351,8 @@ class _ConfigBuilder:
     def __init__(self, source: str, resolver: SecretResolver | None = None, aws: AwsSettings | None = None) -> None:
         self.source = source
         self.problems: list[str] = []
+        self.exit_code = EXIT_USAGE
+        """3 or 4 when a problem came from AWS (a secret that could not be fetched), else 2."""
         self._resolver = resolver
         self._aws = aws
 
@@ -381,7 +392,7 @@ class _ConfigBuilder:
         )
 
         if self.problems:
-            raise ConfigError(self.problems)
+            raise ConfigError(self.problems, self.exit_code)
         return Config(
             rules=tuple(r for r in rules if r is not None),
             destinations=tuple(d for d in destinations if d is not None),
@@ -748,6 +759,7 @@ class _ConfigBuilder:
                 resolved = self.resolver.resolve(text)
             except SecretReferenceError as error:
                 self.problem(label, f"{field_name}: cannot resolve {error}")
+                self.exit_code = max(self.exit_code, error.exit_code)
                 return None
             references[field_name] = text
             return resolved

@@ -19,6 +19,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from stream_processor.alerts.aws_errors import error_code, error_message
 from stream_processor.decode import decode_bytes
 from stream_processor.model import DecodeResult
 
@@ -201,11 +202,8 @@ class ArchiveReader:
 
 
 def _reason(error: BaseException) -> str:
-    response = getattr(error, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code", "")
-        message = response.get("Error", {}).get("Message", "")
-        return f"{code}: {message}".strip(": ") or type(error).__name__
+    if getattr(error, "response", None) is not None:
+        return f"{error_code(error)}: {error_message(error)}".strip(": ") or type(error).__name__
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     return f"{type(error).__name__}: {error}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
+from stream_processor.alerts.aws_errors import error_code
 from stream_processor.decode import decode_bytes
 from stream_processor.errors import StreamProcessorError
 from stream_processor.pipeline import Pipeline
@@ -138,7 +139,7 @@ def _read(s3: S3ClientProtocol, item: S3Object) -> bytes | None:
         data: bytes = body.read()
         return data
     except Exception as error:
-        code = str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
+        code = error_code(error)
         if code in ("NoSuchKey", "404"):
             log.warning("%s: no longer exists, skipped", item)
             return None
