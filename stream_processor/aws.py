@@ -130,10 +130,11 @@ class AwsSettings:
             raise _setup_error(error) from error
         return str(found) if found else None
 
-    def client(self, service: str, config: Any = None) -> Any:
+    def client(self, service: str, config: Any = None, credentials: Mapping[str, Any] | None = None) -> Any:
         """A boto3 client for `service` from this process's session, at the endpoint override if there is one.
 
-        `config` is an optional `botocore.config.Config` (timeouts, retries).
+        `config` is an optional `botocore.config.Config` (timeouts, retries); `credentials` explicit keys
+        (`aws_access_key_id`, ...) instead of the session's chain (fake ones for emulators).
 
         Raises:
             AwsError: see `session`.
@@ -141,6 +142,7 @@ class AwsSettings:
         kwargs: dict[str, Any] = {}
         if config is not None:
             kwargs["config"] = config
+        kwargs.update({key: value for key, value in (credentials or {}).items() if value})
         endpoint = dict(self.service_endpoints).get(service) or self.endpoint_url
         if endpoint:
             kwargs["endpoint_url"] = endpoint

@@ -17,16 +17,15 @@ from rich.table import Table
 
 from stream_processor.alerts.render import output_text, summarize
 from stream_processor.commands.common import (
-    add_aws_arguments,
     add_config_argument,
-    aws_settings,
     load_config_from_args,
     message_console,
+    settings_from_args,
 )
 from stream_processor.decode import decode_bytes
-from stream_processor.errors import ConfigError
+from stream_processor.errors import EXIT_FINDINGS, EXIT_OK
 from stream_processor.model import Alert, DecodeResult
-from stream_processor.pipeline import Pipeline
+from stream_processor.wiring import ONE_SHOT, add_aws_arguments, add_state_arguments, build_pipeline
 
 log = logging.getLogger(__name__)
 STDIN = "-"
@@ -39,7 +38,13 @@ def add_parser(subparsers: Any) -> None:
         description=(
             "Decode the inputs (CloudWatch Logs subscription records, CloudTrail log files, gzipped or not, "
             "JSON lines, JSON arrays; detected per file), match every event against the rules and print "
-            "the alerts. Nothing is sent unless --send is given. Ends with a summary on stderr."
+            "the alerts. Nothing is sent unless --send is given (a dry run never resolves the destinations' "
+            "secret references). Ends with a summary on stderr."
+        ),
+        epilog=(
+            "exit status: 0 when every input was read (alerts or not) and every alert sent; 1 when an input does "
+            "not exist, is malformed or empty, or an alert could not be delivered; 2 usage or configuration; 3/4 "
+            "AWS access or reachability (see the README)."
         ),
     )
     add_config_argument(parser)
@@ -58,28 +63,23 @@ def add_parser(subparsers: Any) -> None:
         help="fast: rules compiled to native predicates (default); libjq: the reference, per event per rule",
     )
     add_aws_arguments(parser)
+    add_state_arguments(parser, ONE_SHOT)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     err = message_console()
     try:
-        config = load_config_from_args(args)
-    except ConfigError as error:
-        for problem in error.problems:
-            err.print(problem, markup=False)
-        return 1
-    out = sys.stdout
-    printer = _JsonlPrinter(out) if args.format == "jsonl" else _TextPrinter(Console(highlight=False))
-    pipeline = Pipeline.build(
-        config, aws=aws_settings(args), send=args.send, matcher_kind=args.matcher, alert_sink=printer
-    )
-    totals = _Totals()
-    try:
         sources = list(_expand(args.inputs or [STDIN]))
     except FileNotFoundError as error:
         err.print(f"{error.filename}: no such file or folder", markup=False)
-        return 1
+        return EXIT_FINDINGS
+    settings = settings_from_args(args, ONE_SHOT)
+    config = load_config_from_args(args, settings, dry_run=not args.send)
+    out = sys.stdout
+    printer = _JsonlPrinter(out) if args.format == "jsonl" else _TextPrinter(Console(highlight=False))
+    pipeline = build_pipeline(config, settings, send=args.send, matcher_kind=args.matcher, alert_sink=printer)
+    totals = _Totals()
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -94,12 +94,14 @@ def run(args: argparse.Namespace) -> int:
             data = sys.stdin.buffer.read() if source == STDIN else Path(source).read_bytes()
             decoded = decode_bytes(data, "stdin" if source == STDIN else source)
             totals.add_decoded(decoded)
+            if not decoded.events and not decoded.malformed and not decoded.control_messages + decoded.digest_files:
+                totals.unreadable += 1  # empty: nothing in it was matched, which must not look like "no alerts"
             outcome = pipeline.process_decoded(decoded)
             totals.add_outcome(outcome.matched.matches, outcome.matched.errors, outcome.deliveries)
             progress.advance(task)
     pipeline.close()
     totals.print(err, sent=args.send)
-    return 1 if totals.failed else 0
+    return EXIT_FINDINGS if totals.failed or totals.malformed or totals.unreadable else EXIT_OK
 
 
 def _expand(inputs: list[str]) -> Iterator[str]:
@@ -161,6 +163,8 @@ class _Totals:
         self.errors: Counter[str] = Counter()
         self.delivered = 0
         self.failed: list[str] = []
+        self.unreadable = 0
+        """Inputs that held nothing at all (not even a digest file or health checks)."""
 
     def add_decoded(self, decoded: DecodeResult) -> None:
         self.events += len(decoded.events)

@@ -11,11 +11,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from stream_processor.commands.common import add_aws_arguments, aws_settings, message_console
+from stream_processor.commands.common import message_console, settings_from_args
 from stream_processor.config import load_config
 from stream_processor.errors import ConfigError
 from stream_processor.rule_tests import TESTS_SUFFIX, RuleTestReport, run_rule_tests, tests_file_beside
 from stream_processor.secrets import UnresolvedSecrets
+from stream_processor.wiring import ONE_SHOT, add_aws_arguments
 
 DESCRIPTION = f"""\
 Run every rule test of each rule file with the real matcher and print a table: rule, test, expected,
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if args.tests and len(args.configs) > 1:
         err.print("test-rules: --tests applies to one CONFIG: give one CONFIG per run", markup=False)
         return EXIT_USAGE
-    aws = aws_settings(args)
+    aws = settings_from_args(args, ONE_SHOT).aws
     failed = False
     total = passed = 0
     for location in args.configs:

@@ -8,9 +8,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from stream_processor.commands.common import add_aws_arguments, aws_settings
+from stream_processor.commands.common import settings_from_args
 from stream_processor.config import Config, Rule, config_location_from_env, load_config
 from stream_processor.errors import ConfigError
+from stream_processor.wiring import ONE_SHOT, add_aws_arguments
 
 DESCRIPTION = """\
 Load each rule file (tattletail.toml format) and check it: TOML syntax, unknown or misspelled keys,
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         locations = [from_env]
 
-    aws = aws_settings(args)
+    aws = settings_from_args(args, ONE_SHOT).aws
     invalid = 0
     for location in locations:
         try:
