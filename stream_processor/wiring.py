@@ -380,9 +380,12 @@ def add_matcher_argument(parser: argparse.ArgumentParser, choices: Sequence[str]
 
 def region_for_store(store: Store, aws: AwsSettings, service: str) -> AwsSettings:
     """`aws` in the region an SQS queue URL or a DynamoDB table ARN names: the queue or table is there, whatever
-    the configured region (and a command needs no --region to read it). An endpoint override keeps `aws`."""
+    the configured region, and a command needs no --region to read it. Against an emulator (an endpoint
+    override) a configured region is kept."""
     found = (_SQS_URL_REGION.match(store.target) or _ARN_REGION.match(store.target)) if store.target else None
-    if found is None or dict(aws.service_endpoints).get(service) or aws.endpoint_url:
+    if found is None:
+        return aws
+    if (dict(aws.service_endpoints).get(service) or aws.endpoint_url) and aws.resolved_region:
         return aws
     return aws.with_region(found.group(1))
 

@@ -42,9 +42,9 @@ def add_parser(subparsers: Any) -> None:
             "secret references). Ends with a summary on stderr."
         ),
         epilog=(
-            "exit status: 0 when every input was read (alerts or not) and every alert sent; 1 when an input does "
-            "not exist, is malformed or empty, or an alert could not be delivered; 2 usage or configuration; 3/4 "
-            "AWS access or reachability (see the README)."
+            "exit status: 0 when the inputs were read (alerts or not; malformed parts are listed) and every alert "
+            "sent; 1 when an input does not exist, when no input could be read (all malformed or empty), or an "
+            "alert could not be delivered; 2 usage or configuration; 3/4 AWS access or reachability."
         ),
     )
     add_config_argument(parser)
@@ -94,14 +94,17 @@ def run(args: argparse.Namespace) -> int:
             data = sys.stdin.buffer.read() if source == STDIN else Path(source).read_bytes()
             decoded = decode_bytes(data, "stdin" if source == STDIN else source)
             totals.add_decoded(decoded)
-            if not decoded.events and not decoded.malformed and not decoded.control_messages + decoded.digest_files:
-                totals.unreadable += 1  # empty: nothing in it was matched, which must not look like "no alerts"
+            if not decoded.events and not decoded.control_messages + decoded.digest_files:
+                totals.unreadable += 1  # malformed or empty: nothing in it was matched
             outcome = pipeline.process_decoded(decoded)
             totals.add_outcome(outcome.matched.matches, outcome.matched.errors, outcome.deliveries)
             progress.advance(task)
     pipeline.close()
     totals.print(err, sent=args.send)
-    return EXIT_FINDINGS if totals.failed or totals.malformed or totals.unreadable else EXIT_OK
+    # Every input unreadable must not look like "no alerts"; some malformed input beside good input is listed
+    # in the summary and is not a failure (a trail's folder holds other files too).
+    unread = bool(sources) and totals.unreadable == len(sources)
+    return EXIT_FINDINGS if totals.failed or unread else EXIT_OK
 
 
 def _expand(inputs: list[str]) -> Iterator[str]:
@@ -164,7 +167,7 @@ class _Totals:
         self.delivered = 0
         self.failed: list[str] = []
         self.unreadable = 0
-        """Inputs that held nothing at all (not even a digest file or health checks)."""
+        """Inputs that gave no event, digest file or health check: malformed or empty."""
 
     def add_decoded(self, decoded: DecodeResult) -> None:
         self.events += len(decoded.events)

@@ -10,7 +10,7 @@ from typing import Any
 
 from stream_processor.commands.common import settings_from_args
 from stream_processor.config import Config, Rule, config_location_from_env, load_config
-from stream_processor.errors import ConfigError
+from stream_processor.errors import EXIT_AWS_ACCESS, EXIT_AWS_UNAVAILABLE, AwsError, ConfigError
 from stream_processor.wiring import ONE_SHOT, add_aws_arguments
 
 DESCRIPTION = """\
@@ -25,7 +25,9 @@ S3_CONFIG_PATH (tattletail's variables) is checked.
 """
 
 EPILOG = """\
-exit status: 0 when every file is valid, 1 when any is not, 2 when there is nothing to check.
+exit status: 0 when every file is valid, 1 when any is not, 2 when there is nothing to check (or AWS is not
+set up: no region, unknown profile), 3 when AWS refused the credentials or access (reading s3://, resolving a
+secret), 4 when AWS could not be reached or throttled.
 examples:
   stream-processor validate tattletail.toml
   stream-processor validate --explain examples/seed.toml s3://my-bucket/tattletail.toml
@@ -79,19 +81,27 @@ def run(args: argparse.Namespace) -> int:
 
     aws = settings_from_args(args, ONE_SHOT).aws
     invalid = 0
+    aws_failure = 0  # a file could not be checked because AWS cannot be used (2, 3 or 4), not because it is wrong
     for location in locations:
         try:
             config = load_config(location, aws)
+        except AwsError as error:  # the file was not read: nothing is known about it
+            for problem in error.problems:
+                print(problem if problem.startswith(location) else f"{location}: {problem}", file=sys.stderr)
+            aws_failure = max(aws_failure, error.exit_code)
+            continue
         except ConfigError as error:
             _print_problems(error)
             print(f"{location}: INVALID: {_count(len(error.problems), 'problem')}", file=sys.stderr)
             invalid += 1
+            if error.exit_code in (EXIT_AWS_ACCESS, EXIT_AWS_UNAVAILABLE):  # a secret AWS would not hand out
+                aws_failure = max(aws_failure, error.exit_code)
             continue
         print(_summary(location, config))
         if args.explain:
             for line in _explain_lines(config.rules):
                 print(line)
-    return EXIT_INVALID if invalid else EXIT_OK
+    return aws_failure or (EXIT_INVALID if invalid else EXIT_OK)
 
 
 def _print_problems(error: ConfigError) -> None:
