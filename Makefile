@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint cfn-lint test-ids demo bench bench-e2e clean kinesis-local kcl
+.PHONY: setup test lint cfn-lint checkov test-ids demo bench bench-e2e clean kinesis-local kcl
 
 setup: $(STAMP) kinesis-local kcl
 
@@ -35,12 +35,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-lint: setup cfn-lint
+lint: setup cfn-lint checkov
 	$(BIN)/ruff check stream_processor tests benchmarks
 	$(BIN)/mypy --strict stream_processor
 
 cfn-lint: setup
 	$(BIN)/cfn-lint infra/cloudformation/*.yaml
+
+# checkov (IaC security scanner) in a venv of its own: its pins would move the project's boto3 and packaging.
+# Its version is pyproject.toml's `iac-scan` extra. Every suppression is in the template, with its reason.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+$(CHECKOV_STAMP): pyproject.toml
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet "$$($(PYTHON) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['iac-scan'])")"
+	touch $(CHECKOV_STAMP)
+
+checkov: $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/checkov --directory infra/cloudformation --framework cloudformation --compact --quiet --skip-download
 
 # pytest-xdist workers must collect the same tests: two collections a second apart must agree, or a test id
 # depends on the clock or on chance (gzip headers carry the time) and the run would fail at random.
@@ -68,4 +80,4 @@ bench-e2e: setup
 	$(BIN)/python benchmarks/e2e.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache infra/local/node_modules infra/kcl/jars
+	rm -rf $(VENV) $(CHECKOV_VENV) .mypy_cache .ruff_cache .pytest_cache infra/local/node_modules infra/kcl/jars

@@ -362,6 +362,36 @@ class KclDaemon:
             log.info("holding %d shard(s): %s", len(self.held), ", ".join(sorted(self.held)) or "none")
 
 
+class Heartbeat:
+    """Touches a file every `interval` seconds while the daemon runs: the container health check reads its age
+    (infra/cloudformation/consumer.yaml), so a task whose daemon died or hangs in start-up is replaced."""
+
+    INTERVAL_SECONDS = 10.0
+
+    def __init__(self, path: Path, daemon: KclDaemon, interval: float = INTERVAL_SECONDS) -> None:
+        self.path = path
+        self.daemon = daemon
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 1)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            process = self.daemon.process
+            if process is not None and process.poll() is None:
+                with contextlib.suppress(OSError):
+                    self.path.touch()
+            self._stop.wait(self.interval)
+
+
 # --- the command -------------------------------------------------------------------------------------------
 
 
@@ -608,9 +638,13 @@ def _run(args: argparse.Namespace) -> int:
         daemon.log_path,
     )
     release_leader_lock(settings, state.aws, env)  # left by a killed run of this worker id (kill -9, a lost host)
+    heartbeat = Heartbeat(work_dir / "heartbeat", daemon)
     try:
-        return _supervise(daemon.start(), settings, state.aws, env)
+        daemon.start()
+        heartbeat.start()
+        return _supervise(daemon, settings, state.aws, env)
     finally:
+        heartbeat.stop()
         if metrics_server is not None:
             metrics_server.stop()
 
