@@ -272,3 +272,23 @@ def _drop_novalue_items() -> None:
 
 
 _drop_novalue_items()
+
+
+def _attach_managed_policies() -> None:
+    """moto's IAM role model ignores `ManagedPolicyArns`: attach them, as CloudFormation does."""
+    from moto.iam.models import Role, iam_backends
+    from moto.utilities.utils import get_partition
+
+    original = Role.create_from_cloudformation_json
+
+    def create(resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any) -> Any:
+        role = original(resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        backend = iam_backends[account_id][get_partition(region_name)]
+        for arn in cloudformation_json["Properties"].get("ManagedPolicyArns", []):
+            backend.attach_role_policy(arn, role.name)
+        return role
+
+    Role.create_from_cloudformation_json = staticmethod(create)  # type: ignore[assignment,method-assign]
+
+
+_attach_managed_policies()
