@@ -122,11 +122,32 @@ class Config:
     rules: tuple[Rule, ...]
     destinations: tuple[DestinationConfig, ...]
     source: str = "<memory>"
+    notes: tuple[str, ...] = ()
+    """What loading changed, not a problem (Go regex syntax of a tattletail rule read as Oniguruma's)."""
 
     @property
     def enabled_rules(self) -> tuple[Rule, ...]:
         """The rules to match: a rule with `enabled = false` is loaded and validated, never matched."""
         return tuple(rule for rule in self.rules if rule.enabled)
+
+    def sending_problems(self) -> list[str]:
+        """Why this config cannot go live although it loads: an enabled rule without destinations would match
+        and send its alerts nowhere. `validate`, every sending pipeline and a hot reload refuse it; dry runs and
+        rule tests do not need destinations."""
+        from stream_processor.alerts.destinations.base import destination_class
+
+        problems = [
+            f"{self.source}: {_rule_label(rule.index, rule.name)}: has no destinations: its alerts would go nowhere; "
+            'add destinations = ["..."] (a [[destination]] id), or enabled = false while the rule is being written'
+            for rule in self.enabled_rules
+            if not rule.destinations
+        ]
+        for destination in self.destinations:
+            check = getattr(destination_class(destination.type), "sending_problems", None)
+            label = f"destination {_quote(destination.id)} (type {destination.type})"
+            for problem in check(destination.options) if check else ():
+                problems.append(f"{self.source}: {label}: {problem}")
+        return problems
 
     def rule(self, name: str) -> Rule:
         for rule in self.rules:
@@ -351,6 +372,7 @@ class _ConfigBuilder:
     def __init__(self, source: str, resolver: SecretResolver | None = None, aws: AwsSettings | None = None) -> None:
         self.source = source
         self.problems: list[str] = []
+        self.notes: list[str] = []
         self.exit_code = EXIT_USAGE
         """3 or 4 when a problem came from AWS (a secret that could not be fetched), else 2."""
         self._resolver = resolver
@@ -397,6 +419,7 @@ class _ConfigBuilder:
             rules=tuple(r for r in rules if r is not None),
             destinations=tuple(d for d in destinations if d is not None),
             source=self.source,
+            notes=tuple(self.notes),
         )
 
     def report_repeats(self, named: Sequence[tuple[int, Any]], label: Callable[[int, str], str], message: str) -> None:
@@ -452,6 +475,7 @@ class _ConfigBuilder:
         destinations = self.destination_list(label, table)
 
         if jq_match:
+            jq_match = self.go_regex(label, "jq_match", jq_match)
             compile_error = _jq_compile_error(jq_match)
             if compile_error is not None:
                 self.problem(label, f"jq_match does not compile: {compile_error}: fix the jq program")
@@ -530,6 +554,7 @@ class _ConfigBuilder:
             got = "empty" if isinstance(value, str) else f"must be a jq program (a string), got {_kind(value)}"
             self.problem(label, f"{key} {'is ' if got == 'empty' else ''}{got}: write {key} = {example}")
             return None
+        value = self.go_regex(label, key, value)
         compile_error = _jq_compile_error(value)
         if compile_error is not None:
             self.problem(label, f"{key} does not compile: {compile_error}: fix the jq program")
@@ -538,6 +563,18 @@ class _ConfigBuilder:
                 continue
             self.problem(label, f"{key} {violation} (refused in rules: rewrite the program without it)")
         return value if compile_error is None else None
+
+    def go_regex(self, label: str, key: str, program: str) -> str:
+        """`program` with Go (RE2) regex syntax read as tattletail read it (`go_regex`); what cannot be is a
+        problem with its fix, what was translated a note."""
+        from stream_processor.go_regex import translate_program
+
+        translation = translate_program(program)
+        for refusal in translation.refusals:
+            self.problem(label, f"{key}: {refusal}")
+        for change in translation.changes:
+            self.notes.append(f"{self.source}: {label}: {key}: {change} (Go regex syntax, as tattletail read it)")
+        return translation.program
 
     def runbook(self, label: str, table: Mapping[str, Any]) -> str | None:
         if "runbook" not in table:

@@ -114,6 +114,12 @@ class ConfigWatcher:
         config = self.poll()
         if config is None:
             return False
+        refused = config.sending_problems() if getattr(target, "deliverer", None) is not None else []
+        if refused:
+            self.rejections += 1
+            for problem in refused:
+                log.error("config reload rejected: %s", _first_line(problem))
+            return False
         try:
             target.reconfigure(config)
         except ConfigError as error:

@@ -449,11 +449,14 @@ def build_pipeline(
     A dry run opens no store: it neither claims, parks nor folds (alerts go to `alert_sink`).
 
     Raises:
-        ConfigError: a store cannot be opened as configured (AwsError for AWS set-up failures).
+        ConfigError: the config cannot send (`Config.sending_problems`), or a store cannot be opened as
+            configured (AwsError for AWS set-up failures).
     """
     from stream_processor.pipeline import Pipeline
 
     kind = matcher_kind or settings.matcher or "fast"
+    if send and config.sending_problems():
+        raise ConfigError(config.sending_problems())
     if not send:
         return Pipeline.build(config, aws=settings.aws, send=False, matcher_kind=kind, alert_sink=alert_sink)
     return Pipeline.build(

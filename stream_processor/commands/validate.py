@@ -97,6 +97,12 @@ def run(args: argparse.Namespace) -> int:
             if error.exit_code in (EXIT_AWS_ACCESS, EXIT_AWS_UNAVAILABLE):  # a secret AWS would not hand out
                 aws_failure = max(aws_failure, error.exit_code)
             continue
+        refused = config.sending_problems()  # loads, but could not go live
+        if refused:
+            _print_problems(ConfigError(refused))
+            print(f"{location}: INVALID: {_count(len(refused), 'problem')}", file=sys.stderr)
+            invalid += 1
+            continue
         print(_summary(location, config))
         if args.explain:
             for line in _explain_lines(config.rules):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,8 +15,11 @@ from stream_processor.cli import main
 from stream_processor.config import Rule
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SEED = str(REPO_ROOT / "examples" / "seed.toml")
+SHIPPED_SEED = REPO_ROOT / "examples" / "seed.toml"
 SECRET_URL = "https://hooks.slack.com/services/T000/B000/sEcReTtOkEn"
+SEED_DIR = Path(tempfile.mkdtemp(prefix="validate-seed-"))
+SEED = str(SEED_DIR / "seed.toml")  # the seed with its webhook filled in: what a user validates before going live
+Path(SEED).write_text(SHIPPED_SEED.read_text().replace("___YOUR_SLACK_WEBHOOK___", SECRET_URL))
 
 BROKEN = f"""
 [[rule]]
@@ -54,6 +58,16 @@ def test_valid_file_prints_a_summary_and_exits_0(capsys: pytest.CaptureFixture[s
     assert code == 0
     assert out == f"{SEED}: OK: 2 rules, 1 destination\n"
     assert err == ""
+
+
+def test_the_shipped_seed_is_refused_until_its_webhook_placeholder_is_replaced(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """It loads (a dry run or test-rules reads it) but cannot go live: the placeholder is not an https URL."""
+    assert main(["validate", str(SHIPPED_SEED)]) == 1
+    err = capsys.readouterr().err
+    assert 'destination "Slack Audit" (type slack_webhook): webhook_url is not an https:// URL' in err
+    assert "___YOUR_SLACK_WEBHOOK___" not in err
 
 
 def test_invalid_file_prints_every_problem_one_per_line_and_exits_1(
@@ -173,8 +187,9 @@ def test_explain_shows_what_the_matcher_says(
 def test_explain_names_the_rules_that_run_on_libjq(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "mixed.toml"
     config.write_text(
-        '[[rule]]\nname = "Plain"\njq_match = \'select(.eventName == "StopLogging")\'\n'
-        '[[rule]]\nname = "Folded"\njq_match = \'def n: .resources | length; select(n > 3)\'\n'
+        '[[rule]]\nname = "Plain"\njq_match = \'select(.eventName == "StopLogging")\'\ndestinations = ["out"]\n'
+        '[[rule]]\nname = "Folded"\njq_match = \'def n: .resources | length; select(n > 3)\'\ndestinations = ["out"]\n'
+        '[[destination]]\nid = "out"\ntype = "stdout"\n'
     )
 
     assert main(["validate", "--explain", str(config)]) == 0
