@@ -104,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
             invalid += 1
             continue
         print(_summary(location, config))
+        for note in config.notes:
+            print(f"  note: {note.removeprefix(f'{location}: ')}")
         if args.explain:
             for line in _explain_lines(config.rules):
                 print(line)

@@ -62,6 +62,11 @@ RULES = [
     ".userIdentity.n",  # a number
     "[.eventName, .readOnly]",  # an array
     "{} + .",  # equal to the event, built anew
+    # Go (RE2) regex syntax, as tattletail users wrote it: read the way gojq read it (stream_processor/go_regex.py)
+    'select(.eventName | test("(?P<verb>Create)(?P<what>User|AccessKey)"))'
+    ' | .eventName | capture("(?P<verb>[A-Z][a-z]+)")',
+    'select(.requestParameters.userName | test("^\\\\pL+$"))',
+    'select(.requestParameters.userName | test("\\\\PL"))',
 ]
 
 
