@@ -45,8 +45,8 @@ EXTENSION_RULE_KEYS: tuple[str, ...] = (
 )
 ALL_RULE_KEYS: tuple[str, ...] = (*RULE_KEYS, *EXTENSION_RULE_KEYS)
 SEVERITIES: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
-TEST_KEYS: tuple[str, ...] = ("event", "event_file", "expect", "output", "title")
-TEST_EXPECTATIONS: tuple[str, ...] = ("match", "no_match")
+TEST_KEYS: tuple[str, ...] = ("event", "event_file", "expect", "event_ids", "output", "title")
+TEST_EXPECTATIONS: tuple[str, ...] = ("match", "no_match", "match_any")
 DESTINATION_KEYS: tuple[str, ...] = ("id", "type")  # plus the type's REQUIRED_KEYS and OPTIONAL_KEYS
 # Destination options that hold a list of strings in tattletail (`to_emails`); every other option is a string.
 LIST_OPTION_KEYS: frozenset[str] = frozenset({"to_emails"})
@@ -61,10 +61,12 @@ _LABEL_LIMIT = 80
 
 @dataclass(frozen=True, slots=True)
 class RuleTest:
-    """One `[[rule.test]]`: an example event and what the rule must make of it.
+    """One `[[rule.test]]`: example events and what the rule must make of them.
 
     `event` is the inline event as JSON text (TOML tables become JSON; hashable, unlike a dict);
     `event_file` is a path as written, relative to `source` (the file the test came from).
+    `expect`: match (every event), no_match (none), match_any (at least one event of the file).
+    `event_ids`: only these events of the file are held to `expect` (match or no_match); the rest are free.
     `output` and `title` are the expected rendered jq output and title (None: not checked).
     """
 
@@ -75,6 +77,7 @@ class RuleTest:
     output: str | None = None
     title: str | None = None
     source: str = "<memory>"
+    event_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -633,14 +636,19 @@ class _ConfigBuilder:
     def rule_test(self, where: str, index: int, table: Mapping[str, Any]) -> RuleTest | None:
         before = len(self.problems)
         misspelled = self.unknown_keys(where, table, TEST_KEYS)
-        expect = table.get("expect")
+        event_ids = self.test_event_ids(where, table)
+        expect = table.get("expect", "match" if event_ids else None)
         if expect is None:
             if "expect" not in misspelled:
-                self.problem(where, 'missing expect: add expect = "match" or expect = "no_match"')
+                self.problem(where, 'missing expect: add expect = "match", "no_match" or "match_any"')
         elif expect not in TEST_EXPECTATIONS:
             shown = _quote(expect) if isinstance(expect, str) else _kind(expect)
             hint = _did_you_mean(expect, TEST_EXPECTATIONS) if isinstance(expect, str) else ""
-            self.problem(where, f'expect {shown} is not "match" or "no_match"{hint}')
+            self.problem(where, f'expect {shown} is not "match", "no_match" or "match_any"{hint}')
+        elif expect == "match_any" and event_ids:
+            self.problem(where, 'expect = "match_any" with event_ids: keep one (event_ids names what must match)')
+        if (expect == "match_any" or event_ids) and "event_file" not in table:
+            self.problem(where, f"{'event_ids' if event_ids else 'match_any'} needs an event_file with several events")
         event_text: str | None = None
         event_file: str | None = None
         if "event" in table and "event_file" in table:
@@ -668,6 +676,8 @@ class _ConfigBuilder:
                     self.problem(where, f"{key} must be the expected text (a string), got {_kind(value)}")
                 elif expect == "no_match":
                     self.problem(where, f'{key} is checked only for expect = "match": remove it or expect a match')
+                elif expect == "match_any":
+                    self.problem(where, f"{key} needs the events it is checked on: name them with event_ids")
                 else:
                     expected[key] = value
         if len(self.problems) != before or not isinstance(expect, str):
@@ -680,7 +690,27 @@ class _ConfigBuilder:
             output=expected["output"],
             title=expected["title"],
             source=self.source,
+            event_ids=event_ids,
         )
+
+    def test_event_ids(self, where: str, table: Mapping[str, Any]) -> tuple[str, ...]:
+        """`event_ids`: the eventIDs of an event_file the test is about, a non-empty list of distinct strings."""
+        if "event_ids" not in table:
+            return ()
+        value = table["event_ids"]
+        how = 'write event_ids = ["7f234c0f-61d9-4d9e-add6-f767474d9be6"] (eventIDs of the event_file)'
+        if not isinstance(value, list) or not value:
+            self.problem(where, f"event_ids must be a non-empty list of eventIDs, got {_kind(value)}: {how}")
+            return ()
+        ids: list[str] = []
+        for position, item in enumerate(value, start=1):
+            if not isinstance(item, str) or not item.strip():
+                self.problem(where, f"event_ids[{position}] must be an eventID (a non-empty string): {how}")
+            elif item in ids:
+                self.problem(where, f"event_ids lists {_quote(item)} twice: remove the repeat")
+            else:
+                ids.append(item)
+        return tuple(ids)
 
     def test_event(self, where: str, value: Any) -> str | None:
         """An inline test event as canonical JSON text: a TOML table, or a string holding a JSON object."""
