@@ -85,3 +85,33 @@ def test_impossible_tests_are_refused_with_the_fix(tmp_path: Path, test: str, pr
     with pytest.raises(ConfigError) as raised:
         report(tmp_path, test)
     assert any(problem in line for line in raised.value.problems), raised.value.problems
+
+
+def test_junit_xml_for_ci(tmp_path: Path) -> None:
+    """`test-rules --junit FILE`: a testsuite per rule file, a testcase per test, failures with their detail."""
+    from xml.etree import ElementTree
+
+    from stream_processor.cli import main
+
+    cloudtrail_file(tmp_path)
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rule]]\nname = "Access key \\u0001"\njq_match = \'select(.eventName == "CreateAccessKey")\'\n'
+        f'[[rule.test]]\n{FILE}\nexpect = "match_any"\n'
+        f'[[rule.test]]\n{FILE}\nevent_ids = ["e-0"]\n'
+        '[[rule]]\nname = "Untested"\njq_match = "false"\n'
+    )
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[[rule]]\nname = 1\n")
+    junit = tmp_path / "junit.xml"
+    assert main(["test-rules", str(rules), str(broken), "--require-tests", "--junit", str(junit)]) == 1
+    root = ElementTree.parse(junit).getroot()  # well-formed: the control character in the name was replaced
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("4", "2", "1")
+    suite, invalid = root.findall("testsuite")
+    cases = suite.findall("testcase")
+    assert [case.get("name") for case in cases] == ["test #1 (rules.toml)", "test #2 (rules.toml)", "has a test"]
+    assert cases[0].find("failure") is None
+    failure = cases[1].find("failure")
+    assert failure is not None and failure.get("message") == "expected match, got no_match"
+    assert "event e-0" in (failure.text or "")
+    assert invalid.find("testcase/error") is not None

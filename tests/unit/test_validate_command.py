@@ -269,3 +269,40 @@ def test_missing_s3_object_exits_1(
 
     assert code == 1
     assert capsys.readouterr().err.startswith(f"{location}: no object 'absent.toml' in bucket")
+
+
+# ---------------------------------------------------------------- for CI: --format json
+
+
+def test_json_output_has_every_files_status_problems_and_notes(
+    broken: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    go = tmp_path / "go.toml"
+    go.write_text(
+        '[[rule]]\nname = "Users"\njq_match = \'select(.eventName | test("(?P<v>Create)User"))\'\n'
+        'destinations = ["out"]\n[[destination]]\nid = "out"\ntype = "stdout"\n'
+    )
+    code = main(["validate", "--format", "json", "--explain", SEED, broken, str(go)])
+
+    out, err = capsys.readouterr()
+    assert code == 1 and err == ""
+    document = json.loads(out)
+    assert (document["ok"], document["exit_code"]) == (False, 1)
+    seed, bad, translated = document["files"]
+    assert (seed["status"], seed["rules"], seed["destinations"], seed["problems"]) == ("ok", 2, 1, [])
+    assert [entry["rule"] for entry in seed["explain"]] == ["Create AccessKey", "SSM Start Session"]
+    assert bad["status"] == "invalid" and len(bad["problems"]) == 4 and SECRET_URL not in out
+    assert translated["status"] == "ok" and "reads (?<name>...)" in translated["notes"][0]
+
+
+def test_json_output_of_a_file_aws_would_not_hand_out(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile-here")
+    assert main(["validate", "--format", "json", "s3://bucket/rules.toml"]) == 2
+    (file,) = json.loads(capsys.readouterr().out)["files"]
+    assert file["status"] == "not_checked" and "no-such-profile-here" in file["problems"][0]
