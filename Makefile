@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint cfn-lint checkov test-ids demo bench bench-e2e clean kinesis-local kcl
+.PHONY: setup test lint cfn-lint checkov test-ids demo bench bench-e2e clean kinesis-local kcl lambda lambda-pins
 
 setup: $(STAMP) kinesis-local kcl
 
@@ -68,6 +68,22 @@ test-ids: setup
 TEST_WORKERS ?= 2
 test: lint test-ids
 	$(BIN)/pytest -q -rfEs --durations=15 -n $(TEST_WORKERS) --dist loadfile
+
+# The Lambda deployment package (infra/cloudformation/lambda.yaml): this project and its dependencies at the
+# versions infra/lambda/requirements.txt pins (those `make test` ran), built for Lambda's python3.11 (Amazon
+# Linux 2, glibc 2.26, x86_64): manylinux_2_26 wheels (jq's) and older manylinux2014 ones.
+LAMBDA_PLATFORMS := --platform manylinux_2_26_x86_64 --platform manylinux2014_x86_64
+lambda: setup
+	rm -rf build/wheel build/lambda build/lambda.zip
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir build/wheel .
+	$(BIN)/pip install --quiet --target build/lambda $(LAMBDA_PLATFORMS) --implementation cp --python-version 3.11 \
+		--only-binary=:all: -r infra/lambda/requirements.txt build/wheel/cloudtrail_stream_processor-*.whl
+	cd build/lambda && $(PYTHON) -m zipfile -c ../lambda.zip *
+	@echo "build/lambda.zip: upload it as lambda.yaml's CodeBucket/CodeKey"
+
+# After a dependency bump: pin the Lambda package to what .venv now has (and run `make test` on it first).
+lambda-pins: setup
+	$(BIN)/python infra/lambda/pin.py > infra/lambda/requirements.txt
 
 demo: setup
 	$(BIN)/stream-processor demo
