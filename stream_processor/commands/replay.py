@@ -14,7 +14,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from botocore.config import Config as BotoConfig
@@ -45,9 +45,12 @@ from stream_processor.sources.replay import (
     list_shards,
     parse_when,
 )
-from stream_processor.wiring import HOST, Settings, add_state_arguments, build_pipeline
+from stream_processor.wiring import HOST, NONE, Settings, add_state_arguments, build_pipeline
 
 MATCHERS = ("fast", "libjq")
+REPLAY = replace(HOST, storm=NONE)
+"""A host's SQLite ledger and dead letters (the live consumer's, with --state-dir); storms are not folded unless
+--storm names a store: a replay must not share the live consumer's storm windows by accident."""
 FROM_CHECKPOINT = "checkpoint"
 FROM_TRIM_HORIZON = "trim-horizon"
 
@@ -102,7 +105,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--workers", type=int, default=4, help="shards read at the same time (default: %(default)s)")
     parser.add_argument("--limit", type=int, default=10_000, help="records per GetRecords (default: %(default)s)")
     parser.add_argument("--matcher", choices=MATCHERS, default=MATCHERS[0], help=argparse.SUPPRESS)
-    add_state_arguments(parser, HOST, storm=True)
+    add_state_arguments(parser, REPLAY, storm=True)
     parser.set_defaults(run=run)
 
 
@@ -339,7 +342,7 @@ def replay_pipeline(
 
 def run(args: argparse.Namespace) -> int:
     err = message_console()
-    settings = settings_from_args(args, HOST)
+    settings = settings_from_args(args, REPLAY)
     config = load_config_from_args(args, settings, dry_run=not args.send)
     kinesis = _kinesis_reader_client(args, settings)
     try:
