@@ -241,3 +241,55 @@ def test_match_exits_1_when_every_input_is_malformed(
     empty = tmp_path / "empty.json"
     empty.write_text("")
     assert main(["match", "-c", str(no_aws_setup), str(bad), str(empty)]) == EXIT_FINDINGS
+
+
+# --------------------------------------------------------------------------- dry runs need no secrets
+
+SECRET_RULES = """\
+[[rule]]
+name = "Create AccessKey"
+jq_match = 'select(.eventName == "CreateAccessKey")'
+destinations = ["Slack", "Hook"]
+
+[[destination]]
+id = "Slack"
+type = "slack_webhook"
+webhook_url = "secretsmanager:stream-processor/webhooks#slack"
+
+[[destination]]
+id = "Hook"
+type = "webhook"
+url = "ssm:/stream-processor/hook-url"
+headers = { Authorization = "env:HOOK_TOKEN_NOT_SET" }
+"""
+EVENT_LINE = (
+    '{"eventVersion":"1.09","eventID":"e-1","eventTime":"2026-11-27T01:02:03Z","eventSource":"iam.amazonaws.com",'
+    '"eventName":"CreateAccessKey","awsRegion":"us-east-1"}\n'
+)
+
+
+@pytest.mark.parametrize("command", ["match", "backtest"])
+def test_dry_runs_never_resolve_secrets(
+    command: str, no_aws_setup: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No credentials, no region, an unset variable: a dry run still matches (it sends nothing)."""
+    rules = tmp_path / "secret-rules.toml"
+    rules.write_text(SECRET_RULES)
+    events = tmp_path / "events.jsonl"
+    events.write_text(EVENT_LINE)
+    argv = [command, "-c", str(rules), str(events)] + (["--format", "json"] if command == "backtest" else [])
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "e-1" in out
+
+
+def test_sending_resolves_them_and_says_what_is_missing(
+    no_aws_setup: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "secret-rules.toml"
+    rules.write_text(SECRET_RULES)
+    events = tmp_path / "events.jsonl"
+    events.write_text(EVENT_LINE)
+    assert main(["match", "--send", "--region", "us-east-1", "-c", str(rules), str(events)]) == EXIT_AWS_ACCESS
+    err = capsys.readouterr().err
+    assert "no AWS credentials found" in err and "HOOK_TOKEN_NOT_SET is not set" in err
