@@ -15,7 +15,7 @@ from rich.table import Table
 
 from stream_processor.commands.common import message_console, settings_from_args
 from stream_processor.config import load_config
-from stream_processor.errors import ConfigError
+from stream_processor.errors import AwsError, ConfigError
 from stream_processor.rule_tests import TESTS_SUFFIX, RuleTestReport, run_rule_tests, tests_file_beside
 from stream_processor.secrets import UnresolvedSecrets
 from stream_processor.wiring import ONE_SHOT, add_aws_arguments
@@ -30,7 +30,8 @@ form, not resolved: no access to SSM or Secrets Manager is needed. docs/rules.md
 
 EPILOG = """\
 exit status: 0 when every test passes (also when there are none: it says so), 1 when a test fails or a
-file is invalid, or with --require-tests when an enabled rule has no test.
+file is invalid, or with --require-tests when an enabled rule has no test; 2, 3 or 4 when a file in S3 could
+not be read (AWS not set up, credentials or access refused, AWS unreachable).
 examples:
   stream-processor test-rules examples/cis.toml examples/rules60.toml
   stream-processor test-rules tattletail.toml --tests ci/tattletail.tests.toml
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     aws = settings_from_args(args, ONE_SHOT).aws
     failed = False
+    aws_failure = 0  # 2, 3 or 4: a rule file in S3 could not be read (region, credentials, access, network)
     total = passed = 0
     junit = JUnitReport()
     for location in args.configs:
@@ -92,6 +94,12 @@ def run(args: argparse.Namespace) -> int:
             if beside is not None and str(beside) not in {str(t) for t in tests_files}:
                 tests_files.insert(0, beside)
             report = run_rule_tests(config, tests_files, args.matcher)
+        except AwsError as error:  # the file could not be read: nothing is known about it
+            for problem in error.problems:
+                err.print(problem if problem.startswith(location) else f"{location}: {problem}", markup=False)
+            junit.invalid(location, error.problems)
+            aws_failure = max(aws_failure, error.exit_code)
+            continue
         except ConfigError as error:
             for problem in error.problems:
                 err.print(problem, markup=False)
@@ -112,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         out.print(f"all files: {passed} of {total} tests passed", markup=False, soft_wrap=True)
     if args.junit is not None:
         junit.write(args.junit)
-    return EXIT_FAILED if failed else EXIT_OK
+    return aws_failure or (EXIT_FAILED if failed else EXIT_OK)
 
 
 class JUnitReport:
