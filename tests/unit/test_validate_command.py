@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,9 +16,7 @@ from stream_processor.config import Rule
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_SEED = REPO_ROOT / "examples" / "seed.toml"
 SECRET_URL = "https://hooks.slack.com/services/T000/B000/sEcReTtOkEn"
-SEED_DIR = Path(tempfile.mkdtemp(prefix="validate-seed-"))
-SEED = str(SEED_DIR / "seed.toml")  # the seed with its webhook filled in: what a user validates before going live
-Path(SEED).write_text(SHIPPED_SEED.read_text().replace("___YOUR_SLACK_WEBHOOK___", SECRET_URL))
+SEED = ""  # the seed with its webhook filled in (what a user validates before going live): set by _live_seed
 
 BROKEN = f"""
 [[rule]]
@@ -36,6 +33,14 @@ id = "Slack Audit"
 type = "slack_webhook"
 webhok_url = "{SECRET_URL}"
 """
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _live_seed(tmp_path_factory: pytest.TempPathFactory) -> None:
+    global SEED
+    path = tmp_path_factory.mktemp("seed") / "seed.toml"
+    path.write_text(SHIPPED_SEED.read_text().replace("___YOUR_SLACK_WEBHOOK___", SECRET_URL))
+    SEED = str(path)
 
 
 @pytest.fixture
