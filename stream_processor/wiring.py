@@ -323,13 +323,18 @@ def _service_endpoint(text: str) -> tuple[str, str]:
     return service.strip(), url.strip()
 
 
-def add_state_arguments(parser: argparse.ArgumentParser, shape: Shape = HOST, *, storm: bool = False) -> None:
-    """--state-dir, --dedupe, --dead-letters (and --storm ... when `storm`), with the old flags as hidden aliases."""
+def add_state_arguments(
+    parser: argparse.ArgumentParser, shape: Shape = HOST, *, storm: bool = False, folder: str = str(DEFAULT_STATE_DIR)
+) -> None:
+    """--state-dir, --dedupe, --dead-letters (and --storm ... when `storm`), with the old flags as hidden aliases.
+
+    `folder` names the command's own default state dir in the help (consume: its work dir).
+    """
     group = parser.add_argument_group("state (flags, else the environment, else the default)")
     group.add_argument(
         "--state-dir",
         type=Path,
-        help=f"folder of the SQLite stores (default: ${ENV_STATE_DIR}, else {DEFAULT_STATE_DIR})",
+        help=f"folder of the SQLite stores (default: ${ENV_STATE_DIR}, else {folder})",
     )
     group.add_argument(
         "--dedupe",

@@ -434,7 +434,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--work-dir", type=Path, help="properties, wrapper, logs, and the default state dir (default: .local/kcl/APP)"
     )
-    add_state_arguments(parser, HOST, storm=True)
+    add_state_arguments(parser, HOST, storm=True, folder="WORK_DIR")
     parser.add_argument(
         "--reload-interval",
         type=float,
@@ -576,10 +576,15 @@ def run(args: argparse.Namespace) -> int:
         return error.exit_code
 
 
-def state_settings(args: argparse.Namespace, work_dir: Path, region: str) -> Settings:
-    """What the processors use, from the flags, then the environment, then SQLite files in the work dir."""
+def processor_settings(args: argparse.Namespace, work_dir: Path) -> Settings:
+    """What the processors use: the flags, then the environment (`STREAM_PROCESSOR_DEDUPE_TABLE`, ...), then SQLite
+    files in the work dir; the region resolved now, so every processor and the daemon agree on it.
+
+    Raises:
+        ConfigError: a store flag or variable cannot be used; AwsError: no region, an unknown profile.
+    """
     settings = Settings.from_args(args, os.environ, HOST, state_dir=work_dir)
-    return replace(settings, aws=settings.aws.with_region(region))
+    return replace(settings, aws=settings.aws.with_region(settings.aws.require_region()))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -591,9 +596,7 @@ def _run(args: argparse.Namespace) -> int:
         location = str(Path(location).resolve())
     work_dir = (args.work_dir or Path(".local") / "kcl" / args.application).resolve()
     args.worker_id = args.worker_id or f"{socket.gethostname()}-{os.getpid()}"
-    probe = Settings.from_args(args, os.environ, HOST, state_dir=work_dir)
-    region = probe.aws.require_region()
-    state = state_settings(args, work_dir, region)
+    state = processor_settings(args, work_dir)
     load_config(location, state.aws)  # fail here, not once per shard
     work_dir.mkdir(parents=True, exist_ok=True)
     command = command_line(

@@ -21,7 +21,6 @@ log = logging.getLogger(__name__)
 
 ENV_CONFIG_PATH_LOCAL = "CONFIG_PATH"
 ENV_LOG_LEVEL = "STREAM_PROCESSOR_LOG_LEVEL"
-__all__ = ["ENV_DEAD_LETTER_QUEUE_URL", "ENV_DEDUPE_TABLE", "ContainerRuntime", "LambdaSettings"]
 
 
 class LambdaContext(Protocol):
@@ -123,3 +122,6 @@ def _configure_logging(environ: Mapping[str, str]) -> None:
     """Lambda's runtime installs a root handler; make the package's INFO lines reach it."""
     level = environ.get(ENV_LOG_LEVEL, "INFO").upper()
     logging.getLogger("stream_processor").setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
+
+
+__all__ = ["ENV_DEAD_LETTER_QUEUE_URL", "ENV_DEDUPE_TABLE", "ContainerRuntime", "LambdaSettings", "lambda_pipeline"]

@@ -36,7 +36,12 @@ def sending_problems(text: str) -> list[str]:
     ids=["bare-topic-name", "a-queue-arn", "short-account", "no-arn-prefix"],
 )
 def test_sns_arn_must_be_a_topic_arn(arn: str) -> None:
-    (problem,) = load_problems(destination(f'type = "sns"\nsns_arn = "{arn}"'))
+    text = destination(f'type = "sns"\nsns_arn = "{arn}"')
+    if arn.startswith("arn:"):  # tattletail loaded any arn:...; refused before going live
+        assert load_problems(text) == []
+        (problem,) = sending_problems(text)
+    else:  # tattletail refused it at load too
+        (problem,) = load_problems(text)
     assert "sns_arn is not an SNS topic ARN: write the whole ARN, arn:aws:sns:REGION:ACCOUNT:TOPIC" in problem
 
 
@@ -47,7 +52,8 @@ def test_sns_arn_must_be_a_topic_arn(arn: str) -> None:
     ids=["commercial", "govcloud-fifo", "china"],
 )  # fmt: skip
 def test_topic_arns_of_every_partition_are_accepted(arn: str) -> None:
-    assert load_problems(destination(f'type = "sns"\nsns_arn = "{arn}"')) == []
+    text = destination(f'type = "sns"\nsns_arn = "{arn}"')
+    assert load_problems(text) == [] and sending_problems(text) == []
 
 
 @pytest.mark.parametrize(

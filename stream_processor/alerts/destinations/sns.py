@@ -28,6 +28,10 @@ class SnsDestination(Destination):
     TYPE = "sns"
     REQUIRED_KEYS = ("sns_arn",)
     OPTIONAL_KEYS = ("format",)
+    NOT_AN_ARN = (
+        "sns_arn is not an SNS topic ARN: write the whole ARN, arn:aws:sns:REGION:ACCOUNT:TOPIC (12-digit account; "
+        "aws sns list-topics shows it)"
+    )
     TOPIC_ARN = re.compile(r"^arn:aws(-[a-z]+)*:sns:[a-z]{2}(-[a-z]+)+-\d+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
     MAX_MESSAGE_BYTES = 256 * 1024
     """SNS rejects a message over 256 KiB; bigger events are sent capped, as a string, flagged."""
@@ -42,16 +46,20 @@ class SnsDestination(Destination):
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> Iterable[str]:
-        """The topic is an ARN (tattletail refused a bare topic name too); the format is one we write."""
+        """At load, as tattletail: an ARN, not a topic name (`sns_arn = "cloudtail_alert"`); a format we write."""
         arn = options.get("sns_arn")
-        if isinstance(arn, str) and not cls.TOPIC_ARN.match(arn.strip()):
-            yield (
-                "sns_arn is not an SNS topic ARN: write the whole ARN, arn:aws:sns:REGION:ACCOUNT:TOPIC "
-                "(aws sns list-topics shows it)"
-            )
+        if isinstance(arn, str) and not arn.strip().startswith("arn:"):
+            yield cls.NOT_AN_ARN
         problem = format_problem(options)
         if problem:
             yield problem
+
+    @classmethod
+    def sending_problems(cls, options: Mapping[str, Any]) -> Iterable[str]:
+        """Before going live (`validate`, sending): the ARN of an SNS topic, partition, region and account included."""
+        arn = options.get("sns_arn")
+        if isinstance(arn, str) and arn.strip().startswith("arn:") and not cls.TOPIC_ARN.match(arn.strip()):
+            yield cls.NOT_AN_ARN
 
     def _send(self, alert: Alert) -> None:
         try:
