@@ -52,7 +52,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels stream-processor "amazon-kclpy==${KCLPY_VERSION}"
+    pip install --no-index --find-links=/wheels cloudtrail-stream-processor "amazon-kclpy==${KCLPY_VERSION}"
 
 # Non-root; its home is the only writable place the consumer needs (KCL properties, SQLite state).
 RUN groupadd --system --gid 10001 app \

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint cfn-lint test-ids demo bench bench-e2e clean kinesis-local kcl
+.PHONY: setup test lint cfn-lint checkov test-ids demo bench bench-e2e clean kinesis-local kcl lambda lambda-pins
 
 setup: $(STAMP) kinesis-local kcl
 
@@ -35,12 +35,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-lint: setup cfn-lint
+lint: setup cfn-lint checkov
 	$(BIN)/ruff check stream_processor tests benchmarks
 	$(BIN)/mypy --strict stream_processor
 
 cfn-lint: setup
 	$(BIN)/cfn-lint infra/cloudformation/*.yaml
+
+# checkov (IaC security scanner) in a venv of its own: its pins would move the project's boto3 and packaging.
+# Its version is pyproject.toml's `iac-scan` extra. Every suppression is in the template, with its reason.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+$(CHECKOV_STAMP): pyproject.toml
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet "$$($(PYTHON) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['iac-scan'])")"
+	touch $(CHECKOV_STAMP)
+
+checkov: $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/checkov --directory infra/cloudformation --framework cloudformation --compact --quiet --skip-download
 
 # pytest-xdist workers must collect the same tests: two collections a second apart must agree, or a test id
 # depends on the clock or on chance (gzip headers carry the time) and the run would fail at random.
@@ -57,6 +69,22 @@ TEST_WORKERS ?= 2
 test: lint test-ids
 	$(BIN)/pytest -q -rfEs --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
+# The Lambda deployment package (infra/cloudformation/lambda.yaml): this project and its dependencies at the
+# versions infra/lambda/requirements.txt pins (those `make test` ran), built for Lambda's python3.11 (Amazon
+# Linux 2, glibc 2.26, x86_64): manylinux_2_26 wheels (jq's) and older manylinux2014 ones.
+LAMBDA_PLATFORMS := --platform manylinux_2_26_x86_64 --platform manylinux2014_x86_64
+lambda: setup
+	rm -rf build/wheel build/lambda build/lambda.zip
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir build/wheel .
+	$(BIN)/pip install --quiet --target build/lambda $(LAMBDA_PLATFORMS) --implementation cp --python-version 3.11 \
+		--only-binary=:all: -r infra/lambda/requirements.txt build/wheel/cloudtrail_stream_processor-*.whl
+	cd build/lambda && $(PYTHON) -m zipfile -c ../lambda.zip *
+	@echo "build/lambda.zip: upload it as lambda.yaml's CodeBucket/CodeKey"
+
+# After a dependency bump: pin the Lambda package to what .venv now has (and run `make test` on it first).
+lambda-pins: setup
+	$(BIN)/python infra/lambda/pin.py > infra/lambda/requirements.txt
+
 demo: setup
 	$(BIN)/stream-processor demo
 
@@ -68,4 +96,4 @@ bench-e2e: setup
 	$(BIN)/python benchmarks/e2e.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache infra/local/node_modules infra/kcl/jars
+	rm -rf $(VENV) $(CHECKOV_VENV) .mypy_cache .ruff_cache .pytest_cache infra/local/node_modules infra/kcl/jars

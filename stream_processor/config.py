@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import jq
 
-from stream_processor.errors import ConfigError
+from stream_processor.errors import EXIT_AWS_ACCESS, EXIT_USAGE, AwsError, ConfigError
 
 if TYPE_CHECKING:
     from stream_processor.aws import AwsSettings
@@ -47,8 +47,8 @@ EXTENSION_RULE_KEYS: tuple[str, ...] = (
 )
 ALL_RULE_KEYS: tuple[str, ...] = (*RULE_KEYS, *EXTENSION_RULE_KEYS)
 SEVERITIES: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
-TEST_KEYS: tuple[str, ...] = ("event", "event_file", "expect", "output", "title")
-TEST_EXPECTATIONS: tuple[str, ...] = ("match", "no_match")
+TEST_KEYS: tuple[str, ...] = ("event", "event_file", "expect", "event_ids", "output", "title")
+TEST_EXPECTATIONS: tuple[str, ...] = ("match", "no_match", "match_any")
 DESTINATION_KEYS: tuple[str, ...] = ("id", "type")  # plus the type's REQUIRED_KEYS and OPTIONAL_KEYS
 # Destination options that hold a list of strings in tattletail (`to_emails`); every other option is a string.
 LIST_OPTION_KEYS: frozenset[str] = frozenset({"to_emails"})
@@ -64,10 +64,12 @@ _Checked = TypeVar("_Checked")
 
 @dataclass(frozen=True, slots=True)
 class RuleTest:
-    """One `[[rule.test]]`: an example event and what the rule must make of it.
+    """One `[[rule.test]]`: example events and what the rule must make of them.
 
     `event` is the inline event as JSON text (TOML tables become JSON; hashable, unlike a dict);
     `event_file` is a path as written, relative to `source` (the file the test came from).
+    `expect`: match (every event), no_match (none), match_any (at least one event of the file).
+    `event_ids`: only these events of the file are held to `expect` (match or no_match); the rest are free.
     `output` and `title` are the expected rendered jq output and title (None: not checked).
     """
 
@@ -78,6 +80,7 @@ class RuleTest:
     output: str | None = None
     title: str | None = None
     source: str = "<memory>"
+    event_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +130,32 @@ class Config:
     rules: tuple[Rule, ...]
     destinations: tuple[DestinationConfig, ...]
     source: str = "<memory>"
+    notes: tuple[str, ...] = ()
+    """What loading changed, not a problem (Go regex syntax of a tattletail rule read as Oniguruma's)."""
 
     @property
     def enabled_rules(self) -> tuple[Rule, ...]:
         """The rules to match: a rule with `enabled = false` is loaded and validated, never matched."""
         return tuple(rule for rule in self.rules if rule.enabled)
+
+    def sending_problems(self) -> list[str]:
+        """Why this config cannot go live although it loads: an enabled rule without destinations would match
+        and send its alerts nowhere. `validate`, every sending pipeline and a hot reload refuse it; dry runs and
+        rule tests do not need destinations."""
+        from stream_processor.alerts.destinations.base import destination_class
+
+        problems = [
+            f"{self.source}: {_rule_label(rule.index, rule.name)}: has no destinations: its alerts would go nowhere; "
+            'add destinations = ["..."] (a [[destination]] id), or enabled = false while the rule is being written'
+            for rule in self.enabled_rules
+            if not rule.destinations
+        ]
+        for destination in self.destinations:
+            check = getattr(destination_class(destination.type), "sending_problems", None)
+            label = f"destination {_quote(destination.id)} (type {destination.type})"
+            for problem in check(destination.options) if check else ():
+                problems.append(f"{self.source}: {label}: {problem}")
+        return problems
 
     def rule(self, name: str) -> Rule:
         for rule in self.rules:
@@ -226,6 +250,7 @@ def _read_local(location: str) -> bytes:
 def _read_s3(location: str, aws: AwsSettings | None) -> bytes:
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from stream_processor.alerts.aws_errors import describe_failure, error_code
     from stream_processor.aws import AwsSettings
 
     bucket, key = split_s3_location(location)
@@ -234,7 +259,7 @@ def _read_s3(location: str, aws: AwsSettings | None) -> bytes:
         body = client.get_object(Bucket=bucket, Key=key)["Body"]
         return cast(bytes, body.read())
     except ClientError as error:
-        code = str(error.response.get("Error", {}).get("Code", ""))
+        code = error_code(error)
         if code in ("NoSuchKey", "404", "NotFound"):
             raise ConfigError(
                 f"{location}: no object {key!r} in bucket {bucket!r}: upload the rule file there "
@@ -246,11 +271,19 @@ def _read_s3(location: str, aws: AwsSettings | None) -> bytes:
                 f"fix the bucket name ({ENV_CONFIG_BUCKET})"
             ) from None
         if code in ("AccessDenied", "403", "Forbidden"):
-            raise ConfigError(
-                f"{location}: access denied: grant s3:GetObject on arn:aws:s3:::{bucket}/{key} to this identity"
+            raise AwsError(
+                f"{location}: access denied: grant s3:GetObject on arn:aws:s3:::{bucket}/{key} to this identity "
+                "(and kms:Decrypt when the bucket uses SSE-KMS)",
+                EXIT_AWS_ACCESS,
             ) from None
+        failure = describe_failure(error)
+        if failure is not None and failure.kind != "service":
+            raise AwsError(f"{location}: {failure.message}", failure.exit_code) from None
         raise ConfigError(f"{location}: S3 refused the read ({code or 'error'}): {_one_line(str(error))}") from None
     except BotoCoreError as error:
+        failure = describe_failure(error)
+        if failure is not None:
+            raise AwsError(f"{location}: {failure.message}", failure.exit_code) from None
         raise ConfigError(
             f"{location}: cannot read from S3 ({type(error).__name__}): {_one_line(str(error))}: "
             "check credentials, region and endpoint"
@@ -356,6 +389,9 @@ class _ConfigBuilder:
     def __init__(self, source: str, resolver: SecretResolver | None = None, aws: AwsSettings | None = None) -> None:
         self.source = source
         self.problems: list[str] = []
+        self.notes: list[str] = []
+        self.exit_code = EXIT_USAGE
+        """3 or 4 when a problem came from AWS (a secret that could not be fetched), else 2."""
         self._resolver = resolver
         self._aws = aws
 
@@ -400,11 +436,12 @@ class _ConfigBuilder:
         )
 
         if self.problems:
-            raise ConfigError(self.problems)
+            raise ConfigError(self.problems, self.exit_code)
         return Config(
             rules=tuple(r for r in rules if r is not None),
             destinations=tuple(d for d in destinations if d is not None),
             source=self.source,
+            notes=tuple(self.notes),
         )
 
     def guarded(
@@ -479,6 +516,7 @@ class _ConfigBuilder:
         destinations = self.destination_list(label, table)
 
         if jq_match:
+            jq_match = self.go_regex(label, "jq_match", jq_match)
             compile_error = _jq_compile_error(jq_match)
             if compile_error is not None:
                 self.problem(label, f"jq_match does not compile: {compile_error}: fix the jq program")
@@ -561,6 +599,7 @@ class _ConfigBuilder:
             got = "empty" if isinstance(value, str) else f"must be a jq program (a string), got {_kind(value)}"
             self.problem(label, f"{key} {'is ' if got == 'empty' else ''}{got}: write {key} = {example}")
             return None
+        value = self.go_regex(label, key, value)
         compile_error = _jq_compile_error(value)
         if compile_error is not None:
             self.problem(label, f"{key} does not compile: {compile_error}: fix the jq program")
@@ -569,6 +608,18 @@ class _ConfigBuilder:
                 continue
             self.problem(label, f"{key} {violation} (refused in rules: rewrite the program without it)")
         return value if compile_error is None else None
+
+    def go_regex(self, label: str, key: str, program: str) -> str:
+        """`program` with Go (RE2) regex syntax read as tattletail read it (`go_regex`); what cannot be is a
+        problem with its fix, what was translated a note."""
+        from stream_processor.go_regex import translate_program
+
+        translation = translate_program(program)
+        for refusal in translation.refusals:
+            self.problem(label, f"{key}: {refusal}")
+        for change in translation.changes:
+            self.notes.append(f"{self.source}: {label}: {key}: {change} (Go regex syntax, as tattletail read it)")
+        return translation.program
 
     def runbook(self, label: str, table: Mapping[str, Any]) -> str | None:
         if "runbook" not in table:
@@ -645,14 +696,19 @@ class _ConfigBuilder:
     def rule_test(self, where: str, index: int, table: Mapping[str, Any]) -> RuleTest | None:
         before = len(self.problems)
         misspelled = self.unknown_keys(where, table, TEST_KEYS)
-        expect = table.get("expect")
+        event_ids = self.test_event_ids(where, table)
+        expect = table.get("expect", "match" if event_ids else None)
         if expect is None:
             if "expect" not in misspelled:
-                self.problem(where, 'missing expect: add expect = "match" or expect = "no_match"')
+                self.problem(where, 'missing expect: add expect = "match", "no_match" or "match_any"')
         elif expect not in TEST_EXPECTATIONS:
             shown = _quote(expect) if isinstance(expect, str) else _kind(expect)
             hint = _did_you_mean(expect, TEST_EXPECTATIONS) if isinstance(expect, str) else ""
-            self.problem(where, f'expect {shown} is not "match" or "no_match"{hint}')
+            self.problem(where, f'expect {shown} is not "match", "no_match" or "match_any"{hint}')
+        elif expect == "match_any" and event_ids:
+            self.problem(where, 'expect = "match_any" with event_ids: keep one (event_ids names what must match)')
+        if (expect == "match_any" or event_ids) and "event_file" not in table:
+            self.problem(where, f"{'event_ids' if event_ids else 'match_any'} needs an event_file with several events")
         event_text: str | None = None
         event_file: str | None = None
         if "event" in table and "event_file" in table:
@@ -680,6 +736,8 @@ class _ConfigBuilder:
                     self.problem(where, f"{key} must be the expected text (a string), got {_kind(value)}")
                 elif expect == "no_match":
                     self.problem(where, f'{key} is checked only for expect = "match": remove it or expect a match')
+                elif expect == "match_any":
+                    self.problem(where, f"{key} needs the events it is checked on: name them with event_ids")
                 else:
                     expected[key] = value
         if len(self.problems) != before or not isinstance(expect, str):
@@ -692,7 +750,27 @@ class _ConfigBuilder:
             output=expected["output"],
             title=expected["title"],
             source=self.source,
+            event_ids=event_ids,
         )
+
+    def test_event_ids(self, where: str, table: Mapping[str, Any]) -> tuple[str, ...]:
+        """`event_ids`: the eventIDs of an event_file the test is about, a non-empty list of distinct strings."""
+        if "event_ids" not in table:
+            return ()
+        value = table["event_ids"]
+        how = 'write event_ids = ["7f234c0f-61d9-4d9e-add6-f767474d9be6"] (eventIDs of the event_file)'
+        if not isinstance(value, list) or not value:
+            self.problem(where, f"event_ids must be a non-empty list of eventIDs, got {_kind(value)}: {how}")
+            return ()
+        ids: list[str] = []
+        for position, item in enumerate(value, start=1):
+            if not isinstance(item, str) or not item.strip():
+                self.problem(where, f"event_ids[{position}] must be an eventID (a non-empty string): {how}")
+            elif item in ids:
+                self.problem(where, f"event_ids lists {_quote(item)} twice: remove the repeat")
+            else:
+                ids.append(item)
+        return tuple(ids)
 
     def test_event(self, where: str, value: Any) -> str | None:
         """An inline test event as canonical JSON text: a TOML table, or a string holding a JSON object."""
@@ -808,6 +886,7 @@ class _ConfigBuilder:
                 resolved = self.resolver.resolve(text)
             except SecretReferenceError as error:
                 self.problem(label, f"{field_name}: cannot resolve {error}")
+                self.exit_code = max(self.exit_code, error.exit_code)
                 return None
             references[field_name] = text
             return resolved

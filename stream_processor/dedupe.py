@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from stream_processor.alerts.aws_errors import error_code
 from stream_processor.errors import DedupeStoreError, call_backend
 
 Clock = Callable[[], float]
@@ -267,7 +268,7 @@ class DynamoDBDedupeStore(DedupeStore):
                 },
             )
         except Exception as error:
-            if _error_code(error) == "ConditionalCheckFailedException":
+            if error_code(error) == "ConditionalCheckFailedException":
                 return False
             raise
         return True
@@ -299,13 +300,6 @@ class DynamoDBDedupeStore(DedupeStore):
             "expiration": {"N": str(int(record.expires_at))},
             "in_progress_until": {"N": repr(record.in_progress_until)},
         }
-
-
-def _error_code(error: Exception) -> str:
-    response = getattr(error, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", ""))
-    return ""
 
 
 __all__ = [

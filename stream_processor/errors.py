@@ -7,17 +7,39 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+# Exit codes of every command (README, "Exit codes"); `consume` adds the daemon's own.
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+"""The command ran and found a problem: an invalid rule file, a failed rule test, input it could not read,
+an alert it could not deliver."""
+EXIT_USAGE = 2
+"""Usage or configuration: a bad flag, no rule file, no AWS region, an unknown profile, a bad endpoint URL."""
+EXIT_AWS_ACCESS = 3
+"""AWS refused who we are: no credentials, expired or invalid ones, access denied."""
+EXIT_AWS_UNAVAILABLE = 4
+"""AWS could not be reached or pushed back: endpoint unreachable, timeouts, throttling. Try again later."""
+
 
 class StreamProcessorError(Exception):
     """Root of every error this package raises on purpose."""
 
 
 class ConfigError(StreamProcessorError, ValueError):
-    """The rule file is unusable; the message names the file, the rule and what to change."""
+    """The rule file or the settings are unusable; the message names the file, the rule and what to change.
 
-    def __init__(self, problems: list[str] | str) -> None:
+    `exit_code` is what a command exits with when this ends it: 2 (configuration), or 3/4 when the cause is
+    AWS access or reachability (reading the rule file from S3, resolving a secret).
+    """
+
+    def __init__(self, problems: list[str] | str, exit_code: int = EXIT_USAGE) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.exit_code = exit_code
         super().__init__("\n".join(self.problems))
+
+
+class AwsError(ConfigError):
+    """AWS cannot be used as set up (no region, unknown profile, no credentials, access denied, unreachable):
+    one line saying what to do, and the exit code of its kind (`alerts.aws_errors.describe_failure`)."""
 
 
 class DecodeError(StreamProcessorError):

@@ -122,6 +122,12 @@ class ConfigWatcher:
         config = self.poll()
         if config is None:
             return False
+        refused = config.sending_problems() if getattr(target, "deliverer", None) is not None else []
+        if refused:
+            self.rejections += 1
+            for problem in refused:
+                log.error("config reload rejected: %s", _first_line(problem))
+            return False
         try:
             target.reconfigure(config)
         except ConfigError as error:
@@ -167,7 +173,9 @@ class ConfigWatcher:
     def _etag(self) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        from stream_processor.alerts.aws_errors import describe_failure, error_code
         from stream_processor.aws import AwsSettings
+        from stream_processor.errors import EXIT_AWS_UNAVAILABLE, AwsError
 
         bucket, key = split_s3_location(self.location)
         if self._s3 is None:
@@ -175,10 +183,16 @@ class ConfigWatcher:
         try:
             head = self._s3.head_object(Bucket=bucket, Key=key)
         except ClientError as error:
-            code = str(error.response.get("Error", {}).get("Code", "error"))
+            failure = describe_failure(error)
+            code = error_code(error) or "error"
+            if failure is not None and failure.kind != "service":
+                raise AwsError(f"{self.location}: {failure.message}", failure.exit_code) from None
             raise ConfigError(f"{self.location}: S3 refused the HEAD ({code})") from None
         except BotoCoreError as error:
-            raise ConfigError(f"{self.location}: cannot reach S3 ({type(error).__name__})") from None
+            failure = describe_failure(error)
+            reason = failure.message if failure is not None else f"cannot reach S3 ({type(error).__name__})"
+            exit_code = failure.exit_code if failure is not None else EXIT_AWS_UNAVAILABLE
+            raise AwsError(f"{self.location}: {reason}", exit_code) from None
         return str(head.get("ETag", ""))
 
 

@@ -6,6 +6,8 @@ with only `name` and `[[rule.test]]`: that keeps a rule file byte-for-byte what 
 
 A test passes when the rule decides as expected on every event of the test (an inline event, or every
 event an `event_file` decodes to), and, for a match, the rendered output and title are the expected text.
+With `expect = "match_any"` one matching event of the file is enough (a real CloudTrail file as fixture);
+with `event_ids` only the named events are held to `expect`, the others of the file are free.
 A run-time error is no match (the engine's semantics); the detail says so.
 """
 
@@ -29,6 +31,7 @@ TESTS_SUFFIX = ".tests.toml"
 TESTS_DIR = "tests"
 MATCH = "match"
 NO_MATCH = "no_match"
+MATCH_ANY = "match_any"
 ERROR = "error"
 UNREADABLE = "unreadable"
 DETAIL_CHARS = 300
@@ -148,6 +151,13 @@ def run_one(rule: Rule, test: RuleTest, matcher: Matcher) -> RuleTestResult:
 
     # each test event carries its own sequence number: matches and errors are told apart by it
     matched = matcher.match_batch(events)
+    if test.event_ids:
+        present = {event.event_id for event in events}
+        missing = [event_id for event_id in test.event_ids if event_id not in present]
+        if missing:
+            return result(UNREADABLE, False, f"event_ids not in the event_file: {', '.join(missing)}")
+        named = set(test.event_ids)
+        events = [event for event in events if event.event_id in named]
     outputs: dict[str | None, object] = {}
     for match in matched.matches:
         if match.rule_name == rule.name:
@@ -164,6 +174,8 @@ def run_one(rule: Rule, test: RuleTest, matcher: Matcher) -> RuleTestResult:
     several = len(events) > 1
 
     def which(position: int) -> str:
+        if test.event_ids:
+            return f"event {events[position].event_id}: "
         return f"event {position + 1} of {len(events)}: " if several else ""
 
     error_notes = [
@@ -171,6 +183,13 @@ def run_one(rule: Rule, test: RuleTest, matcher: Matcher) -> RuleTestResult:
         for i, e in enumerate(events)
         if e.position.sequence in error_of
     ]
+    if test.expect == MATCH_ANY:
+        if MATCH in decisions:
+            count = decisions.count(MATCH)
+            return result(MATCH, True, f"{count} of {len(events)} event(s) matched")
+        got = ERROR if ERROR in decisions else NO_MATCH
+        detail = "; ".join(error_notes[:3]) or f"none of the {len(events)} event(s) matched"
+        return result(got, False, detail)
     if test.expect == NO_MATCH:
         hits = [i for i, decision in enumerate(decisions) if decision == MATCH]
         got = MATCH if hits else (ERROR if ERROR in decisions else NO_MATCH)

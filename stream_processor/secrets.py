@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from stream_processor.errors import ConfigError
+from stream_processor.errors import EXIT_AWS_ACCESS, EXIT_USAGE, ConfigError
 
 if TYPE_CHECKING:
     from stream_processor.aws import AwsSettings
@@ -178,10 +178,12 @@ class SecretResolver:
     def _fetch_ssm(self, reference: SecretReference) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        from stream_processor.alerts.aws_errors import error_code
+
         try:
             answer = self._client("ssm").get_parameter(Name=reference.name, WithDecryption=True)
         except ClientError as error:
-            code = _error_code(error)
+            code = error_code(error)
             if code in ("ParameterNotFound", "ParameterVersionNotFound"):
                 raise SecretReferenceError(
                     f"{reference}: no such SSM parameter: create it (aws ssm put-parameter --type SecureString "
@@ -190,13 +192,12 @@ class SecretResolver:
             if code in ("AccessDeniedException", "AccessDenied"):
                 raise SecretReferenceError(
                     f"{reference}: access denied: grant ssm:GetParameter on the parameter (and kms:Decrypt on "
-                    "its key) to this identity"
+                    "its key) to this identity",
+                    EXIT_AWS_ACCESS,
                 ) from None
-            raise SecretReferenceError(f"{reference}: SSM refused GetParameter ({code or 'error'})") from None
+            raise _aws_failure(reference, error, f"SSM refused GetParameter ({code or 'error'})") from None
         except BotoCoreError as error:
-            raise SecretReferenceError(
-                f"{reference}: cannot reach SSM ({type(error).__name__}): check credentials, region and endpoint"
-            ) from None
+            raise _aws_failure(reference, error, f"cannot reach SSM ({type(error).__name__})") from None
         value = answer.get("Parameter", {}).get("Value")
         if not isinstance(value, str):
             raise SecretReferenceError(f"{reference}: the SSM parameter has no value")
@@ -205,10 +206,12 @@ class SecretResolver:
     def _fetch_secret(self, reference: SecretReference) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        from stream_processor.alerts.aws_errors import error_code
+
         try:
             answer = self._client("secretsmanager").get_secret_value(SecretId=reference.name)
         except ClientError as error:
-            code = _error_code(error)
+            code = error_code(error)
             if code == "ResourceNotFoundException":
                 raise SecretReferenceError(
                     f"{reference}: no such secret in Secrets Manager (or it has no current value): create it "
@@ -217,20 +220,17 @@ class SecretResolver:
             if code in ("AccessDeniedException", "AccessDenied"):
                 raise SecretReferenceError(
                     f"{reference}: access denied: grant secretsmanager:GetSecretValue on the secret (and "
-                    "kms:Decrypt on its key) to this identity"
+                    "kms:Decrypt on its key) to this identity",
+                    EXIT_AWS_ACCESS,
                 ) from None
             if code == "DecryptionFailure":
                 raise SecretReferenceError(
                     f"{reference}: Secrets Manager could not decrypt it: check its KMS key"
                 ) from None
-            raise SecretReferenceError(
-                f"{reference}: Secrets Manager refused GetSecretValue ({code or 'error'})"
-            ) from None
+            refused = f"Secrets Manager refused GetSecretValue ({code or 'error'})"
+            raise _aws_failure(reference, error, refused) from None
         except BotoCoreError as error:
-            raise SecretReferenceError(
-                f"{reference}: cannot reach Secrets Manager ({type(error).__name__}): check credentials, region "
-                "and endpoint"
-            ) from None
+            raise _aws_failure(reference, error, f"cannot reach Secrets Manager ({type(error).__name__})") from None
         value = answer.get("SecretString")
         if not isinstance(value, str):
             raise SecretReferenceError(
@@ -265,6 +265,16 @@ class UnresolvedSecrets(SecretResolver):
         return self.PLACEHOLDER
 
 
+def _aws_failure(reference: SecretReference, error: Exception, fallback: str) -> SecretReferenceError:
+    """What a failed fetch says: the AWS failure's own line (credentials, region, network) when it is one."""
+    from stream_processor.alerts.aws_errors import describe_failure
+
+    failure = describe_failure(error)
+    if failure is None or failure.kind == "service":
+        return SecretReferenceError(f"{reference}: {fallback}", EXIT_USAGE)
+    return SecretReferenceError(f"{reference}: {failure.message}", failure.exit_code)
+
+
 def _json_field(reference: SecretReference, raw: str) -> str:
     try:
         document = json.loads(raw)
@@ -285,10 +295,6 @@ def _json_field(reference: SecretReference, raw: str) -> str:
     if not text.strip():
         raise SecretReferenceError(f"{reference}: the value at key {reference.key!r} is empty")
     return text
-
-
-def _error_code(error: Any) -> str:
-    return str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
 
 
 __all__ = [

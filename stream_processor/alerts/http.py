@@ -7,6 +7,7 @@ replaced, never chained, and every answer quoted in an error is scrubbed of the 
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -40,13 +41,31 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 def http_url_problem(key: str, value: Any) -> str | None:
-    """Why `value` is not a usable http(s) URL, without echoing it (URLs hold secrets), or None."""
+    """Why `value` is not a usable webhook URL, without echoing it (URLs hold secrets), or None.
+
+    https is required: the URL and the alerts are secrets on the wire. Plain http is accepted only for a
+    loopback host (127.0.0.0/8, ::1, localhost), where local receivers and emulators listen.
+    """
     if not isinstance(value, str):
         return None
     parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return f"{key} is not an http:// or https:// URL with a host (the value is not shown: it may be a secret)"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{key} is not an https:// URL with a host (the value is not shown: it may be a secret)"
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        return (
+            f"{key} is an http:// URL: use https:// (alerts and the URL itself travel in the clear over http; "
+            "only a loopback host may take http). The value is not shown: it may be a secret"
+        )
     return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class JsonPostDestination(Destination):

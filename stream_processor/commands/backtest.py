@@ -29,21 +29,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
+from stream_processor.alerts.aws_errors import describe_failure
 from stream_processor.alerts.render import cap, output_text, summarize
 from stream_processor.aws import AwsSettings
 from stream_processor.commands.common import (
-    add_aws_arguments,
     add_config_argument,
-    aws_settings,
     load_config_from_args,
     message_console,
+    settings_from_args,
 )
 from stream_processor.config import Config
 from stream_processor.decode import decode_file
-from stream_processor.errors import ConfigError
+from stream_processor.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
 from stream_processor.gc_tuning import tune_for_throughput
 from stream_processor.model import Alert, DecodeResult, MatchResult
-from stream_processor.pipeline import Pipeline
 from stream_processor.sources.files import (
     ALL_DATES,
     S3_SCHEME,
@@ -55,6 +54,7 @@ from stream_processor.sources.files import (
     object_chunks,
     parse_s3_url,
 )
+from stream_processor.wiring import ONE_SHOT, Settings, add_aws_arguments, build_pipeline
 
 SAMPLE_CHARS = 160
 DEFAULT_WORKERS = os.cpu_count() or 1
@@ -69,7 +69,13 @@ def add_parser(subparsers: Any) -> None:
         description=(
             "Read CloudTrail log files from S3 prefixes (s3://bucket/AWSLogs/...) or local files and folders, "
             "concurrently, match every event against the rules and report per rule: matches, distinct "
-            "principals, first and last eventTime and a sample. A dry run: nothing is ever sent."
+            "principals, first and last eventTime and a sample. A dry run: nothing is ever sent, and the "
+            "destinations' secret references are never resolved. Every object under the prefixes is read "
+            "unless --since/--until limit the CloudTrail date path (YYYY/MM/DD) to a range of days."
+        ),
+        epilog=(
+            "exit status: 0 when everything was read; 1 when a SOURCE does not exist or an object could not be "
+            "listed or read; 2 usage or configuration; 3/4 AWS access or reachability."
         ),
     )
     add_config_argument(parser)
@@ -351,16 +357,12 @@ def _listing(sources: list[str], dates: DateRange, s3: Any | None, failures: lis
             try:
                 yield from list_s3(s3, bucket, prefix, dates)
             except (ClientError, BotoCoreError) as error:
-                failures.append(f"{source}: listing failed: {_aws_reason(error)}")
+                failure = describe_failure(error)
+                if failure is not None and failure.kind != "service":
+                    raise  # no credentials, no region, access denied: no other prefix will do better
+                failures.append(f"{source}: listing failed: {failure.message if failure else error}")
         else:
             yield from list_local(Path(source), dates)
-
-
-def _aws_reason(error: Exception) -> str:
-    if isinstance(error, ClientError):
-        details = error.response.get("Error", {})
-        return f"{details.get('Code', '')}: {details.get('Message', '')}".strip(": ")
-    return str(error)
 
 
 class _Scanner:
@@ -368,7 +370,7 @@ class _Scanner:
 
     def __init__(self, config: Config, aws: AwsSettings | None, matcher_kind: str, s3_workers: int) -> None:
         self.config = config
-        self.pipeline = Pipeline.build(config, send=False, matcher_kind=matcher_kind, alert_sink=None)
+        self.pipeline = build_pipeline(config, Settings(), send=False, matcher_kind=matcher_kind)  # a dry run
         self.aws = aws
         self.s3_workers = s3_workers
         self._s3: Any | None = None
@@ -494,13 +496,9 @@ def run(args: argparse.Namespace) -> int:
     err = message_console()
     if args.since and args.until and args.since > args.until:
         err.print(f"--since {args.since} is after --until {args.until}", markup=False)
-        return 2
-    try:
-        config = load_config_from_args(args)
-    except ConfigError as error:
-        for problem in error.problems:
-            err.print(problem, markup=False)
-        return 1
+        return EXIT_USAGE
+    settings = settings_from_args(args, ONE_SHOT)
+    config = load_config_from_args(args, settings, dry_run=True)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -517,20 +515,22 @@ def run(args: argparse.Namespace) -> int:
                 config,
                 args.sources,
                 dates=DateRange(args.since, args.until),
-                aws=aws_settings(args),
+                aws=settings.aws,
                 workers=args.workers,
                 matcher_kind=args.matcher,
                 progress=progress,
             )
     except FileNotFoundError as error:
         err.print(f"{error.filename}: no such file or folder", markup=False)
-        return 1
+        return EXIT_FINDINGS
     except ValueError as error:  # a malformed s3:// URL
+        if describe_failure(error) is not None:
+            raise
         err.print(str(error), markup=False)
-        return 2
+        return EXIT_USAGE
     _write(report, args.format, sys.stdout)
     report.print_totals(err)
-    return 1 if report.failures else 0
+    return EXIT_FINDINGS if report.failures else EXIT_OK
 
 
 def _write(report: BacktestReport, fmt: str, stream: IO[str]) -> None:

@@ -5,9 +5,13 @@ per shard it holds. This command writes the daemon's properties file from the fl
 what matters of its output, and turns SIGTERM/SIGINT into the daemon's graceful shutdown (the processors
 get `shutdown_requested` and checkpoint) before exiting.
 
-Without endpoint flags it targets real AWS: default credential chain and region, no endpoint keys, KCL's
-own timing. With `--kinesis-endpoint`/`--dynamodb-endpoint` (kinesis-local and moto) it uses short timings
-so a local worker starts and fails over in seconds, and fake credentials when none are set.
+Without endpoints it targets real AWS: the SDK's credentials and region, no endpoint keys, KCL's own timing.
+With a Kinesis or DynamoDB endpoint (`--endpoint-url`, `AWS_ENDPOINT_URL_KINESIS`, ...: kinesis-local and moto)
+it uses short timings so a local worker starts and fails over in seconds, and fake credentials when none are set.
+
+Where the processors keep state is `wiring.Settings`, read from the flags, then the environment
+(`STREAM_PROCESSOR_DEDUPE_TABLE`, `STREAM_PROCESSOR_DEAD_LETTER_QUEUE_URL`, as the Lambda functions), then
+SQLite files in the work dir; the processors get it on their command line.
 """
 
 from __future__ import annotations
@@ -32,15 +36,11 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from stream_processor.commands.common import (
-    DEAD_LETTERS_FILE,
-    LEDGER_FILE,
-    STORM_FILE,
-    add_config_argument,
-    config_location,
-)
+from stream_processor.aws import AwsSettings
+from stream_processor.commands.common import add_config_argument, config_location
 from stream_processor.errors import ConfigError
 from stream_processor.local.processes import LOOPBACK
+from stream_processor.wiring import HOST, Settings, add_aws_arguments, add_metrics_arguments, add_state_arguments
 
 log = logging.getLogger(__name__)
 
@@ -179,58 +179,6 @@ def find_kcl_jars(explicit: str | None = None) -> Path:
             return folder.resolve()
     tried = ", ".join(str(folder) for folder in candidates)
     raise ConfigError(f"no KCL multilang jar in {tried}: {SETUP_HINT}")
-
-
-def processor_command(
-    config: str,
-    *,
-    region: str,
-    aws_endpoint: str | None,
-    dry_run: bool,
-    dedupe_db: Path | None,
-    verbose: bool,
-    state_flags: Sequence[str] = (),
-) -> list[str]:
-    """The record processor's command line (what the wrapper script execs)."""
-    command = [sys.executable, "-m", "stream_processor.sources.kcl", "--config", config, "--region", region]
-    if aws_endpoint:
-        command += ["--aws-endpoint", aws_endpoint]
-    if dry_run:
-        command.append("--dry-run")
-    if dedupe_db is not None:
-        command += ["--dedupe-db", str(dedupe_db)]
-    command += state_flags
-    if verbose:
-        command.append("--verbose")
-    return command
-
-
-def state_flags(args: argparse.Namespace, work_dir: Path) -> list[str]:
-    """Where the processors park dead letters and fold storms: SQLite in the work dir unless told otherwise."""
-    flags: list[str] = []
-    if args.dedupe_table:
-        flags += ["--dedupe-table", args.dedupe_table]
-    if args.dead_letters_queue:
-        flags += ["--dead-letters-queue", args.dead_letters_queue]
-    else:
-        flags += ["--dead-letters-db", str((args.dead_letters_db or work_dir / DEAD_LETTERS_FILE).resolve())]
-    if not args.no_storm:
-        flags += ["--storm-db", str((args.storm_db or work_dir / STORM_FILE).resolve())]
-        if args.storm_max is not None:
-            flags += ["--storm-max", str(args.storm_max)]
-        if args.storm_window is not None:
-            flags += ["--storm-window", str(args.storm_window)]
-    return flags
-
-
-def observability_flags(args: argparse.Namespace) -> list[str]:
-    """Hot reload and metrics settings for the processors (the worker id labels their metrics)."""
-    reload_interval = getattr(args, "reload_interval", 10.0)
-    log_seconds = getattr(args, "metrics_log_seconds", 60.0)
-    flags = ["--reload-interval", str(reload_interval), "--metrics-log-seconds", str(log_seconds)]
-    if getattr(args, "worker_id", None):
-        flags += ["--worker-id", args.worker_id]
-    return flags
 
 
 def write_wrapper(work_dir: Path, command: Sequence[str]) -> Path:
@@ -414,6 +362,36 @@ class KclDaemon:
             log.info("holding %d shard(s): %s", len(self.held), ", ".join(sorted(self.held)) or "none")
 
 
+class Heartbeat:
+    """Touches a file every `interval` seconds while the daemon runs: the container health check reads its age
+    (infra/cloudformation/consumer.yaml), so a task whose daemon died or hangs in start-up is replaced."""
+
+    INTERVAL_SECONDS = 10.0
+
+    def __init__(self, path: Path, daemon: KclDaemon, interval: float = INTERVAL_SECONDS) -> None:
+        self.path = path
+        self.daemon = daemon
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 1)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            process = self.daemon.process
+            if process is not None and process.poll() is None:
+                with contextlib.suppress(OSError):
+                    self.path.touch()
+            self._stop.wait(self.interval)
+
+
 # --- the command -------------------------------------------------------------------------------------------
 
 
@@ -421,10 +399,13 @@ EPILOG = """\
 examples:
   # real AWS (default credential chain and region):
   stream-processor consume --config tattletail.toml --stream cloudtrail --application cloudtrail-alerts
+  # the ECS task (state.yaml's table and queue in the environment, as the Lambda functions have them):
+  STREAM_PROCESSOR_DEDUPE_TABLE=stream-processor-dedupe \\
+  STREAM_PROCESSOR_DEAD_LETTER_QUEUE_URL=https://sqs.eu-west-1.amazonaws.com/123456789012/sp-dead-letters \\
+      stream-processor consume --config s3://bucket/tattletail.toml --stream cloudtrail --application alerts
   # the local stack (kinesis-local + moto):
-  stream-processor consume --config tattletail.toml --stream demo --application demo \\
-      --kinesis-endpoint http://127.0.0.1:4567 --dynamodb-endpoint http://127.0.0.1:5000 \\
-      --aws-endpoint http://127.0.0.1:5000 --initial-position TRIM_HORIZON
+  AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:4567 stream-processor consume --config tattletail.toml \\
+      --stream demo --application demo --endpoint-url http://127.0.0.1:5000 --initial-position TRIM_HORIZON
 
 exit status: 0 after a requested stop (SIGTERM, SIGINT); otherwise the daemon's, non-zero when a record
 processor stopped without checkpoint (a delivery failed for good): start it again to resume from the
@@ -443,44 +424,17 @@ def add_parser(subparsers: Any) -> None:
     add_config_argument(parser)
     parser.add_argument("--stream", required=True, help="Kinesis stream name")
     parser.add_argument("--application", required=True, help="KCL application name (also the lease table's)")
-    parser.add_argument("--region", help="AWS region (default: the SDK's, e.g. $AWS_REGION)")
-    endpoints = parser.add_argument_group("endpoints (all default to AWS)")
-    endpoints.add_argument("--kinesis-endpoint", metavar="URL", help="Kinesis (kinesis-local)")
-    endpoints.add_argument("--dynamodb-endpoint", metavar="URL", help="DynamoDB for the lease tables (moto)")
-    endpoints.add_argument(
-        "--aws-endpoint", metavar="URL", help="SNS, SES, S3 (config), DynamoDB (dedupe) for the processors (moto)"
-    )
-    endpoints.add_argument("--cloudwatch-endpoint", metavar="URL", help="CloudWatch for KCL metrics")
+    add_aws_arguments(parser, services=("kinesis", "dynamodb", "cloudwatch"))
     parser.add_argument(
         "--initial-position",
         choices=INITIAL_POSITIONS,
         help="where a shard without checkpoint starts (default: LATEST on AWS, TRIM_HORIZON with a Kinesis endpoint)",
     )
     parser.add_argument("--dry-run", action="store_true", help="log the alerts instead of delivering them")
-    parser.add_argument("--work-dir", type=Path, help="properties, wrapper, logs, dedupe db (default: .local/kcl/APP)")
     parser.add_argument(
-        "--dedupe-db",
-        type=Path,
-        help="SQLite dedupe ledger shared by this host's shards (default: WORK_DIR/ledger.sqlite3)",
+        "--work-dir", type=Path, help="properties, wrapper, logs, and the default state dir (default: .local/kcl/APP)"
     )
-    parser.add_argument("--no-dedupe", action="store_true", help="no dedupe ledger (replays may resend alerts)")
-    state = parser.add_argument_group("many hosts, dead letters and storms")
-    state.add_argument("--dedupe-table", metavar="TABLE", help="DynamoDB dedupe ledger shared by every host")
-    state.add_argument(
-        "--dead-letters-db",
-        type=Path,
-        help="SQLite store for alerts that failed for good (default: WORK_DIR/dead-letters.sqlite3)",
-    )
-    state.add_argument("--dead-letters-queue", metavar="URL", help="SQS queue for dead letters instead (in AWS)")
-    state.add_argument(
-        "--storm-db",
-        type=Path,
-        help="SQLite storm-folding state shared by this host's shards (default: WORK_DIR/storm.sqlite3)",
-    )
-    state.add_argument("--no-storm", action="store_true", help="send every alert, never fold storms into digests")
-    state.add_argument("--storm-max", type=int, help="alerts per rule, group and destination per window (default 10)")
-    state.add_argument("--storm-window", type=float, help="storm window in seconds (default 60)")
-    parser.add_argument("--worker-id", help="this worker's id in the lease table (default: HOST-PID)")
+    add_state_arguments(parser, HOST, storm=True, folder="WORK_DIR")
     parser.add_argument(
         "--reload-interval",
         type=float,
@@ -488,7 +442,8 @@ def add_parser(subparsers: Any) -> None:
         metavar="SECONDS",
         help="the processors check the rule file (local or S3 ETag) for changes this often; 0: never (default 10)",
     )
-    observe = parser.add_argument_group("metrics")
+    add_metrics_arguments(parser)
+    observe = parser.add_argument_group("metrics server")
     observe.add_argument(
         "--metrics-port",
         type=int,
@@ -496,13 +451,6 @@ def add_parser(subparsers: Any) -> None:
         help="serve Prometheus /metrics of every shard process on this port (0: a free one; default: off)",
     )
     observe.add_argument("--metrics-host", default=LOOPBACK, help="address for /metrics (default: loopback only)")
-    observe.add_argument(
-        "--metrics-log-seconds",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="each shard process writes a JSON line of its counters this often (0: never; default 60)",
-    )
     parser.add_argument("--metrics-level", choices=METRICS_LEVELS, help="KCL metrics (default: NONE locally, SUMMARY)")
     kcl = parser.add_argument_group("KCL")
     kcl.add_argument("--kcl-jars", metavar="DIR", help=f"the daemon's jars (default: ${JARS_ENV} or infra/kcl/jars)")
@@ -521,25 +469,12 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def resolve_region(explicit: str | None) -> str:
-    """--region, else the SDK's (env, profile).
-
-    Raises:
-        ConfigError: neither names one.
-    """
-    if explicit:
-        return explicit
-    import boto3
-
-    region = boto3.session.Session().region_name
-    if not region:
-        raise ConfigError("no AWS region: pass --region or set AWS_REGION")
-    return str(region)
-
-
-def settings_from_args(args: argparse.Namespace, executable: str) -> ConsumerSettings:
-    """Raises: ConfigError for a bad --kcl-property or a missing region."""
-    local = bool(args.kinesis_endpoint or args.dynamodb_endpoint)
+def settings_from_args(args: argparse.Namespace, executable: str, aws: AwsSettings) -> ConsumerSettings:
+    """Raises: ConfigError for a bad --kcl-property; AwsError for a missing region or an unknown profile."""
+    kinesis_endpoint = aws.endpoint_for("kinesis")
+    dynamodb_endpoint = aws.endpoint_for("dynamodb")
+    cloudwatch_endpoint = aws.endpoint_for("cloudwatch")
+    local = bool(kinesis_endpoint or dynamodb_endpoint)
     base = KclTimings.for_local() if local else KclTimings.for_aws()
     overrides = {
         "failover_ms": args.failover_ms,
@@ -560,46 +495,64 @@ def settings_from_args(args: argparse.Namespace, executable: str) -> ConsumerSet
         stream=args.stream,
         application=args.application,
         executable=executable,
-        region=resolve_region(args.region),
-        initial_position=args.initial_position or ("TRIM_HORIZON" if args.kinesis_endpoint else "LATEST"),
+        region=aws.require_region(),
+        initial_position=args.initial_position or ("TRIM_HORIZON" if kinesis_endpoint else "LATEST"),
         worker_id=args.worker_id or f"{socket.gethostname()}-{os.getpid()}",
-        metrics_level=args.metrics_level or ("NONE" if local and not args.cloudwatch_endpoint else "SUMMARY"),
+        metrics_level=args.metrics_level or ("NONE" if local and not cloudwatch_endpoint else "SUMMARY"),
         timings=timings,
-        kinesis_endpoint=args.kinesis_endpoint,
-        dynamodb_endpoint=args.dynamodb_endpoint,
-        cloudwatch_endpoint=args.cloudwatch_endpoint,
+        kinesis_endpoint=kinesis_endpoint,
+        dynamodb_endpoint=dynamodb_endpoint,
+        cloudwatch_endpoint=cloudwatch_endpoint,
         max_records=args.max_records,
         extra=extra,
     )
 
 
-def check_stream(settings: ConsumerSettings, env: Mapping[str, str]) -> None:
-    """Fail fast on a stream that does not exist (the daemon would retry it forever); other errors only warn.
+def daemon_aws(
+    settings: ConsumerSettings, aws: AwsSettings, env: Mapping[str, str]
+) -> tuple[AwsSettings, dict[str, Any]]:
+    """What this command's own calls use: the daemon's region and endpoints, and its (possibly fake) credentials
+    against emulators; on AWS the SDK's chain as usual (no explicit credentials)."""
+    endpoints = dict(aws.service_endpoints)
+    for service, url in (("kinesis", settings.kinesis_endpoint), ("dynamodb", settings.dynamodb_endpoint)):
+        if url:
+            endpoints[service] = url
+    target = replace(aws, region=settings.region, service_endpoints=tuple(sorted(endpoints.items())))
+    credentials: dict[str, Any] = {}
+    if settings.local:
+        credentials = {
+            "aws_access_key_id": env.get("AWS_ACCESS_KEY_ID"),
+            "aws_secret_access_key": env.get("AWS_SECRET_ACCESS_KEY"),
+            "aws_session_token": env.get("AWS_SESSION_TOKEN"),
+        }
+    return target, credentials
+
+
+def check_stream(settings: ConsumerSettings, aws: AwsSettings, env: Mapping[str, str]) -> None:
+    """Fail fast on a stream that does not exist or credentials that cannot read it (the daemon would retry
+    forever); a throttled or unreachable check only warns.
 
     Raises:
         ConfigError: Kinesis says there is no such stream.
+        AwsError: no credentials, expired ones, access denied.
     """
-    import boto3
+    from stream_processor.alerts.aws_errors import describe_failure, error_code
+    from stream_processor.errors import AwsError
 
-    kwargs: dict[str, Any] = {"region_name": settings.region}
-    if settings.kinesis_endpoint:
-        kwargs["endpoint_url"] = settings.kinesis_endpoint
-    if settings.local:  # the daemon's (possibly fake) credentials; on AWS the default chain as usual
-        kwargs.update(
-            aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
-            aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
-            aws_session_token=env.get("AWS_SESSION_TOKEN"),
-        )
+    target, credentials = daemon_aws(settings, aws, env)
     where = settings.kinesis_endpoint or settings.region
     try:
-        boto3.client("kinesis", **kwargs).describe_stream_summary(StreamName=settings.stream)
+        target.client("kinesis", credentials=credentials).describe_stream_summary(StreamName=settings.stream)
+    except AwsError:
+        raise
     except Exception as error:
-        code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
-        if code == "ResourceNotFoundException":
+        if error_code(error) == "ResourceNotFoundException":
             raise ConfigError(f"no Kinesis stream {settings.stream!r} in {where}") from None
-        log.warning(
-            "could not check stream %s in %s (%s); starting the daemon anyway", settings.stream, where, code or error
-        )
+        failure = describe_failure(error)
+        if failure is not None and failure.kind in ("credentials", "expired", "access", "region", "profile"):
+            raise AwsError(f"stream {settings.stream!r}: {failure.message}", failure.exit_code) from None
+        reason = failure.message if failure is not None else f"{type(error).__name__}: {error}"
+        log.warning("could not check stream %s in %s (%s); starting the daemon anyway", settings.stream, where, reason)
 
 
 def _java(explicit: str | None) -> str:
@@ -617,37 +570,44 @@ def _java(explicit: str | None) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
-    except ConfigError as error:
+    except ConfigError as error:  # AwsError included: one line each, the exit code of its kind
         for problem in error.problems:
-            print(f"consume: {problem}", file=sys.stderr)
-        return 2
+            print(f"stream-processor consume: {problem}", file=sys.stderr)
+        return error.exit_code
+
+
+def processor_settings(args: argparse.Namespace, work_dir: Path) -> Settings:
+    """What the processors use: the flags, then the environment (`STREAM_PROCESSOR_DEDUPE_TABLE`, ...), then SQLite
+    files in the work dir; the region resolved now, so every processor and the daemon agree on it.
+
+    Raises:
+        ConfigError: a store flag or variable cannot be used; AwsError: no region, an unknown profile.
+    """
+    settings = Settings.from_args(args, os.environ, HOST, state_dir=work_dir)
+    return replace(settings, aws=settings.aws.with_region(settings.aws.require_region()))
 
 
 def _run(args: argparse.Namespace) -> int:
-    from stream_processor.aws import AwsSettings
     from stream_processor.config import load_config
+    from stream_processor.sources.kcl import command_line
 
     location = config_location(args)
     if "://" not in location:
         location = str(Path(location).resolve())
-    region = resolve_region(args.region)
-    load_config(location, AwsSettings(region=region, endpoint_url=args.aws_endpoint))  # fail here, not per shard
-
     work_dir = (args.work_dir or Path(".local") / "kcl" / args.application).resolve()
-    work_dir.mkdir(parents=True, exist_ok=True)
     args.worker_id = args.worker_id or f"{socket.gethostname()}-{os.getpid()}"
-    dedupe_db = None if args.no_dedupe else (args.dedupe_db or work_dir / LEDGER_FILE).resolve()
-    command = processor_command(
+    state = processor_settings(args, work_dir)
+    load_config(location, state.aws)  # fail here, not once per shard
+    work_dir.mkdir(parents=True, exist_ok=True)
+    command = command_line(
         location,
-        region=region,
-        aws_endpoint=args.aws_endpoint,
+        state,
         dry_run=args.dry_run,
-        dedupe_db=None if args.dedupe_table else dedupe_db,
+        reload_interval=args.reload_interval,
         verbose=bool(getattr(args, "verbose", False)),
-        state_flags=state_flags(args, work_dir) + observability_flags(args),
     )
     wrapper = write_wrapper(work_dir, command)
-    settings = settings_from_args(args, str(wrapper))
+    settings = settings_from_args(args, str(wrapper), state.aws)
     properties_path = work_dir / f"{args.application}.properties"
     properties_path.write_text(render_properties(kcl_properties(settings)))
     if args.print_properties:
@@ -655,7 +615,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
     env = daemon_environment(settings, os.environ)
-    check_stream(settings, env)
+    check_stream(settings, state.aws, env)
     jars = find_kcl_jars(args.kcl_jars)
     metrics_server = None
     if args.metrics_port is not None:
@@ -672,22 +632,32 @@ def _run(args: argparse.Namespace) -> int:
     )
     target = f"kinesis {settings.kinesis_endpoint}" if settings.kinesis_endpoint else f"AWS {settings.region}"
     log.info(
-        "consuming stream %s as %s (worker %s, %s); daemon log: %s",
+        "consuming stream %s as %s (worker %s, %s); %s; daemon log: %s",
         settings.stream,
         settings.application,
         settings.worker_id,
         target,
+        state.describe(),
         daemon.log_path,
     )
-    release_leader_lock(settings)  # left by a killed run of this worker id (kill -9, a lost host)
+    release_leader_lock(settings, state.aws, env)  # left by a killed run of this worker id (kill -9, a lost host)
+    heartbeat = Heartbeat(work_dir / "heartbeat", daemon)
     try:
-        return _supervise(daemon.start(), settings)
+        daemon.start()
+        heartbeat.start()
+        return _supervise(daemon, settings, state.aws, env)
     finally:
+        heartbeat.stop()
         if metrics_server is not None:
             metrics_server.stop()
 
 
-def _supervise(daemon: KclDaemon, settings: ConsumerSettings | None = None) -> int:
+def _supervise(
+    daemon: KclDaemon,
+    settings: ConsumerSettings | None = None,
+    aws: AwsSettings | None = None,
+    env: Mapping[str, str] | None = None,
+) -> int:
     """Wait for the daemon; the first SIGTERM/SIGINT asks it to stop gracefully, a second one kills it."""
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -714,11 +684,13 @@ def _supervise(daemon: KclDaemon, settings: ConsumerSettings | None = None) -> i
         daemon.log_path,
     )
     if settings is not None:
-        release_leader_lock(settings)
+        release_leader_lock(settings, aws, env)
     return code or 1
 
 
-def release_leader_lock(settings: ConsumerSettings) -> bool:
+def release_leader_lock(
+    settings: ConsumerSettings, aws: AwsSettings | None = None, env: Mapping[str, str] | None = None
+) -> bool:
     """Give up the KCL 3 leader lock our dead daemon may still hold, so a restart need not wait ~2 minutes.
 
     Only the leader assigns leases, and its lock (an item in the coordinator state table, renewed every
@@ -726,14 +698,10 @@ def release_leader_lock(settings: ConsumerSettings) -> bool:
     stopped. The delete is conditional on the owner being this worker's id, which no live process uses
     now, so it never takes the lock from another worker. Best effort: any failure only costs the wait.
     """
-    import boto3
-
     table = settings.extra.get("coordinatorStateTableName", f"{settings.application}-CoordinatorState")
-    kwargs: dict[str, Any] = {"region_name": settings.region}
-    if settings.dynamodb_endpoint:
-        kwargs["endpoint_url"] = settings.dynamodb_endpoint
     try:
-        boto3.client("dynamodb", **kwargs).delete_item(
+        target, credentials = daemon_aws(settings, aws or AwsSettings(), env if env is not None else os.environ)
+        target.client("dynamodb", credentials=credentials).delete_item(
             TableName=table,
             Key={"key": {"S": "Leader"}},
             ConditionExpression="ownerName = :me",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,23 +13,32 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from stream_processor.alerts.aws_errors import describe_failure
 from stream_processor.alerts.render import build_alert
 from stream_processor.commands.common import (
-    add_aws_arguments,
     add_config_argument,
-    add_state_arguments,
-    aws_settings,
     load_config_from_args,
     message_console,
-    open_dead_letters,
-    open_ledger,
+    settings_from_args,
 )
 from stream_processor.config import Rule, parse_duration
 from stream_processor.dead_letters import ALERT, INPUT, DeadLetter, DeadLetterStore
-from stream_processor.errors import ConfigError, DeadLetterStoreError
+from stream_processor.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ConfigError, DeadLetterStoreError
 from stream_processor.json_out import dumps_text
 from stream_processor.model import Match
 from stream_processor.pipeline import Pipeline
+from stream_processor.wiring import (
+    HOST,
+    NONE,
+    Settings,
+    add_aws_arguments,
+    add_state_arguments,
+    build_pipeline,
+    open_dead_letters,
+)
+
+REDRIVE = replace(HOST, storm=NONE)
+"""Redrive sends each parked alert on its own: no storm folding; the ledger keeps sent ones from repeating."""
 
 
 def add_parser(subparsers: Any) -> None:
@@ -39,8 +48,12 @@ def add_parser(subparsers: Any) -> None:
         description=(
             "Alerts that failed for good and input that is not CloudTrail are parked, with their shard and "
             "sequence number, so the shard can move on. 'list' shows them; 'redrive' sends the parked alerts "
-            "again through the normal delivery (the dedupe ledger keeps already-sent ones from repeating)."
+            "again through the normal delivery (the dedupe ledger keeps already-sent ones from repeating). "
+            "The store is --dead-letters, else $STREAM_PROCESSOR_DEAD_LETTER_QUEUE_URL, else the SQLite file in "
+            "--state-dir (which must exist)."
         ),
+        epilog="exit status: 0 ok; 1 when redrive leaves alerts parked; 2 usage or configuration (a state dir "
+        "that does not exist included); 3/4 AWS access or reachability.",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="show parked items in a table, a page at a time")
@@ -109,26 +122,42 @@ def run_prune(args: argparse.Namespace) -> int:
     err = message_console()
     if args.older_than is None and args.keep is None:
         err.print("say what to drop: --older-than AGE, --keep N, or both", markup=False)
-        return 2
+        return EXIT_USAGE
+    store = open_store(settings_from_args(args, HOST))
     try:
-        store = open_dead_letters(args)
         removed = store.prune(older_than_seconds=args.older_than, keep=args.keep)
     except NotImplementedError:
         err.print("this dead-letter store expires letters itself (SQS: the queue's retention period)", markup=False)
-        return 2
-    except (ConfigError, DeadLetterStoreError) as error:
+        return EXIT_USAGE
+    except DeadLetterStoreError as error:
+        if describe_failure(error) is not None:
+            raise
         err.print(str(error), markup=False)
-        return 1
-    store.close()
+        return EXIT_FINDINGS
+    finally:
+        store.close()
     err.print(f"pruned {removed:,} dead letter(s)", markup=False)
-    return 0
+    return EXIT_OK
+
+
+def open_store(settings: Settings) -> DeadLetterStore:
+    """The dead-letter store the settings name; one that does not exist is refused, never created empty.
+
+    Raises:
+        ConfigError: no store is configured, or its SQLite folder does not exist.
+    """
+    settings.require_existing(settings.dead_letters)
+    store = open_dead_letters(settings)
+    if store is None:
+        raise ConfigError("--dead-letters none: name a store to read (sqlite[:PATH] or sqs:QUEUE_URL)")
+    return store
 
 
 def run_list(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     err = message_console()
+    store = open_store(settings_from_args(args, HOST))
     try:
-        store = open_dead_letters(args)
         if args.all:
             pages: Iterable[list[DeadLetter]] = store.pages(kind=args.kind, destination_id=args.destination)
         else:
@@ -137,14 +166,15 @@ def run_list(args: argparse.Namespace) -> int:
             for page in pages:
                 for letter in page:
                     print(dumps_text(_as_json(letter)))
-            return 0
+            return EXIT_OK
         letters = [letter for page in pages for letter in page]
-    except (ConfigError, DeadLetterStoreError) as error:
+    except DeadLetterStoreError as error:
+        if describe_failure(error) is not None:
+            raise
         err.print(str(error), markup=False)
-        return 1
+        return EXIT_FINDINGS
     finally:
-        with contextlib.suppress(Exception):
-            store.close()
+        store.close()
     if not letters:
         console.print("no dead letters" + (" after that id" if args.after else ""))
         return 0
@@ -184,15 +214,19 @@ def _as_json(letter: DeadLetter) -> dict[str, Any]:
 
 def run_redrive(args: argparse.Namespace) -> int:
     err = message_console()
+    settings = settings_from_args(args, REDRIVE)
+    config = load_config_from_args(args, settings)
+    store = open_store(settings)
     try:
-        config = load_config_from_args(args)
-        store = open_dead_letters(args)
-        letters = store.list(kind=ALERT, destination_id=args.destination)  # redrive removes them as it goes
-    except (ConfigError, DeadLetterStoreError) as error:
-        for line in getattr(error, "problems", [str(error)]):
-            err.print(line, markup=False)
-        return 1
-    pipeline = Pipeline.build(config, aws=aws_settings(args), send=True, ledger=open_ledger(args))
+        letters = store.list(kind=ALERT, destination_id=args.destination)
+    except DeadLetterStoreError as error:
+        store.close()
+        if describe_failure(error) is not None:
+            raise
+        err.print(str(error), markup=False)
+        return EXIT_FINDINGS
+    settings.require_existing(settings.ledger)
+    pipeline = build_pipeline(config, settings, send=True, park=False)
     known = {destination.id for destination in config.destinations}
     rules = {rule.name: rule for rule in config.rules}
     counts: Counter[str] = Counter()
@@ -211,7 +245,7 @@ def run_redrive(args: argparse.Namespace) -> int:
     for outcome in ("delivered", "already sent", "still failing", "unknown destination"):
         table.add_row(outcome, f"{counts[outcome]:,}")
     err.print(table)
-    return 1 if counts["still failing"] or counts["unknown destination"] else 0
+    return EXIT_FINDINGS if counts["still failing"] or counts["unknown destination"] else EXIT_OK
 
 
 def _redrive_one(

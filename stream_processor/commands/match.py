@@ -17,19 +17,18 @@ from rich.table import Table
 
 from stream_processor.alerts.render import output_text, summarize
 from stream_processor.commands.common import (
-    add_aws_arguments,
     add_config_argument,
-    aws_settings,
     load_config_from_args,
     message_console,
+    settings_from_args,
 )
 from stream_processor.decode import decode_file
-from stream_processor.errors import ConfigError
+from stream_processor.errors import EXIT_FINDINGS, EXIT_OK
 from stream_processor.gc_tuning import tune_for_throughput
 from stream_processor.json_out import dumps_text
 from stream_processor.model import Alert, DecodeResult
-from stream_processor.pipeline import Pipeline
 from stream_processor.sources.files import read_chunks
+from stream_processor.wiring import ONE_SHOT, add_aws_arguments, add_state_arguments, build_pipeline
 
 log = logging.getLogger(__name__)
 STDIN = "-"
@@ -42,7 +41,13 @@ def add_parser(subparsers: Any) -> None:
         description=(
             "Decode the inputs (CloudWatch Logs subscription records, CloudTrail log files, gzipped or not, "
             "JSON lines, JSON arrays; detected per file), match every event against the rules and print "
-            "the alerts. Nothing is sent unless --send is given. Ends with a summary on stderr."
+            "the alerts. Nothing is sent unless --send is given (a dry run never resolves the destinations' "
+            "secret references). Ends with a summary on stderr."
+        ),
+        epilog=(
+            "exit status: 0 when the inputs were read (alerts or not; malformed parts are listed) and every alert "
+            "sent; 1 when an input does not exist, when no input could be read (all malformed or empty), or an "
+            "alert could not be delivered; 2 usage or configuration; 3/4 AWS access or reachability."
         ),
     )
     add_config_argument(parser)
@@ -61,29 +66,24 @@ def add_parser(subparsers: Any) -> None:
         help="fast: rules compiled to native predicates (default); libjq: the reference, per event per rule",
     )
     add_aws_arguments(parser)
+    add_state_arguments(parser, ONE_SHOT)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     err = message_console()
     try:
-        config = load_config_from_args(args)
-    except ConfigError as error:
-        for problem in error.problems:
-            err.print(problem, markup=False)
-        return 1
-    tune_for_throughput()  # as the consumer does: each part of a file is hundreds of short-lived dicts
-    out = sys.stdout
-    printer = _JsonlPrinter(out) if args.format == "jsonl" else _TextPrinter(Console(highlight=False))
-    pipeline = Pipeline.build(
-        config, aws=aws_settings(args), send=args.send, matcher_kind=args.matcher, alert_sink=printer
-    )
-    totals = _Totals()
-    try:
         sources = list(_expand(args.inputs or [STDIN]))
     except FileNotFoundError as error:
         err.print(f"{error.filename}: no such file or folder", markup=False)
-        return 1
+        return EXIT_FINDINGS
+    settings = settings_from_args(args, ONE_SHOT)
+    config = load_config_from_args(args, settings, dry_run=not args.send)
+    tune_for_throughput()  # as the consumer does: each part of a file is hundreds of short-lived dicts
+    out = sys.stdout
+    printer = _JsonlPrinter(out) if args.format == "jsonl" else _TextPrinter(Console(highlight=False))
+    pipeline = build_pipeline(config, settings, send=args.send, matcher_kind=args.matcher, alert_sink=printer)
+    totals = _Totals()
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -96,15 +96,22 @@ def run(args: argparse.Namespace) -> int:
         task = progress.add_task("matching", total=len(sources))
         for source in sources:
             # Read as a stream: memory stays that of one part of a file, however large the file (or /dev/zero).
+            read_something = False
             with _open(source) as stream:
                 for decoded in decode_file(read_chunks(stream), "stdin" if source == STDIN else source):
                     totals.add_decoded(decoded)
+                    read_something |= bool(decoded.event_count or decoded.control_messages + decoded.digest_files)
                     outcome = pipeline.process_decoded(decoded)
                     totals.add_outcome(outcome.matched.matches, outcome.matched.errors, outcome.deliveries)
+            if not read_something:
+                totals.unreadable += 1  # malformed or empty: nothing in it was matched
             progress.advance(task)
     pipeline.close()
     totals.print(err, sent=args.send)
-    return 1 if totals.failed else 0
+    # Every input unreadable must not look like "no alerts"; some malformed input beside good input is listed
+    # in the summary and is not a failure (a trail's folder holds other files too).
+    unread = bool(sources) and totals.unreadable == len(sources)
+    return EXIT_FINDINGS if totals.failed or unread else EXIT_OK
 
 
 def _open(source: str) -> contextlib.AbstractContextManager[BinaryIO]:
@@ -175,6 +182,8 @@ class _Totals:
         self.errors: Counter[str] = Counter()
         self.delivered = 0
         self.failed: list[str] = []
+        self.unreadable = 0
+        """Inputs that gave no event, digest file or health check: malformed or empty."""
 
     def add_decoded(self, decoded: DecodeResult) -> None:
         self.events += len(decoded.events)

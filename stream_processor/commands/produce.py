@@ -19,14 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from stream_processor.alerts.aws_errors import describe_failure
+from stream_processor.aws import AwsSettings
+from stream_processor.commands.common import settings_from_args
 from stream_processor.decode import CONTROL_MESSAGE, DATA_MESSAGE, decode_bytes, encode_subscription_record
 from stream_processor.errors import StreamProcessorError
 from stream_processor.local.stack import DEFAULT_REGION, local_client
+from stream_processor.wiring import ONE_SHOT, add_aws_arguments
 
 log = logging.getLogger(__name__)
 
@@ -349,14 +353,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description=(
             "Write CloudTrail events (from files, or the built-in generator of realistic traffic) into a "
             "Kinesis stream as CloudWatch Logs subscription records: gzip DATA_MESSAGE batches, an occasional "
-            "CONTROL_MESSAGE, random partition keys, PutRecords batches with failed entries retried. With "
-            "--kinesis-endpoint (a local emulator) fake credentials are used."
+            "CONTROL_MESSAGE, random partition keys, PutRecords batches with failed entries retried. With a "
+            "Kinesis endpoint (--endpoint-url or AWS_ENDPOINT_URL_KINESIS: a local emulator) fake credentials "
+            "are used."
         ),
     )
     parser.add_argument("files", nargs="*", metavar="FILE", help="event files (any format decode reads; - = stdin)")
     parser.add_argument("--stream", required=True, help="the Kinesis stream name")
-    parser.add_argument("--kinesis-endpoint", metavar="URL", help="Kinesis endpoint (e.g. kinesis-local)")
-    parser.add_argument("--region", help=f"AWS region (default: the SDK's; {DEFAULT_REGION} with an endpoint)")
+    add_aws_arguments(parser, services=("kinesis",))
     parser.add_argument("--generate", type=int, default=0, metavar="N", help="also write N generated events")
     parser.add_argument(
         "--match-rate", type=float, default=0.02, help="share of generated events that are security-relevant"
@@ -378,13 +382,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(run=run)
 
 
-def kinesis_client(endpoint: str | None, region: str | None) -> Any:
-    """A local client with fake credentials when an endpoint is given, else the default chain (real AWS)."""
+def kinesis_client(aws: AwsSettings) -> Any:
+    """A local client with fake credentials when a Kinesis endpoint is configured, else the SDK's chain (AWS)."""
+    endpoint = aws.endpoint_for("kinesis")
     if endpoint:
-        return local_client("kinesis", endpoint, region or DEFAULT_REGION)
-    import boto3
-
-    return boto3.client("kinesis", region_name=region) if region else boto3.client("kinesis")
+        return local_client("kinesis", endpoint, aws.region or aws.resolved_region or DEFAULT_REGION)
+    return aws.client("kinesis")
 
 
 def print_summary(summary: ProduceSummary, stream: str, console: Console) -> None:
@@ -422,7 +425,7 @@ def run(args: argparse.Namespace) -> int:
         total = len(from_files) + args.generate + len(triggers)
         events = mix_in(base, len(from_files) + args.generate, triggers, args.seed)
         producer = SubscriptionProducer(
-            kinesis_client(args.kinesis_endpoint, args.region),
+            kinesis_client(settings_from_args(args, ONE_SHOT).aws),
             args.stream,
             per_record=args.per_record,
             control_every=args.control_every,
@@ -445,8 +448,11 @@ def run(args: argparse.Namespace) -> int:
     except ProduceError as error:
         console.print(f"error: {error}")
         return 1
-    except (BotoCoreError, ClientError) as error:  # no such stream, no credentials, endpoint down
-        console.print(f"error: {error}")
+    except ClientError as error:  # no such stream; credentials, access and throttling are the CLI's to report
+        failure = describe_failure(error)
+        if failure is not None and failure.kind != "service":
+            raise
+        console.print(f"error: {failure.message if failure else error}", markup=False)
         return 1
     print_summary(summary, args.stream, console)
     return 0

@@ -14,8 +14,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from botocore.config import Config as BotoConfig
@@ -23,21 +22,17 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from stream_processor.aws import AwsSettings
+from stream_processor.alerts.aws_errors import describe_failure
 from stream_processor.commands.common import (
     add_config_argument,
-    add_state_arguments,
     load_config_from_args,
     message_console,
-    open_dead_letters,
-    open_ledger,
+    settings_from_args,
 )
 from stream_processor.commands.match import _JsonlPrinter, _TextPrinter
-from stream_processor.commands.status import add_stream_arguments, dynamodb_client
+from stream_processor.commands.status import add_stream_arguments
 from stream_processor.config import Config
-from stream_processor.dead_letters import DeadLetterStore
-from stream_processor.dedupe import DedupeStore, SQLiteDedupeStore
-from stream_processor.errors import ConfigError, StreamProcessorError
+from stream_processor.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ConfigError, StreamProcessorError
 from stream_processor.leases import LATEST, SHARD_END, Lease, LeaseTableError, read_leases
 from stream_processor.model import Alert
 from stream_processor.pipeline import BatchOutcome, Pipeline
@@ -50,8 +45,12 @@ from stream_processor.sources.replay import (
     list_shards,
     parse_when,
 )
+from stream_processor.wiring import HOST, NONE, Settings, add_state_arguments, build_pipeline
 
 MATCHERS = ("fast", "libjq")
+REPLAY = replace(HOST, storm=NONE)
+"""A host's SQLite ledger and dead letters (the live consumer's, with --state-dir); storms are not folded unless
+--storm names a store: a replay must not share the live consumer's storm windows by accident."""
 FROM_CHECKPOINT = "checkpoint"
 FROM_TRIM_HORIZON = "trim-horizon"
 
@@ -68,16 +67,18 @@ def add_parser(subparsers: Any) -> None:
             "Read one shard (--shard) or all of them (--all) with GetShardIterator/GetRecords, from the KCL "
             "application's checkpoint, a sequence number or a time, up to a sequence number, a time, the tip "
             "(default) or forever (--follow), following resharding from parents to children. The alerts are "
-            "printed; --send delivers them, and the dedupe ledger keeps alerts already sent from repeating "
-            "(point --dedupe-db, or --state-dir/--dedupe, at the live consumer's ledger). The lease table is "
-            "only ever read."
+            "printed (a dry run never resolves the destinations' secret references); --send delivers them, "
+            "and the dedupe ledger keeps alerts already sent from repeating (point --state-dir or --dedupe at "
+            "the live consumer's ledger: its work dir, or dynamodb:TABLE). The lease table is only ever read."
+        ),
+        epilog=(
+            "exit status: 0 when the replay ran and every alert was delivered or parked; 1 when an alert was "
+            "neither, or the lease table cannot be read; 2 usage or configuration; 3/4 AWS access or "
+            "reachability."
         ),
     )
     add_config_argument(parser)
     add_stream_arguments(parser)
-    parser.add_argument(
-        "--aws-endpoint", metavar="URL", help="S3 (config), SNS, SES, SQS, DynamoDB (dedupe) calls go here (e.g. moto)"
-    )
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--shard", action="append", metavar="ID", help="a shard to read (repeatable)")
     which.add_argument("--all", action="store_true", help="every shard of the stream")
@@ -103,11 +104,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--format", choices=("text", "jsonl"), default="text", help="how printed alerts look")
     parser.add_argument("--workers", type=int, default=4, help="shards read at the same time (default: %(default)s)")
     parser.add_argument("--limit", type=int, default=10_000, help="records per GetRecords (default: %(default)s)")
-    parser.add_argument(
-        "--dedupe-db", type=Path, metavar="PATH", help="SQLite dedupe ledger, e.g. consume's WORK_DIR/ledger.sqlite3"
-    )
     parser.add_argument("--matcher", choices=MATCHERS, default=MATCHERS[0], help=argparse.SUPPRESS)
-    add_state_arguments(parser)
+    add_state_arguments(parser, REPLAY, storm=True)
     parser.set_defaults(run=run)
 
 
@@ -302,20 +300,21 @@ def print_summary(totals: ReplayTotals, replay: StreamReplay, console: Console, 
 # --- the command -------------------------------------------------------------------------------------------
 
 
-def _kinesis_reader_client(args: argparse.Namespace) -> Any:
+def _kinesis_reader_client(args: argparse.Namespace, settings: Settings) -> Any:
     # Throttling is backed off by the reader itself (counted and shown); botocore retries one network blip.
     config = BotoConfig(
         retries={"mode": "standard", "total_max_attempts": 2}, max_pool_connections=max(10, args.workers)
     )
-    return AwsSettings(region=args.region, endpoint_url=args.kinesis_endpoint).client("kinesis", config=config)
+    return settings.aws.client("kinesis", config=config)
 
 
-def _start_for(args: argparse.Namespace, kinesis: Any, roots: list[str]) -> StartFor:
+def _start_for(args: argparse.Namespace, kinesis: Any, roots: list[str], settings: Settings) -> StartFor:
     """Raises: ReplayUsageError, LeaseTableError."""
     if args.from_ == FROM_CHECKPOINT:
         if not args.application:
             raise ReplayUsageError("--from checkpoint needs --application (the KCL application's name)")
-        leases = {lease.shard_id: lease for lease in read_leases(dynamodb_client(args), args.application, args.stream)}
+        dynamodb = settings.aws.client("dynamodb")
+        leases = {lease.shard_id: lease for lease in read_leases(dynamodb, args.application, args.stream)}
         return checkpoint_start(leases, list_shards(kinesis, args.stream))
     if args.from_ == FROM_TRIM_HORIZON:
         return fixed_start(None, StartPosition.trim_horizon(), StartPosition.trim_horizon())
@@ -334,43 +333,37 @@ def _stop(args: argparse.Namespace, roots: list[str]) -> StopCondition:
     return StopCondition(to_sequence=args.to_sequence, to_time=to_time, follow=args.follow)
 
 
-def _ledger(args: argparse.Namespace) -> DedupeStore | None:
-    if args.dedupe_db is not None:
-        return SQLiteDedupeStore(args.dedupe_db)
-    return open_ledger(args)
-
-
-def build_pipeline(args: argparse.Namespace, config: Config, sink: Callable[[Alert], None] | None) -> Pipeline:
-    """A dry run printing into `sink`, or (--send) delivery with the dedupe ledger and dead letters."""
-    aws = AwsSettings(region=args.region, endpoint_url=args.aws_endpoint)
-    if not args.send:
-        return Pipeline.build(config, aws=aws, send=False, matcher_kind=args.matcher, alert_sink=sink)
-    dead_letters: DeadLetterStore = open_dead_letters(args)
-    return Pipeline.build(
-        config, aws=aws, send=True, matcher_kind=args.matcher, ledger=_ledger(args), dead_letters=dead_letters
-    )
+def replay_pipeline(
+    config: Config, settings: Settings, *, send: bool, sink: Callable[[Alert], None] | None, matcher: str
+) -> Pipeline:
+    """A dry run printing into `sink`, or (--send) delivery with the ledger, dead letters and storm windows."""
+    return build_pipeline(config, settings, send=send, alert_sink=None if send else sink, matcher_kind=matcher)
 
 
 def run(args: argparse.Namespace) -> int:
     err = message_console()
-    try:
-        config = load_config_from_args(args)
-    except ConfigError as error:
-        for problem in error.problems:
-            err.print(problem, markup=False)
-        return 1
-    kinesis = _kinesis_reader_client(args)
+    settings = settings_from_args(args, REPLAY)
+    config = load_config_from_args(args, settings, dry_run=not args.send)
+    kinesis = _kinesis_reader_client(args, settings)
     try:
         roots = [s.shard_id for s in list_shards(kinesis, args.stream)] if args.all else list(args.shard)
-        start_for = _start_for(args, kinesis, roots)
+        start_for = _start_for(args, kinesis, roots, settings)
         stop = _stop(args, roots)
-        pipeline = build_pipeline(args, config, _printer(args))
+        pipeline = replay_pipeline(config, settings, send=args.send, sink=_printer(args), matcher=args.matcher)
     except kinesis.exceptions.ResourceNotFoundException:
         err.print(f"no stream {args.stream!r}", markup=False)
-        return 1
-    except (StreamProcessorError, ValueError) as error:
+        return EXIT_USAGE
+    except LeaseTableError as error:
+        failure = describe_failure(error)
+        if failure is not None and failure.kind != "service":
+            raise
         err.print(str(error), markup=False)
-        return 1 if isinstance(error, LeaseTableError) else 2  # else: the options do not describe a replay
+        return EXIT_FINDINGS
+    except (StreamProcessorError, ValueError) as error:
+        if describe_failure(error) is not None or isinstance(error, ConfigError):
+            raise
+        err.print(str(error), markup=False)
+        return EXIT_USAGE  # the options do not describe a replay
     replay = StreamReplay(kinesis, args.stream, roots, start_for, stop, workers=args.workers, limit=args.limit)
     progress = Progress(
         SpinnerColumn(),
@@ -384,13 +377,15 @@ def run(args: argparse.Namespace) -> int:
         with progress:
             totals = run_replay(pipeline, replay, progress=progress)
     except ValueError as error:  # a --shard the stream does not have
+        if describe_failure(error) is not None or isinstance(error, ConfigError):
+            raise
         err.print(str(error), markup=False)
-        return 2
+        return EXIT_USAGE
     finally:
         pipeline.close()
     summary = err if err.is_terminal else Console(stderr=True, highlight=False, emoji=False, width=200)
     print_summary(totals, replay, summary, sent=args.send)
-    return 1 if totals.unparked_failures else 0
+    return EXIT_FINDINGS if totals.unparked_failures else EXIT_OK
 
 
 def _printer(args: argparse.Namespace) -> Callable[[Alert], None] | None:

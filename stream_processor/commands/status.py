@@ -22,27 +22,18 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from stream_processor.aws import AwsSettings
-from stream_processor.commands.common import message_console
+from stream_processor.alerts.aws_errors import describe_failure
+from stream_processor.commands.common import message_console, settings_from_args
+from stream_processor.errors import EXIT_FINDINGS, EXIT_USAGE
 from stream_processor.leases import LATEST, SHARD_END, TRIM_HORIZON, Lease, LeaseTableError, read_leases
 from stream_processor.sources.replay import LagProbe, ShardInfo, StartPosition, list_shards, probe_lag
+from stream_processor.wiring import ONE_SHOT, add_aws_arguments
 
 
 def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
-    """--stream, --region and the two endpoints (the same names as `consume`)."""
+    """--stream and the AWS flags (the same names as `consume`)."""
     parser.add_argument("--stream", required=True, help="Kinesis stream name")
-    parser.add_argument("--region", help="AWS region (default: the SDK's, e.g. $AWS_REGION)")
-    endpoints = parser.add_argument_group("endpoints (default to AWS)")
-    endpoints.add_argument("--kinesis-endpoint", metavar="URL", help="Kinesis (e.g. kinesis-local)")
-    endpoints.add_argument("--dynamodb-endpoint", metavar="URL", help="DynamoDB holding the lease table (e.g. moto)")
-
-
-def kinesis_client(args: argparse.Namespace) -> Any:
-    return AwsSettings(region=args.region, endpoint_url=args.kinesis_endpoint).client("kinesis")
-
-
-def dynamodb_client(args: argparse.Namespace) -> Any:
-    return AwsSettings(region=args.region, endpoint_url=args.dynamodb_endpoint).client("dynamodb")
+    add_aws_arguments(parser, services=("kinesis", "dynamodb"))
 
 
 def add_parser(subparsers: Any) -> None:
@@ -311,22 +302,26 @@ def print_status(status: StreamStatus, console: Console) -> None:
 
 def run(args: argparse.Namespace) -> int:
     err = message_console()
-    kinesis = kinesis_client(args)
+    aws = settings_from_args(args, ONE_SHOT).aws
+    kinesis = aws.client("kinesis")
     try:
         status = collect_status(
             kinesis,
-            dynamodb_client(args),
+            aws.client("dynamodb"),
             args.stream,
             args.application,
             probe=not args.no_lag,
             renewal_window=args.renewal_window,
         )
     except LeaseTableError as error:
+        failure = describe_failure(error)
+        if failure is not None and failure.kind != "service":
+            raise  # credentials, access, region, network: the CLI's one line and exit code
         err.print(str(error), markup=False)
-        return 1
+        return EXIT_FINDINGS
     except kinesis.exceptions.ResourceNotFoundException:
         err.print(f"no stream {args.stream!r}", markup=False)
-        return 1
+        return EXIT_USAGE
     if args.json:
         sys.stdout.write(orjson.dumps(status.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:

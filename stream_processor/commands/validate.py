@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from stream_processor.commands.common import add_aws_arguments, aws_settings
+from stream_processor.aws import AwsSettings
+from stream_processor.commands.common import settings_from_args
 from stream_processor.config import Config, Rule, config_location_from_env, load_config
-from stream_processor.errors import ConfigError
+from stream_processor.errors import EXIT_AWS_ACCESS, EXIT_AWS_UNAVAILABLE, AwsError, ConfigError
+from stream_processor.wiring import ONE_SHOT, add_aws_arguments
 
 DESCRIPTION = """\
 Load each rule file (tattletail.toml format) and check it: TOML syntax, unknown or misspelled keys,
@@ -24,7 +28,9 @@ S3_CONFIG_PATH (tattletail's variables) is checked.
 """
 
 EPILOG = """\
-exit status: 0 when every file is valid, 1 when any is not, 2 when there is nothing to check.
+exit status: 0 when every file is valid, 1 when any is not, 2 when there is nothing to check (or AWS is not
+set up: no region, unknown profile), 3 when AWS refused the credentials or access (reading s3://, resolving a
+secret), 4 when AWS could not be reached or throttled.
 examples:
   stream-processor validate tattletail.toml
   stream-processor validate --explain examples/seed.toml s3://my-bucket/tattletail.toml
@@ -33,6 +39,7 @@ examples:
 EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
+OK, INVALID, NOT_CHECKED = "ok", "invalid", "not_checked"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -55,8 +62,58 @@ def add_parser(subparsers: Any) -> None:
         help="for a valid file, also print per rule which matcher path it takes (compiled fast path or libjq) "
         "and why",
     )
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="json: one document on stdout with every file's status, problems, notes (and --explain), for CI",
+    )
     add_aws_arguments(parser)
     parser.set_defaults(run=run)
+
+
+@dataclass(slots=True)
+class FileResult:
+    """One file's verdict: `status` ok, invalid (the file is wrong) or not_checked (AWS could not be used)."""
+
+    location: str
+    status: str
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    config: Config | None = None
+    exit_code: int = EXIT_OK
+
+    def to_json(self, explain: bool) -> dict[str, Any]:
+        document: dict[str, Any] = {"location": self.location, "status": self.status, "problems": self.problems}
+        if self.config is not None:
+            document["rules"] = len(self.config.rules)
+            document["enabled_rules"] = len(self.config.enabled_rules)
+            document["destinations"] = len(self.config.destinations)
+        document["notes"] = self.notes
+        if explain and self.config is not None:
+            index = {rule.name: rule.index for rule in self.config.rules}
+            document["explain"] = [
+                {"rule": name, "index": index.get(name), "path": path, "reason": reason}
+                for name, path, reason in explain_rules(self.config.rules)
+            ]
+        return document
+
+
+def check_file(location: str, aws: AwsSettings) -> FileResult:
+    """Load and check one file as a worker would load it, and as it would have to be to send."""
+    try:
+        config = load_config(location, aws)
+    except AwsError as error:  # the file was not read: nothing is known about it
+        problems = [problem if problem.startswith(location) else f"{location}: {problem}" for problem in error.problems]
+        return FileResult(location, NOT_CHECKED, problems, exit_code=error.exit_code)
+    except ConfigError as error:
+        aws_code = error.exit_code if error.exit_code in (EXIT_AWS_ACCESS, EXIT_AWS_UNAVAILABLE) else EXIT_INVALID
+        return FileResult(location, INVALID, list(error.problems), exit_code=aws_code)  # 3/4: a secret AWS withheld
+    refused = config.sending_problems()  # loads, but could not go live
+    notes = [note.removeprefix(f"{location}: ") for note in config.notes]
+    if refused:
+        return FileResult(location, INVALID, refused, notes, config, EXIT_INVALID)
+    return FileResult(location, OK, [], notes, config)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,21 +133,42 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         locations = [from_env]
 
-    aws = aws_settings(args)
-    invalid = 0
-    for location in locations:
-        try:
-            config = load_config(location, aws)
-        except ConfigError as error:
-            _print_problems(error)
-            print(f"{location}: INVALID: {_count(len(error.problems), 'problem')}", file=sys.stderr)
-            invalid += 1
-            continue
-        print(_summary(location, config))
-        if args.explain:
-            for line in _explain_lines(config.rules):
-                print(line)
-    return EXIT_INVALID if invalid else EXIT_OK
+    aws = settings_from_args(args, ONE_SHOT).aws
+    results = [check_file(location, aws) for location in locations]
+    # AWS set-up problems (2, 3, 4) say more than "invalid": the file may well be fine
+    code = max((r.exit_code for r in results if r.exit_code != EXIT_INVALID), default=EXIT_OK) or (
+        EXIT_INVALID if any(r.status == INVALID for r in results) else EXIT_OK
+    )
+    if args.format == "json":
+        document = {
+            "ok": code == EXIT_OK,
+            "exit_code": code,
+            "files": [result.to_json(args.explain) for result in results],
+        }
+        sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+        return code
+    for result in results:
+        _print_text(result, args.explain)
+    return code
+
+
+def _print_text(result: FileResult, explain: bool) -> None:
+    if result.status == NOT_CHECKED:
+        for problem in result.problems:
+            print(problem, file=sys.stderr)
+        return
+    if result.status == INVALID:
+        for problem in result.problems:
+            print(problem, file=sys.stderr)
+        print(f"{result.location}: INVALID: {_count(len(result.problems), 'problem')}", file=sys.stderr)
+        return
+    assert result.config is not None
+    print(_summary(result.location, result.config))
+    for note in result.notes:
+        print(f"  note: {note}")
+    if explain:
+        for line in _explain_lines(result.config.rules):
+            print(line)
 
 
 def _print_problems(error: ConfigError) -> None:

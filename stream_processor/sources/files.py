@@ -18,6 +18,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from stream_processor.alerts.aws_errors import error_code, error_message
+
 S3_SCHEME = "s3://"
 CHUNK_BYTES = 1024 * 1024
 
@@ -155,11 +157,8 @@ def object_chunks(source: ArchiveObject, s3_client: Any | None = None) -> Iterat
 
 def failure_reason(error: BaseException) -> str:
     """One line saying why an object could not be read (an AWS error code and message, or the OS's)."""
-    response = getattr(error, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code", "")
-        message = response.get("Error", {}).get("Message", "")
-        return f"{code}: {message}".strip(": ") or type(error).__name__
+    if getattr(error, "response", None) is not None:
+        return f"{error_code(error)}: {error_message(error)}".strip(": ") or type(error).__name__
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     return f"{type(error).__name__}: {error}"

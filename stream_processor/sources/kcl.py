@@ -32,7 +32,6 @@ from amazon_kclpy.v3.processor import RecordProcessorBase
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential, wait_random
 
 from stream_processor.alerts.render import output_text
-from stream_processor.alerts.storm import StormFolder, StormPolicy
 from stream_processor.gc_tuning import PeriodicCollector, tune_for_throughput
 from stream_processor.model import Alert, Position, RawRecord
 from stream_processor.safe_text import install_log_filter
@@ -40,6 +39,7 @@ from stream_processor.safe_text import install_log_filter
 if TYPE_CHECKING:
     from stream_processor.metrics import ShardMetrics
     from stream_processor.reload import ConfigWatcher
+    from stream_processor.wiring import Settings
 
 log = logging.getLogger("stream_processor.sources.kcl")  # not __name__: run as __main__ by the daemon
 
@@ -389,31 +389,48 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The processor's flags: its own, plus the shared settings (`wiring`) that `command_line` writes."""
+    from stream_processor.wiring import add_aws_arguments, add_metrics_arguments, add_state_arguments
+
     parser = argparse.ArgumentParser(
         prog="python -m stream_processor.sources.kcl",
         description="KCL record processor for one shard (run by the MultiLangDaemon; see `stream-processor consume`).",
     )
     parser.add_argument("--config", required=True, help="rule file: a local path or s3://bucket/key")
-    parser.add_argument("--region", help="AWS region for destinations (SNS, SES) and the config on S3")
-    parser.add_argument("--aws-endpoint", metavar="URL", help="send AWS calls (SNS, SES, S3, ...) here (moto)")
     parser.add_argument("--dry-run", action="store_true", help="log alerts instead of delivering them")
-    parser.add_argument("--dedupe-db", metavar="PATH", help="SQLite dedupe ledger shared by this host's shards")
-    parser.add_argument("--dedupe-table", metavar="TABLE", help="DynamoDB dedupe ledger shared by every host")
-    parser.add_argument("--dead-letters-db", metavar="PATH", help="SQLite store for alerts that failed for good")
-    parser.add_argument("--dead-letters-queue", metavar="URL", help="SQS queue for alerts that failed for good")
-    parser.add_argument("--storm-db", metavar="PATH", help="SQLite storm-folding state shared by this host's shards")
-    parser.add_argument("--storm-max", type=int, default=StormPolicy().max_alerts_per_window,
-                        help="alerts per rule, group and destination per window before folding into a digest")
-    parser.add_argument("--storm-window", type=float, default=StormPolicy().window_seconds,
-                        help="storm window in seconds")
     parser.add_argument("--reload-interval", type=float, default=10.0, metavar="SECONDS",
                         help="check the rule file for changes at most this often, between batches (0: never)")
-    parser.add_argument("--worker-id", default="-", help="the KCL worker id, for metrics labels")
-    parser.add_argument("--metrics-log-seconds", type=float, default=60.0, metavar="SECONDS",
-                        help="write a JSON line of this shard's counters to stderr this often (0: never)")
     parser.add_argument("--matcher", default=None, help=argparse.SUPPRESS)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_aws_arguments(parser)
+    add_state_arguments(parser, storm=True)
+    add_metrics_arguments(parser)
     return parser
+
+
+def command_line(
+    config: str, settings: Settings, *, dry_run: bool, reload_interval: float, verbose: bool
+) -> list[str]:
+    """The processor's command line for `settings` (what `consume` writes into the daemon's wrapper script);
+    `build_parser` and `Settings.from_args` read it back to the same settings."""
+    command = [sys.executable, "-m", "stream_processor.sources.kcl", "--config", config, *settings.to_argv()]
+    command += ["--reload-interval", repr(reload_interval)]
+    if dry_run:
+        command.append("--dry-run")
+    if verbose:
+        command.append("--verbose")
+    return command
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The settings the command line names (nothing is left to the environment: `consume` wrote them all).
+
+    Raises:
+        ConfigError: a store flag cannot be used.
+    """
+    from stream_processor.wiring import HOST, Settings
+
+    return Settings.from_args(args, {}, HOST)
 
 
 def configure_logging(verbose: bool, stream: IO[str] | None = None) -> None:
@@ -463,44 +480,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose)
     try:
         # Imported here: the pipeline pulls in the matcher and destinations, which the parser does not need.
-        from stream_processor.aws import AwsSettings
         from stream_processor.config import load_config
-        from stream_processor.dead_letters import DeadLetterStore, SQLiteDeadLetterStore, SQSDeadLetterStore
-        from stream_processor.dedupe import DedupeStore, DynamoDBDedupeStore, SQLiteDedupeStore
         from stream_processor.metrics import ShardMetrics
-        from stream_processor.pipeline import Pipeline
         from stream_processor.reload import ConfigWatcher
         from stream_processor.secrets import SecretResolver
+        from stream_processor.wiring import build_pipeline
 
-        aws = AwsSettings(region=args.region, endpoint_url=args.aws_endpoint)
-        resolver = SecretResolver(aws, os.environ)  # kept across reloads, refreshed before each
-        config = load_config(args.config, aws, resolver=resolver)
-        watcher = ConfigWatcher(args.config, aws, resolver, args.reload_interval)
-        metrics = ShardMetrics(args.worker_id, log_interval_seconds=args.metrics_log_seconds)
-        ledger: DedupeStore | None = None
-        if args.dedupe_table:
-            ledger = DynamoDBDedupeStore(aws.client("dynamodb"), args.dedupe_table)
-        elif args.dedupe_db:
-            ledger = SQLiteDedupeStore(args.dedupe_db)
-        dead_letters: DeadLetterStore | None = None
-        if args.dead_letters_queue:
-            dead_letters = SQSDeadLetterStore(aws.client("sqs"), args.dead_letters_queue)
-        elif args.dead_letters_db:
-            dead_letters = SQLiteDeadLetterStore(args.dead_letters_db)
-        storm = None
-        if args.storm_db:
-            storm = StormFolder(args.storm_db, StormPolicy(args.storm_max, args.storm_window))
-        options: dict[str, Any] = {"matcher_kind": args.matcher} if args.matcher else {}
-        pipeline = Pipeline.build(
-            config,
-            aws=aws,
-            send=not args.dry_run,
-            alert_sink=_log_alert if args.dry_run else None,
-            ledger=ledger,
-            dead_letters=dead_letters,
-            storm=storm,
-            **options,
+        settings = settings_from_args(args)
+        resolver = SecretResolver(settings.aws, os.environ)  # kept across reloads, refreshed before each
+        config = load_config(args.config, settings.aws, resolver=resolver)
+        watcher = ConfigWatcher(args.config, settings.aws, resolver, args.reload_interval)
+        metrics = ShardMetrics(settings.metrics.worker_id, log_interval_seconds=settings.metrics.log_seconds)
+        pipeline = build_pipeline(
+            config, settings, send=not args.dry_run, alert_sink=_log_alert if args.dry_run else None
         )
+        log.debug("record processor state: %s", settings.describe())
     except Exception:
         log.exception("record processor could not start")
         return EXIT_UNEXPECTED_ERROR

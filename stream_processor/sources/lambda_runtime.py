@@ -13,18 +13,14 @@ from typing import Any, Protocol
 
 from stream_processor.aws import AwsSettings
 from stream_processor.config import config_location_from_env, load_config
-from stream_processor.dead_letters import SQSDeadLetterStore
-from stream_processor.dedupe import DynamoDBDedupeStore
 from stream_processor.errors import ConfigError
 from stream_processor.pipeline import Pipeline
 from stream_processor.safe_text import install_log_filter
+from stream_processor.wiring import ENV_DEAD_LETTER_QUEUE_URL, ENV_DEDUPE_TABLE, LAMBDA, Settings, build_pipeline
 
 log = logging.getLogger(__name__)
 
 ENV_CONFIG_PATH_LOCAL = "CONFIG_PATH"
-ENV_DEDUPE_TABLE = "STREAM_PROCESSOR_DEDUPE_TABLE"
-ENV_DEAD_LETTER_QUEUE_URL = "STREAM_PROCESSOR_DEAD_LETTER_QUEUE_URL"
-ENV_MATCHER = "STREAM_PROCESSOR_MATCHER"
 ENV_LOG_LEVEL = "STREAM_PROCESSOR_LOG_LEVEL"
 
 
@@ -36,23 +32,27 @@ class LambdaContext(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class LambdaSettings:
-    """Everything a handler needs from its environment.
+    """Everything a handler needs from its environment: the rule file, and `wiring.Settings` read the way
+    every other entry point reads them (here without flags).
 
     The rule file comes from tattletail's `S3_CONFIG_BUCKET` + `S3_CONFIG_PATH`, else `CONFIG_PATH` (a path
-    inside the deployment package, or `s3://bucket/key`). Dedupe and dead letters are on when their
-    variables are set (the CloudFormation templates set both).
+    inside the deployment package, or `s3://bucket/key`). The ledger and dead letters are on when
+    `STREAM_PROCESSOR_DEDUPE_TABLE` and `STREAM_PROCESSOR_DEAD_LETTER_QUEUE_URL` are set (the templates set
+    both); Lambda has no disk that outlives a container, so nothing defaults to SQLite.
     """
 
     config_location: str
-    aws: AwsSettings
-    dedupe_table: str | None = None
-    dead_letter_queue_url: str | None = None
-    matcher_kind: str | None = None
+    settings: Settings
+
+    @property
+    def aws(self) -> AwsSettings:
+        return self.settings.aws
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> LambdaSettings:
         """Raises:
-        ConfigError: no rule file is named, or only one of the two S3 variables is set.
+        ConfigError: no rule file is named, only one of the two S3 variables is set, or a store variable is
+            unusable.
         """
         location = config_location_from_env(environ) or environ.get(ENV_CONFIG_PATH_LOCAL, "").strip()
         if not location:
@@ -60,51 +60,25 @@ class LambdaSettings:
                 "no rule file for the Lambda function: set S3_CONFIG_BUCKET and S3_CONFIG_PATH "
                 f"(tattletail's variables) or {ENV_CONFIG_PATH_LOCAL} (a path in the package or s3://bucket/key)"
             )
-        return cls(
-            config_location=location,
-            aws=AwsSettings(
-                region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None,
-                endpoint_url=environ.get("AWS_ENDPOINT_URL") or None,
-            ),
-            dedupe_table=environ.get(ENV_DEDUPE_TABLE) or None,
-            dead_letter_queue_url=environ.get(ENV_DEAD_LETTER_QUEUE_URL) or None,
-            matcher_kind=environ.get(ENV_MATCHER) or None,
-        )
+        return cls(config_location=location, settings=Settings.from_env(environ, LAMBDA))
 
 
-def build_pipeline(settings: LambdaSettings) -> Pipeline:
+def lambda_pipeline(settings: LambdaSettings) -> Pipeline:
     """The pipeline a Lambda container runs: it sends (there is no dry run in Lambda).
 
     Raises:
-        ConfigError: the rule file cannot be read or is invalid.
+        ConfigError: the rule file cannot be read or is invalid, or a store cannot be opened.
     """
     config = load_config(settings.config_location, settings.aws)
-    ledger = (
-        DynamoDBDedupeStore(settings.aws.client("dynamodb"), settings.dedupe_table) if settings.dedupe_table else None
-    )
-    dead_letters = (
-        SQSDeadLetterStore(settings.aws.client("sqs"), settings.dead_letter_queue_url)
-        if settings.dead_letter_queue_url
-        else None
-    )
+    pipeline = build_pipeline(config, settings.settings, send=True)
     log.info(
-        "loaded %d rules and %d destinations from %s (dedupe: %s, dead letters: %s)",
+        "loaded %d rules and %d destinations from %s (%s)",
         len(config.rules),
         len(config.destinations),
         settings.config_location,
-        "dynamodb" if ledger else "off",
-        "sqs" if dead_letters else "off",
+        settings.settings.describe(),
     )
-    if settings.matcher_kind:
-        return Pipeline.build(
-            config,
-            aws=settings.aws,
-            send=True,
-            matcher_kind=settings.matcher_kind,
-            ledger=ledger,
-            dead_letters=dead_letters,
-        )
-    return Pipeline.build(config, aws=settings.aws, send=True, ledger=ledger, dead_letters=dead_letters)
+    return pipeline
 
 
 class ContainerRuntime:
@@ -113,7 +87,7 @@ class ContainerRuntime:
     A failed build is not cached: the next invocation tries again (the rule file may have been fixed).
     """
 
-    def __init__(self, build: Callable[[LambdaSettings], Pipeline] = build_pipeline) -> None:
+    def __init__(self, build: Callable[[LambdaSettings], Pipeline] = lambda_pipeline) -> None:
         self._build = build
         self._settings: LambdaSettings | None = None
         self._pipeline: Pipeline | None = None
@@ -151,3 +125,6 @@ def _configure_logging(environ: Mapping[str, str]) -> None:
     for handler in logging.getLogger().handlers:
         install_log_filter(handler)  # event text in a log line stays on one bounded line
     logging.getLogger("stream_processor").setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
+
+
+__all__ = ["ENV_DEAD_LETTER_QUEUE_URL", "ENV_DEDUPE_TABLE", "ContainerRuntime", "LambdaSettings", "lambda_pipeline"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
+from stream_processor.alerts.aws_errors import error_code
 from stream_processor.decode import decode_file
 from stream_processor.errors import StreamProcessorError
 from stream_processor.pipeline import Pipeline
@@ -143,7 +144,7 @@ def _chunks(s3: S3ClientProtocol, item: S3Object) -> Iterator[bytes] | None:
     try:
         body = s3.get_object(Bucket=item.bucket, Key=item.key)["Body"]
     except Exception as error:
-        code = str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
+        code = error_code(error)
         if code in ("NoSuchKey", "404"):
             log.warning("%s: no longer exists, skipped", item)
             return None

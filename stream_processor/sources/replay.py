@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from stream_processor.alerts.aws_errors import error_code
 from stream_processor.model import Position, RawRecord
 
 log = logging.getLogger(__name__)
@@ -36,15 +37,6 @@ AT_TIMESTAMP: Final = "AT_TIMESTAMP"
 
 THROTTLED: Final = "ProvisionedThroughputExceededException"
 EXPIRED_ITERATOR: Final = "ExpiredIteratorException"
-
-
-def error_code(error: BaseException) -> str:
-    """The AWS error code of a botocore ClientError (or of anything shaped like one), else ''."""
-    response = getattr(error, "response", None)
-    if isinstance(response, Mapping):
-        code = response.get("Error", {}).get("Code", "")
-        return str(code)
-    return ""
 
 
 # --- shards ------------------------------------------------------------------------------------------------

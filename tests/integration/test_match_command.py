@@ -115,6 +115,6 @@ def test_a_bad_rule_file_exits_non_zero_naming_the_file_and_rule(
 ) -> None:
     config = tmp_path / "broken.toml"
     config.write_text('[[rule]]\nname = "Broken"\njq_match = "select(.eventName == "\ndestinations = []\n')
-    assert main(["match", "-c", str(config), "-"]) == 1
+    assert main(["match", "-c", str(config), "-"]) == 2  # configuration
     err = capsys.readouterr().err
     assert "broken.toml" in err and "Broken" in err

@@ -253,7 +253,8 @@ def test_no_secret_reaches_a_log_line(receiver: SlackReceiver, caplog: pytest.Lo
     ("keys", "expected"),
     [
         ("", 'missing url (required for type webhook): add url = "https://receiver.example.com/hooks/cloudtrail"'),
-        ('url = "ftp://s3cr3t.example.com/x"', "url is not an http:// or https:// URL with a host"),
+        ('url = "ftp://s3cr3t.example.com/x"', "url is not an https:// URL with a host"),
+        ('url = "http://s3cr3t.example.com/x"', "url is an http:// URL: use https://"),
         ('url = "https://h/x"\nheaders = "X-A: 1"', "headers must be a table of strings, got a string"),
         ('url = "https://h/x"\nheaders = { "X-A" = 1 }', "headers.X-A must be a non-empty string"),
         ('url = "https://h/x"\nheaders = { "X-Signature-256" = "sha256=s3cr3t" }', "is set by stream-processor itself"),
@@ -279,7 +280,7 @@ def test_webhook_options_are_checked_at_load_without_echoing_values(keys: str, e
     [
         ("", "missing routing_key (required for type pagerduty)"),
         ('routing_key = "R0uT1nG s3cr3t"', "routing_key holds spaces"),
-        ('routing_key = "k"\nevents_url = "events.pagerduty.com/s3cr3t"', "events_url is not an http:// or https://"),
+        ('routing_key = "k"\nevents_url = "events.pagerduty.com/s3cr3t"', "events_url is not an https:// URL"),
     ],
 )
 def test_pagerduty_options_are_checked_at_load_without_echoing_values(keys: str, expected: str) -> None:

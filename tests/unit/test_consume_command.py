@@ -198,3 +198,27 @@ def test_a_missing_stream_stops_consume_before_the_daemon_starts(
     assert code == 2
     assert "no Kinesis stream 'no-such-stream'" in capsys.readouterr().err
     assert not (tmp_path / "work" / "daemon.log").exists()
+
+
+def test_the_heartbeat_is_touched_while_the_daemon_runs_and_not_after(tmp_path: Path) -> None:
+    """What the ECS health check reads: a fresh file while the daemon lives, a stale one once it is gone."""
+    import time
+
+    from stream_processor.commands.consume import Heartbeat, KclDaemon
+
+    daemon = KclDaemon(["sleep", "30"], dict(os.environ), tmp_path / "daemon.log").start()
+    heartbeat = Heartbeat(tmp_path / "heartbeat", daemon, interval=0.05).start()
+    try:
+        time.sleep(0.3)
+        first = (tmp_path / "heartbeat").stat().st_mtime
+        time.sleep(0.3)
+        assert (tmp_path / "heartbeat").stat().st_mtime > first
+        daemon.kill()
+        daemon.wait(timeout=5)
+        time.sleep(0.2)
+        stopped = (tmp_path / "heartbeat").stat().st_mtime
+        time.sleep(0.3)
+        assert (tmp_path / "heartbeat").stat().st_mtime == stopped
+    finally:
+        heartbeat.stop()
+        daemon.kill()

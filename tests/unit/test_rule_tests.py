@@ -81,7 +81,10 @@ def test_tests_are_parsed_into_the_rule() -> None:
 @pytest.mark.parametrize(
     ("test", "expected"),
     [
-        ('event = {a = 1}\nexpect = "matches"', 'expect "matches" is not "match" or "no_match": did you mean "match"?'),
+        (
+            'event = {a = 1}\nexpect = "matches"',
+            'expect "matches" is not "match", "no_match" or "match_any": did you mean "match"?',
+        ),
         ("event = {a = 1}", 'missing expect: add expect = "match"'),
         ('expect = "match"', "missing the event: add event = {"),
         ('event = {a = 1}\nevent_file = "x.json"\nexpect = "match"', "has both event and event_file: keep one"),

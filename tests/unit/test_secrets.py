@@ -119,7 +119,7 @@ def test_a_resolved_value_is_checked_without_being_echoed() -> None:
 
     (problem,) = problems_of(config_text(url="env:HOOK_URL"), resolver)
 
-    assert "url is not an http:// or https:// URL" in problem
+    assert "url is not an https:// URL" in problem
     assert "s3cret" not in problem
 
 

@@ -14,8 +14,9 @@ from stream_processor.cli import main
 from stream_processor.config import Rule
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SEED = str(REPO_ROOT / "examples" / "seed.toml")
+SHIPPED_SEED = REPO_ROOT / "examples" / "seed.toml"
 SECRET_URL = "https://hooks.slack.com/services/T000/B000/sEcReTtOkEn"
+SEED = ""  # the seed with its webhook filled in (what a user validates before going live): set by _live_seed
 
 BROKEN = f"""
 [[rule]]
@@ -32,6 +33,14 @@ id = "Slack Audit"
 type = "slack_webhook"
 webhok_url = "{SECRET_URL}"
 """
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _live_seed(tmp_path_factory: pytest.TempPathFactory) -> None:
+    global SEED
+    path = tmp_path_factory.mktemp("seed") / "seed.toml"
+    path.write_text(SHIPPED_SEED.read_text().replace("___YOUR_SLACK_WEBHOOK___", SECRET_URL))
+    SEED = str(path)
 
 
 @pytest.fixture
@@ -54,6 +63,16 @@ def test_valid_file_prints_a_summary_and_exits_0(capsys: pytest.CaptureFixture[s
     assert code == 0
     assert out == f"{SEED}: OK: 2 rules, 1 destination\n"
     assert err == ""
+
+
+def test_the_shipped_seed_is_refused_until_its_webhook_placeholder_is_replaced(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """It loads (a dry run or test-rules reads it) but cannot go live: the placeholder is not an https URL."""
+    assert main(["validate", str(SHIPPED_SEED)]) == 1
+    err = capsys.readouterr().err
+    assert 'destination "Slack Audit" (type slack_webhook): webhook_url is not an https:// URL' in err
+    assert "___YOUR_SLACK_WEBHOOK___" not in err
 
 
 def test_invalid_file_prints_every_problem_one_per_line_and_exits_1(
@@ -173,9 +192,11 @@ def test_explain_shows_what_the_matcher_says(
 def test_explain_names_the_rules_that_run_on_libjq(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "mixed.toml"
     config.write_text(
-        '[[rule]]\nname = "Plain"\njq_match = \'select(.eventName == "StopLogging")\'\n'
-        '[[rule]]\nname = "Folded"\njq_match = \'def n: .resources | length; select(n > 3)\'\n'
+        '[[rule]]\nname = "Plain"\njq_match = \'select(.eventName == "StopLogging")\'\ndestinations = ["out"]\n'
+        '[[rule]]\nname = "Folded"\njq_match = \'def n: .resources | length; select(n > 3)\'\ndestinations = ["out"]\n'
         '[[rule]]\nname = "Recursive"\njq_match = \'def d: if type == "array" then .[0] | d end; select(d)\'\n'
+        'destinations = ["out"]\n'
+        '[[destination]]\nid = "out"\ntype = "stdout"\n'
     )
 
     assert main(["validate", "--explain", str(config)]) == 0
@@ -256,3 +277,40 @@ def test_missing_s3_object_exits_1(
 
     assert code == 1
     assert capsys.readouterr().err.startswith(f"{location}: no object 'absent.toml' in bucket")
+
+
+# ---------------------------------------------------------------- for CI: --format json
+
+
+def test_json_output_has_every_files_status_problems_and_notes(
+    broken: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    go = tmp_path / "go.toml"
+    go.write_text(
+        '[[rule]]\nname = "Users"\njq_match = \'select(.eventName | test("(?P<v>Create)User"))\'\n'
+        'destinations = ["out"]\n[[destination]]\nid = "out"\ntype = "stdout"\n'
+    )
+    code = main(["validate", "--format", "json", "--explain", SEED, broken, str(go)])
+
+    out, err = capsys.readouterr()
+    assert code == 1 and err == ""
+    document = json.loads(out)
+    assert (document["ok"], document["exit_code"]) == (False, 1)
+    seed, bad, translated = document["files"]
+    assert (seed["status"], seed["rules"], seed["destinations"], seed["problems"]) == ("ok", 2, 1, [])
+    assert [entry["rule"] for entry in seed["explain"]] == ["Create AccessKey", "SSM Start Session"]
+    assert bad["status"] == "invalid" and len(bad["problems"]) == 4 and SECRET_URL not in out
+    assert translated["status"] == "ok" and "reads (?<name>...)" in translated["notes"][0]
+
+
+def test_json_output_of_a_file_aws_would_not_hand_out(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile-here")
+    assert main(["validate", "--format", "json", "s3://bucket/rules.toml"]) == 2
+    (file,) = json.loads(capsys.readouterr().out)["files"]
+    assert file["status"] == "not_checked" and "no-such-profile-here" in file["problems"][0]

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import re
 from abc import ABC, abstractmethod
-from typing import ClassVar, TypeVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeVar
 
 from stream_processor.aws import AwsSettings
 from stream_processor.config import DestinationConfig
 from stream_processor.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
 from stream_processor.model import Alert
+
+FORMAT_KEY = "format"
+DEFAULT_FORMAT = "default"
+TATTLETAIL_FORMAT = "tattletail"
+"""cloudtrail-tattletail's payloads, byte for byte (`alerts/tattletail.py`), for sns, ses and slack_webhook."""
 
 _REGISTRY: dict[str, type[Destination]] = {}
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -58,6 +65,26 @@ class Destination(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, most destinations hold no connection
         """Release connections; the default has none."""
 
+    @property
+    def format(self) -> str:
+        """The payload format `format` names (`default` unless set)."""
+        return str(self.config.options.get(FORMAT_KEY, DEFAULT_FORMAT))
+
+
+FORMATS: tuple[str, ...] = (DEFAULT_FORMAT, TATTLETAIL_FORMAT)
+
+
+def format_problem(options: Mapping[str, Any], formats: tuple[str, ...] = FORMATS) -> str | None:
+    """Why the `format` option is not one this destination writes, or None."""
+    value = options.get(FORMAT_KEY, DEFAULT_FORMAT)
+    if value in formats:
+        return None
+    choices = ", ".join(f'"{name}"' for name in formats)
+    return (
+        f"format {json.dumps(value)} is not one of {choices}: "
+        f'format = "{TATTLETAIL_FORMAT}" sends cloudtrail-tattletail\'s payloads unchanged'
+    )
+
 
 def register(cls: D) -> D:
     """Class decorator: make a destination available under its `TYPE`."""
@@ -97,11 +124,15 @@ def create_destination(config: DestinationConfig, aws: AwsSettings | None = None
 
 
 __all__ = [
+    "DEFAULT_FORMAT",
+    "FORMAT_KEY",
+    "TATTLETAIL_FORMAT",
     "Destination",
     "PermanentDeliveryError",
     "RetryableDeliveryError",
     "create_destination",
     "destination_class",
+    "format_problem",
     "known_types",
     "register",
 ]

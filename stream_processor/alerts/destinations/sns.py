@@ -1,11 +1,18 @@
-"""`sns`: publish the alert as JSON (name, description, match, event) with a one-line Subject."""
+"""`sns`: publish the alert as JSON (name, description, match, event) with a one-line Subject.
+
+`format = "tattletail"` publishes cloudtrail-tattletail's message instead (`alerts/tattletail.py`): keys name,
+description, record, match, and no Subject.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from stream_processor.alerts import tattletail
 from stream_processor.alerts.aws_errors import client_config, delivery_error
-from stream_processor.alerts.destinations.base import Destination, register
+from stream_processor.alerts.destinations.base import TATTLETAIL_FORMAT, Destination, format_problem, register
 from stream_processor.alerts.render import event_json, sns_message, subject
 from stream_processor.aws import AwsSettings
 from stream_processor.config import DestinationConfig
@@ -20,6 +27,12 @@ class SnsDestination(Destination):
 
     TYPE = "sns"
     REQUIRED_KEYS = ("sns_arn",)
+    OPTIONAL_KEYS = ("format",)
+    NOT_AN_ARN = (
+        "sns_arn is not an SNS topic ARN: write the whole ARN, arn:aws:sns:REGION:ACCOUNT:TOPIC (12-digit account; "
+        "aws sns list-topics shows it)"
+    )
+    TOPIC_ARN = re.compile(r"^arn:aws(-[a-z]+)*:sns:[a-z]{2}(-[a-z]+)+-\d+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
     MAX_MESSAGE_BYTES = 256 * 1024
     """SNS rejects a message over 256 KiB; bigger events are sent capped, as a string, flagged."""
 
@@ -31,9 +44,29 @@ class SnsDestination(Destination):
     def topic_arn(self) -> str:
         return str(self.config.options["sns_arn"])
 
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> Iterable[str]:
+        """At load, as tattletail: an ARN, not a topic name (`sns_arn = "cloudtail_alert"`); a format we write."""
+        arn = options.get("sns_arn")
+        if isinstance(arn, str) and not arn.strip().startswith("arn:"):
+            yield cls.NOT_AN_ARN
+        problem = format_problem(options)
+        if problem:
+            yield problem
+
+    @classmethod
+    def sending_problems(cls, options: Mapping[str, Any]) -> Iterable[str]:
+        """Before going live (`validate`, sending): the ARN of an SNS topic, partition, region and account included."""
+        arn = options.get("sns_arn")
+        if isinstance(arn, str) and arn.strip().startswith("arn:") and not cls.TOPIC_ARN.match(arn.strip()):
+            yield cls.NOT_AN_ARN
+
     def _send(self, alert: Alert) -> None:
-        message = self.message(alert)
         try:
+            if self.format == TATTLETAIL_FORMAT:  # tattletail's call: the message, no Subject
+                self.client().publish(TopicArn=self.topic_arn, Message=tattletail.sns_message(alert))
+                return
+            message = self.message(alert)
             self.client().publish(TopicArn=self.topic_arn, Message=message, Subject=subject(alert))
         except DeliveryError:
             raise

@@ -403,7 +403,10 @@ def test_lambda_s3_invocation_is_limited_to_the_trail_bucket() -> None:
     permission = resources["S3InvokePermission"]["Properties"]
     assert permission["Principal"] == "s3.amazonaws.com"
     assert render(permission["SourceArn"]).endswith(":s3:::${TrailBucketName}")
-    assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
+    # the bucket owner's account: this one, or the log archive account that owns the trail bucket
+    assert permission["SourceAccount"] == {
+        "Fn::If": ["TrailInOtherAccount", {"Ref": "TrailBucketAccountId"}, {"Ref": "AWS::AccountId"}]
+    }
     invoke = resources["S3FunctionInvokeConfig"]["Properties"]
     assert invoke["DestinationConfig"] == {"OnFailure": {"Destination": {"Ref": "FailedBatchQueueArn"}}}
 
@@ -425,5 +428,117 @@ def test_lambda_kinesis_function_can_poll_and_park() -> None:
         }, action
     assert resources_for(statements, "sqs:SendMessage") == {"${DeadLetterQueueArn}", "${FailedBatchQueueArn}"}
     assert resources_for(statements, "kms:Decrypt") == {
-        "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/${StreamKeyId}"
+        "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/${StreamKeyId}",
+        "${StateKmsKeyArn}",
+        "${ConfigBucketKmsKeyArn}",
+        "${SsmKmsKeyArn}",
+        "${SnsKmsKeyArns}",
     }
+
+
+# --------------------------------------------------------------------------- customer managed keys and options
+
+
+# (key parameter, actions the service needs from the caller, the services it may be used through)
+KEY_GRANTS = (
+    ("StateKmsKeyArn", {"kms:Decrypt", "kms:GenerateDataKey"}, {"dynamodb", "sqs", "secretsmanager"}),
+    ("ConfigBucketKmsKeyArn", {"kms:Decrypt"}, {"s3"}),
+    ("SsmKmsKeyArn", {"kms:Decrypt"}, {"ssm"}),
+    ("SnsKmsKeyArns", {"kms:Decrypt", "kms:GenerateDataKey"}, {"sns"}),
+)
+
+
+@pytest.mark.parametrize(("template_name", "role"), [("consumer.yaml", "TaskRole"), ("lambda.yaml", "S3FunctionRole"),
+                                                       ("lambda.yaml", "KinesisFunctionRole")])
+@pytest.mark.parametrize(("parameter", "actions", "services"), KEY_GRANTS, ids=[g[0] for g in KEY_GRANTS])
+def test_customer_managed_keys_are_granted_only_through_their_service(
+    template_name: str, role: str, parameter: str, actions: set[str], services: set[str]
+) -> None:
+    document = load_template(template_name)
+    assert parameter in document["Parameters"], f"{template_name} takes no {parameter}"
+    found = [s for s in role_statements(document, role) if f"${{{parameter}}}" in s.resources]
+    assert found, f"{role} gets no grant on {parameter}"
+    granted = {action for statement in found for action in statement.actions}
+    assert actions <= granted, f"{role} on {parameter}: {sorted(granted)}"
+    for statement in found:
+        via = statement.condition["StringEquals"]["kms:ViaService"]
+        names = {render(item).split(".")[0] for item in _as_list(via)}
+        assert names <= services, f"{role} may use {parameter} through {names}"
+
+
+def test_state_key_encrypts_the_ledger_queues_and_secret() -> None:
+    resources = load_template("state.yaml")["Resources"]
+    with_key = {"Fn::If": ["UseCustomerKey", {"Ref": "KmsKeyArn"}, {"Ref": "AWS::NoValue"}]}
+    assert resources["DedupeTable"]["Properties"]["SSESpecification"]["KMSMasterKeyId"] == with_key
+    assert resources["WebhookSecret"]["Properties"]["KmsKeyId"] == with_key
+    for queue in ("DeadLetterQueue", "FailedBatchQueue"):
+        assert resources[queue]["Properties"]["KmsMasterKeyId"] == with_key
+
+
+def test_consumer_runs_two_tasks_up_to_an_on_demand_streams_shards() -> None:
+    parameters = load_template("consumer.yaml")["Parameters"]
+    assert parameters["DesiredCount"]["Default"] == 2  # a task can be replaced while the other reads
+    assert parameters["MaxTasks"]["Default"] >= 4  # an on-demand stream starts with 4 shards
+
+
+def test_consumer_container_has_a_health_check_on_the_heartbeat_consume_writes() -> None:
+    from stream_processor.commands.consume import Heartbeat
+
+    container = load_template("consumer.yaml")["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    check = container["HealthCheck"]
+    command = container["Command"]
+    work_dir = render(command[command.index("--work-dir") + 1])
+    assert f"'{work_dir}/heartbeat'" in check["Command"][-1]
+    stale_after = int(re.search(r"> (\d+)\)", check["Command"][-1]).group(1))  # type: ignore[union-attr]
+    assert stale_after >= 3 * Heartbeat.INTERVAL_SECONDS
+    assert check["StartPeriod"] >= 60  # the JVM and the first lease take a while
+
+
+def test_consumer_tasks_share_the_state_stacks_ledger_and_queue() -> None:
+    container = load_template("consumer.yaml")["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    env = {item["Name"]: item["Value"] for item in container["Environment"]}
+    assert env["STREAM_PROCESSOR_DEDUPE_TABLE"] == {"Ref": "DedupeTableName"}
+    assert "${QueueName}" in render(env["STREAM_PROCESSOR_DEAD_LETTER_QUEUE_URL"])
+    assert "--dedupe" not in container["Command"] and "--dead-letters" not in container["Command"]
+
+
+def test_the_stream_outlives_its_stack() -> None:
+    stream = load_template("feed.yaml")["Resources"]["Stream"]
+    assert stream["DeletionPolicy"] == "Retain" and stream["UpdateReplacePolicy"] == "Retain"
+
+
+def test_the_trail_log_group_is_encrypted_with_the_stream_key_logs_may_use() -> None:
+    resources = load_template("feed.yaml")["Resources"]
+    assert resources["TrailLogGroup"]["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["StreamKey", "Arn"]}
+    statements = resources["StreamKey"]["Properties"]["KeyPolicy"]["Statement"]
+    (logs,) = [s for s in statements if "Service" in s["Principal"]]
+    assert render(logs["Principal"]["Service"]) == "logs.${AWS::Region}.amazonaws.com"
+    assert "log-group:${LogGroupName}" in render(logs["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"])
+
+
+@pytest.mark.parametrize("age", ["-1", "60", "3600", "604800"])
+def test_record_ages_lambda_accepts_pass_the_rule(age: str) -> None:
+    assert _record_age_allowed(age)
+
+
+@pytest.mark.parametrize("age", ["0", "1", "30", "59"])
+def test_record_ages_lambda_refuses_are_stopped_by_the_rule(age: str) -> None:
+    assert not _record_age_allowed(age)
+
+
+def _record_age_allowed(value: str) -> bool:
+    document = load_template("lambda.yaml")
+    parameter = document["Parameters"]["MaximumRecordAgeInSeconds"]
+    if not parameter["MinValue"] <= int(value) <= parameter["MaxValue"]:
+        return False
+    (assertion,) = document["Rules"]["RecordAgeLambdaAccepts"]["Assertions"]
+    refused, _ = assertion["Assert"]["Fn::Not"][0]["Fn::Contains"]
+    return value not in refused
+
+
+def test_every_checkov_suppression_says_why() -> None:
+    for name in TEMPLATE_NAMES:
+        for logical_id, resource in load_template(name)["Resources"].items():
+            for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+                assert re.fullmatch(r"CKV_AWS_\d+", skip["id"]), f"{name} {logical_id}: {skip}"
+                assert len(skip.get("comment", "").split()) >= 8, f"{name} {logical_id}: {skip['id']} has no reason"
