@@ -193,10 +193,11 @@ def _full_match(field: Field, pattern: Wildcard, cased: bool) -> Jq:
     """
     regex = pattern.regex()
     last = pattern.parts[-1]
-    if last is STAR:
-        return Jq(f"({_text(field, cased, f'test({string(regex)})')})", ATOM)
+    if last is STAR:  # a final `(?:.|\n)*` reaches the end by itself: no `$`, whose newline rule costs a check
+        return Jq(f"({_text(field, cased, f'test({string(regex[:-1])})')})", ATOM)
     if isinstance(last, str) and not last.endswith("\n"):
-        test = f'test({string(regex)}) and (endswith("\\n") | not)'
+        # the cheap check first: a text ending in a newline never reaches the regex
+        test = f'(endswith("\\n") | not) and test({string(regex)})'
         return Jq(f"({_text(field, cased, test)})", ATOM)
     marked = regex[:-1] + "\x00$"
     return Jq(f'(({_text(field, cased)}) + "\\u0000" | test({string(marked)}))', ATOM)
@@ -209,7 +210,7 @@ def regex(field: Field, pattern: str, fold: bool, matches_null: bool) -> Jq:
 
 def network(field: Field, anchored_regex: str) -> Jq:
     """`cidr`: the text is an address of the network (the regex cannot match a text ending in a newline)."""
-    test = f'test({string(anchored_regex)}) and (endswith("\\n") | not)'
+    test = f'(endswith("\\n") | not) and test({string(anchored_regex)})'
     return Jq(f"({_text(field, True, test)})", ATOM)
 
 

@@ -308,7 +308,20 @@ def _check(found: dict[str, Any], events: list[dict[str, Any]]) -> None:
                 f"{type(matcher).__name__} says {g}, reference says {e}\n"
                 f"event: {events[index]!r}\nrule:\n{_rule_yaml(found)}jq: {converted.jq_match}"
             )
-    assert fast.libjq_fallbacks == 0
+    # The compiled path hands libjq one corner only: a regex `$` on a text that ends in a newline (jq's `$`
+    # also matches before it, which RE2 cannot say); the answer is libjq's own either way.
+    if not any(_ends_in_newline(event) for event in events):
+        assert fast.libjq_fallbacks == 0
+
+
+def _ends_in_newline(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.endswith("\n")
+    if isinstance(value, dict):
+        return any(_ends_in_newline(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_ends_in_newline(item) for item in value)
+    return False
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

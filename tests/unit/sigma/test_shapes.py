@@ -23,13 +23,13 @@ SHAPES = {
     "eventName|startswith: Describe": '(.eventName | tostring | ascii_downcase | startswith("describe"))',
     "eventName|endswith: Policy": '(.eventName | tostring | ascii_downcase | endswith("policy"))',
     "eventName: 'Put*Policy'": (
-        '(.eventName | tostring | ascii_downcase | test("^put(?:.|\\n)*policy$") and (endswith("\\n") | not))'
+        '(.eventName | tostring | ascii_downcase | (endswith("\\n") | not) and test("^put(?:.|\\n)*policy$"))'
     ),
     "eventName: 'Describe*s'": (
-        '(.eventName | tostring | ascii_downcase | test("^describe(?:.|\\n)*s$") and (endswith("\\n") | not))'
+        '(.eventName | tostring | ascii_downcase | (endswith("\\n") | not) and test("^describe(?:.|\\n)*s$"))'
     ),
     "eventName: 'Get*'": '(.eventName | tostring | ascii_downcase | startswith("get"))',
-    "eventName: 'a*b*'": '(.eventName | tostring | ascii_downcase | test("^a(?:.|\\n)*b(?:.|\\n)*$"))',
+    "eventName: 'a*b*'": '(.eventName | tostring | ascii_downcase | test("^a(?:.|\\n)*b(?:.|\\n)*"))',
     "eventName: 'Get?'": '((.eventName | tostring | ascii_downcase) + "\\u0000" | test("^get(?:.|\\n)\\u0000$"))',
     "eventName: 'Get\\*'": '(.eventName | tostring | ascii_downcase) == "get*"',
     "errorCode: '*'": ".errorCode != null",
@@ -54,8 +54,8 @@ SHAPES = {
     "userAgent|re|s: 'a.b'": '(.userAgent | tostring | test("a(?:.|\\n)b"))',
     "userAgent|re|m: '^a$'": '(.userAgent | tostring | test("(?:^|\\n)a(?:$|\\n)"))',
     "sourceIPAddress|cidr: 192.168.0.0/16": (
-        '(.sourceIPAddress | tostring | test("^192\\\\.168\\\\.(?:[0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5])'
-        '\\\\.(?:[0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5])$") and (endswith("\\n") | not))'
+        '(.sourceIPAddress | tostring | (endswith("\\n") | not) and test("^192\\\\.168\\\\.(?:[0-9]|[1-9][0-9]|1[0-9]'
+        '[0-9]|2[0-4][0-9]|25[0-5])\\\\.(?:[0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5])$"))'
     ),
     "userIdentity.userName|fieldref: requestParameters.userName": (
         "first(.userIdentity.userName?, null) != null and first(.requestParameters.userName?, null) != null and "
