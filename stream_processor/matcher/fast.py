@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +34,8 @@ from stream_processor.matcher.jqparse import (
 )
 from stream_processor.matcher.jqruntime import JqError, to_output
 from stream_processor.matcher.libjq import _NO_OUTPUT, first_output
-from stream_processor.matcher.libjq_worker import BREACH, NO_OUTPUT, OUTPUT, SAME, LibjqWorker, Result
-from stream_processor.matcher.projection import Trie, merge, projection_of, projector
+from stream_processor.matcher.libjq_worker import NO_OUTPUT, OUTPUT, SAME, SKIPPED, LibjqWorker, Result
+from stream_processor.matcher.projection import Trie, analyse, merge, projector
 from stream_processor.model import CloudTrailEvent, Match, MatchResult, QuarantinedRule, RuleRuntimeError
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,8 @@ class FastMatcher(Matcher):
     Rules outside the compiled subset, and (rule, event) pairs the compiled path hands over, run batched on
     a libjq worker process (matcher/libjq_worker.py). Every rule has a time budget per event on both paths
     (matcher/budget.py); `quarantined` (name -> jq program) lists rules an earlier matcher of this process
-    quarantined: they stay disabled while their program is unchanged.
+    quarantined: they stay disabled while their program is unchanged. `force_libjq` names rules to run on
+    libjq even though they compile: for the differential tests and the benchmark of the libjq path.
     """
 
     def __init__(
@@ -200,10 +201,15 @@ class FastMatcher(Matcher):
         rules: Sequence[Rule],
         budget: RuleBudget | None = None,
         quarantined: Mapping[str, str] | None = None,
+        *,
+        force_libjq: Collection[str] = (),
     ) -> None:
         super().__init__(rules)
         self.budget = budget or RuleBudget()
-        self.plans = tuple(plan_rule(rule) for rule in self.rules)
+        self.plans = tuple(
+            _libjq_plan(rule, jq.compile(rule.jq_match), "forced") if rule.name in force_libjq else plan_rule(rule)
+            for rule in self.rules
+        )
         self.quarantined: dict[str, str] = {
             rule.name: rule.jq_match for rule in self.rules if (quarantined or {}).get(rule.name) == rule.jq_match
         }
@@ -217,7 +223,7 @@ class FastMatcher(Matcher):
         self._watchdog = Watchdog(self.budget.seconds, _LOOP_CODES)
         self._quarantine = Quarantine(self.budget)
         self._worker: LibjqWorker | None = None
-        self._projections: dict[int, Trie | None] = {}
+        self._projections: dict[int, tuple[Trie | None, bool]] = {}
         self._cuts: dict[tuple[int, ...], Callable[[Any], Any] | None] = {}
         self.libjq_fallbacks = 0  # (rule, event) pairs the compiled path handed to libjq
 
@@ -407,17 +413,24 @@ class FastMatcher(Matcher):
         if not work:
             return
         payload = self._payload
-        requests = [(indexes, payload(event, tuple(indexes))) for event, indexes in work]
+        texts = [payload(event, tuple(indexes)) for event, indexes in work]
+        requests = [(indexes, text) for (_, indexes), (text, _) in zip(work, texts, strict=True)]
         if self._worker is None:
             memory = self.budget.libjq_memory_mib << 20
             self._worker = LibjqWorker([rule.jq_match for rule in self.rules], self.budget.seconds, memory)
         had = (len(result.matches), len(result.errors))
-        outcomes = self._worker.evaluate(requests)
+
+        def on_breach(index: int, job: int, why: str) -> bool:
+            name = plans[index].name
+            self._breach(name, work[job][0], why, result)
+            return name in self.quarantined
+
+        outcomes = self._worker.evaluate(requests, on_breach)
         take = self._take
-        for (event, indexes), outcome in zip(work, outcomes, strict=True):
+        for (event, indexes), (_, projected), outcome in zip(work, texts, outcomes, strict=True):
             for index, found in zip(indexes, outcome, strict=True):
                 if found[0] != NO_OUTPUT:
-                    take(event, plans[index].name, found, result)
+                    take(event, index, found, projected, result)
         # Back in order (events, then rules in file order), when both paths added something.
         rank = self._rank
         if had[0] and len(result.matches) > had[0]:
@@ -427,49 +440,63 @@ class FastMatcher(Matcher):
             positions = {id(event.position): position for position, event in enumerate(events)}
             result.errors.sort(key=lambda e: (positions.get(id(e.position), 0), rank.get(e.rule_name, 0)))
 
-    def _take(self, event: CloudTrailEvent, rule_name: str, found: Result, result: MatchResult) -> None:
+    def _take(self, event: CloudTrailEvent, index: int, found: Result, projected: Any, result: MatchResult) -> None:
+        """One libjq result; `projected` is what the worker was fed instead of the event (_MISSING: the event)."""
+        rule_name = self.plans[index].name
         tag = found[0]
         if tag == NO_OUTPUT:
             return
-        if tag == SAME:
+        if tag == SAME:  # the output equals the input: the event itself, or an object built equal to the projection
+            value = event.data if projected is _MISSING or self._outputs_event(index) else projected
             try:
-                output = to_output(event.data)
+                output = to_output(value)
             except Exception:
-                output = event.data
+                output = value
         elif tag == OUTPUT:
             output = found[1]
             if output is None or output is False:
                 return
-        else:
+        elif tag == SKIPPED:
+            return
+        else:  # a jq error, a breach (already counted by on_breach), the worker unavailable
             message = found[1] if type(found[1]) is str else json.dumps(found[1])
             result.errors.append(RuleRuntimeError(rule_name, event.position, message))
-            if tag == BREACH:
-                self._breach(rule_name, event, message, result)
             return
         result.matches.append(Match(rule_name, event, output))
 
-    def _payload(self, event: CloudTrailEvent, indexes: tuple[int, ...]) -> bytes:
-        """The event as JSON text for libjq: the part the rules read, else its original bytes (never json.dumps)."""
+    def _payload(self, event: CloudTrailEvent, indexes: tuple[int, ...]) -> tuple[bytes, Any]:
+        """The event as JSON text for libjq, and the projection it holds (_MISSING: the whole event).
+
+        The part the rules read when that is known, else the event's original bytes: never json.dumps.
+        """
         cut = self._cuts.get(indexes, _MISSING)
         if cut is _MISSING:
-            for index in indexes:
-                if index not in self._projections:
-                    self._projections[index] = projection_of(self.rules[index].jq_match)
-            trie = merge([self._projections[index] for index in indexes])
+            tries = [self._analysis(index)[0] for index in indexes]
+            trie = merge(tries)
             cut = None if trie is None else projector(trie)
             if len(self._cuts) < _UNION_CACHE_LIMIT:
                 self._cuts[indexes] = cut
         if cut is not None and type(event.data) is dict:
+            projected = cut(event.data)
             try:
-                return orjson.dumps(cut(event.data))
+                return orjson.dumps(projected), projected
             except (orjson.JSONEncodeError, RecursionError):
                 pass  # too deep for orjson: the original text
         if event.raw:
-            return event.raw
+            return event.raw, _MISSING
         try:
-            return orjson.dumps(event.data)
+            return orjson.dumps(event.data), _MISSING
         except orjson.JSONEncodeError:
-            return json.dumps(event.data).encode()
+            return json.dumps(event.data).encode(), _MISSING
+
+    def _analysis(self, index: int) -> tuple[Trie | None, bool]:
+        found = self._projections.get(index)
+        if found is None:
+            found = self._projections[index] = analyse(self.rules[index].jq_match)
+        return found
+
+    def _outputs_event(self, index: int) -> bool:
+        return self._analysis(index)[1]
 
     def close(self) -> None:
         """Stop the libjq worker process, if one was started."""

@@ -29,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,12 @@ NO_OUTPUT, SAME, OUTPUT, ERROR = 0, 1, 2, 3
 BREACH = 4  # the rule overran its budget (or killed libjq) on this event: an error, counted for quarantine
 UNAVAILABLE = 5  # the worker itself could not run: an error, not the rule's fault
 
+SKIPPED = 6  # not run: the rule was quarantined while the batch was running
+
 Result = tuple[Any, ...]
+_Unit = tuple[list[int], bytes]  # the local indexes of the rules to run on one event, and the event's text
+_Heard = Callable[[int, int, str], bool]  # (local rule, unit, why) -> the rule is now quarantined
+OnBreach = Callable[[int, int, str], bool]  # (rule, job, why) -> the rule is now quarantined
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +65,7 @@ class _Program:
 
 
 # Per rule per event: 0 no output, 1 the event itself, [v] the first output v, [null, e] the error e.
-_FIRST = (
-    "try ([first({call})] | if length == 0 then 0 elif .[0] == $__sp_in then 1 else [.[0]] end) catch [null, .]"
-)
+_FIRST = "try ([first({call})] | if length == 0 then 0 elif .[0] == $__sp_in then 1 else [.[0]] end) catch [null, .]"
 
 
 def _drivers(rules: Sequence[str]) -> tuple[str, str]:
@@ -281,15 +284,17 @@ class LibjqWorker:
 
     # -- requests
 
-    def evaluate(self, jobs: Sequence[tuple[Sequence[int], bytes]]) -> list[list[Result]]:
+    def evaluate(
+        self, jobs: Sequence[tuple[Sequence[int], bytes]], on_breach: OnBreach | None = None
+    ) -> list[list[Result]]:
         """Per job (the rules to run on one event, the event's JSON text): per rule, its result.
 
         A result is `(NO_OUTPUT,)`, `(SAME,)` (the first output is the event itself), `(OUTPUT, value)`,
-        `(ERROR, jq's error value)`, `(BREACH, why)` or `(UNAVAILABLE, why)`. Never raises for a rule or an event.
+        `(ERROR, jq's error value)`, `(BREACH, why)`, `(UNAVAILABLE, why)` (the worker itself failed) or
+        `(SKIPPED,)`. `on_breach(rule, job, why)` hears of each breach as it is found; when it answers True
+        (the rule is quarantined) the rule is skipped on the jobs left. Never raises for a rule or an event.
         """
         place = self._place
-        if len(self._programs) == 1:  # the usual case: every rule in one program, local = global
-            return self._run(0, [([place[rule][1] for rule in rules], payload) for rules, payload in jobs])
         results: list[list[Result]] = [[(UNAVAILABLE, "not run")] * len(rules) for rules, _ in jobs]
         # Per program: (job, the job's slots of these rules, their local indexes, the event's text).
         units: dict[int, list[tuple[int, list[int], list[int], bytes]]] = {}
@@ -303,29 +308,50 @@ class LibjqWorker:
                 else:
                     program_units.append((job, [slot], [local], payload))
         for number, program_units in units.items():
-            outcomes = self._run(number, [(locals_, payload) for _, _, locals_, payload in program_units])
+            rules = self._programs[number].rules
+            owners = [job for job, _, _, _ in program_units]
+
+            def heard(
+                local: int, unit: int, why: str, rules: tuple[int, ...] = rules, owners: list[int] = owners
+            ) -> bool:
+                return on_breach is not None and on_breach(rules[local], owners[unit], why)
+
+            outcomes = self._run(number, [(locals_, payload) for _, _, locals_, payload in program_units], heard)
             for (job, slots, _, _), outcome in zip(program_units, outcomes, strict=True):
                 for slot, result in zip(slots, outcome, strict=True):
                     results[job][slot] = result
         return results
 
-    def _run(self, number: int, units: list[tuple[list[int], bytes]]) -> list[list[Result]]:
-        """Run units (local rule indexes, event text) of one program, in order; deaths are handled here."""
+    def _run(self, number: int, units: list[_Unit], heard: _Heard, base: int = 0) -> list[list[Result]]:
+        """Run units (local rule indexes, event text) of one program, in order; deaths are handled here.
+
+        `base` is the index of `units[0]` among the units `heard` knows.
+        """
         done: list[list[Result]] = []
         start = 0
+        retried = False
         while start < len(units):
             batch = units[start:]
+            running = self._process is not None
             try:
                 outputs, failure = self._request(number, batch)
             except _Died as died:
+                if died.position is None and running and not retried:
+                    retried = True  # it died between requests (killed from outside): once more, on a new one
+                    continue
                 if died.position is None or died.position >= len(batch):
                     why = f"the libjq worker failed: {died.reason}"
                     done.extend([[(UNAVAILABLE, why)] * len(locals_) for locals_, _ in batch])
                     return done
                 # The answers for the events before the culprit died with the child: run them again.
-                done.extend(self._run(number, batch[: died.position]))
-                done.append(self._culprit(number, batch[died.position], died.reason))
+                done.extend(self._run(number, batch[: died.position], heard, base + start))
+                culprit = base + start + died.position
+                results, quarantined = self._culprit(number, batch[died.position], died.reason, heard, culprit)
+                done.append(results)
                 start += died.position + 1
+                if quarantined:
+                    done.extend(self._without(number, units[start:], quarantined, heard, base + start))
+                    return done
                 continue
             done.extend(outputs)
             if failure is None:
@@ -335,23 +361,55 @@ class LibjqWorker:
             start += position + 1
         return done
 
-    def _culprit(self, number: int, unit: tuple[list[int], bytes], reason: str) -> list[Result]:
-        """The event the child died on: its rule alone is the culprit; with several, each runs alone to find it."""
+    def _without(
+        self, number: int, units: list[_Unit], dropped: set[int], heard: _Heard, base: int
+    ) -> list[list[Result]]:
+        """Run `units` without the quarantined rules `dropped` (their results: SKIPPED)."""
+        kept = [
+            (index, [local for local in locals_ if local not in dropped], payload)
+            for index, (locals_, payload) in enumerate(units)
+        ]
+        sent = [(locals_, payload) for _, locals_, payload in kept if locals_]
+        where = [base + index for index, locals_, _ in kept if locals_]
+
+        def shifted(local: int, unit: int, why: str) -> bool:
+            return heard(local, where[unit - base], why)
+
+        outcomes = iter(self._run(number, sent, shifted, base))
+        done: list[list[Result]] = []
+        for (locals_, _), (_, remaining, _) in zip(units, kept, strict=True):
+            found = dict(zip(remaining, next(outcomes), strict=True)) if remaining else {}
+            done.append([found.get(local, (SKIPPED,)) for local in locals_])
+        return done
+
+    def _culprit(
+        self, number: int, unit: _Unit, reason: str, heard: _Heard, index: int
+    ) -> tuple[list[Result], set[int]]:
+        """The event the child died on: its rule alone is the culprit; with several, each runs alone to find it.
+
+        Returns the event's results and the rules quarantined on the way.
+        """
         locals_, payload = unit
-        if len(locals_) == 1:
-            return [(BREACH, reason)]
         results: list[Result] = []
+        quarantined: set[int] = set()
         for local in locals_:
-            try:
-                outputs, failure = self._request(number, [([local], payload)])
-            except _Died as died:
-                results.append((BREACH, died.reason) if died.position is not None else (UNAVAILABLE, died.reason))
-                continue
-            if failure is not None:
-                results.append((ERROR, f"libjq could not read the event: {failure[1]}"))
+            if len(locals_) == 1:
+                died: _Died | None = _Died(0, reason)
             else:
-                results.extend(outputs[0])
-        return results
+                died = None
+                try:
+                    outputs, failure = self._request(number, [([local], payload)])
+                except _Died as error:
+                    died = error
+            if died is None:
+                results.extend([(ERROR, f"libjq could not read the event: {failure[1]}")] if failure else outputs[0])
+            elif died.position is None:
+                results.append((UNAVAILABLE, died.reason))
+            else:
+                results.append((BREACH, died.reason))
+                if heard(local, index, died.reason):
+                    quarantined.add(local)
+        return results, quarantined
 
     def _request(self, number: int, batch: list[tuple[list[int], bytes]]) -> tuple[list[list[Result]], Any]:
         """One round trip: per event its results (as far as the child got) and its failure, if any."""

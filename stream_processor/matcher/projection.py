@@ -12,8 +12,9 @@ where a path is indexed, the projection keeps its value whole unless it is an ob
 `.a` fails exactly as on the event.
 
 The rule's output may be the event itself (`select(...)`): the worker tells "the output is the input" apart
-(matcher/libjq_worker.py), and the matcher substitutes the real event. Where such an output could also be a
-constructed object equal to the projection, the analysis asks for the whole event.
+(matcher/libjq_worker.py), and the matcher substitutes the real event when the rule may output the event,
+the projection otherwise (an object the rule built, equal to it). Where an output could be either, the
+analysis asks for the whole event.
 """
 
 from __future__ import annotations
@@ -74,11 +75,22 @@ class _Whole(Exception):
 
 def projection_of(program: str) -> Trie | None:
     """What `program` reads of the event, or None when it may observe all of it."""
+    return analyse(program)[0]
+
+
+def analyse(program: str) -> tuple[Trie | None, bool]:
+    """What `program` reads of the event (None: all of it), and whether its output may be the event itself.
+
+    On a projection, an output equal to the projection is the event when the program may output the event
+    (then it outputs nothing else that could be an object equal to the projection); otherwise it is a value
+    built from what was read, equal to the projection.
+    """
+    analysis = _Analysis()
     try:
         ast = parse(program)
-        return _Analysis().run(ast)
+        return analysis.run(ast), analysis.root_out
     except (Unsupported, _Whole, RecursionError):
-        return None
+        return None, True
 
 
 def merge(tries: list[Trie | None]) -> Trie | None:
@@ -145,10 +157,11 @@ class _Analysis:
     def __init__(self) -> None:
         self.read: list[tuple[str, ...]] = []  # whole values read
         self.shapes: list[tuple[str, ...]] = []  # values indexed by key: their type matters
+        self.root_out = True
 
     def run(self, node: Node) -> Trie:
         outputs = self.eval(node, frozenset({()}), {})
-        root_out = () in outputs
+        root_out = self.root_out = () in outputs
         for output in outputs:
             if isinstance(output, tuple) and output:
                 self.use(output)
