@@ -228,6 +228,8 @@ def observability_flags(args: argparse.Namespace) -> list[str]:
     reload_interval = getattr(args, "reload_interval", 10.0)
     log_seconds = getattr(args, "metrics_log_seconds", 60.0)
     flags = ["--reload-interval", str(reload_interval), "--metrics-log-seconds", str(log_seconds)]
+    if getattr(args, "rule_budget_ms", None) is not None:
+        flags += ["--rule-budget-ms", str(args.rule_budget_ms)]
     if getattr(args, "worker_id", None):
         flags += ["--worker-id", args.worker_id]
     return flags
@@ -487,6 +489,13 @@ def add_parser(subparsers: Any) -> None:
         default=10.0,
         metavar="SECONDS",
         help="the processors check the rule file (local or S3 ETag) for changes this often; 0: never (default 10)",
+    )
+    parser.add_argument(
+        "--rule-budget-ms",
+        type=float,
+        metavar="MS",
+        help="CPU time a rule may take on one event before it is stopped (a rule error); a rule over it 3 times "
+        "in 10 minutes is quarantined (default 50; 0: no budget)",
     )
     observe = parser.add_argument_group("metrics")
     observe.add_argument(

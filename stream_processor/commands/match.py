@@ -25,6 +25,7 @@ from stream_processor.commands.common import (
 )
 from stream_processor.decode import decode_bytes
 from stream_processor.errors import ConfigError
+from stream_processor.matcher.budget import RuleBudget
 from stream_processor.model import Alert, DecodeResult
 from stream_processor.pipeline import Pipeline
 
@@ -57,6 +58,13 @@ def add_parser(subparsers: Any) -> None:
         default="fast",
         help="fast: rules compiled to native predicates (default); libjq: the reference, per event per rule",
     )
+    parser.add_argument(
+        "--rule-budget-ms",
+        type=float,
+        metavar="MS",
+        help="CPU time a rule may take on one event before it is stopped (a rule error); a rule over it 3 times "
+        "in 10 minutes is quarantined (default 50; 0: no budget)",
+    )
     add_aws_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -71,8 +79,14 @@ def run(args: argparse.Namespace) -> int:
         return 1
     out = sys.stdout
     printer = _JsonlPrinter(out) if args.format == "jsonl" else _TextPrinter(Console(highlight=False))
+    budget = RuleBudget() if args.rule_budget_ms is None else RuleBudget(budget_ms=args.rule_budget_ms)
     pipeline = Pipeline.build(
-        config, aws=aws_settings(args), send=args.send, matcher_kind=args.matcher, alert_sink=printer
+        config,
+        aws=aws_settings(args),
+        send=args.send,
+        matcher_kind=args.matcher,
+        alert_sink=printer,
+        rule_budget=budget,
     )
     totals = _Totals()
     try:

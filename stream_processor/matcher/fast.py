@@ -60,12 +60,13 @@ class RulePlan:
 def plan_rule(rule: Rule) -> RulePlan:
     """Compile one rule (libjq always, to reject what jq rejects; the fast path when it can)."""
     program = jq.compile(rule.jq_match)
+    ast: Node | None = None
     try:
         ast = parse(rule.jq_match)
         run = compile_program(ast)
         requirement = _program_requirement(ast, falsy=True)
     except Unsupported as why:
-        return _libjq_plan(rule, program, why.reason)
+        return _libjq_plan(rule, program, why.reason, ast)
     except RecursionError:
         return _libjq_plan(rule, program, "nested too deeply")
     except Exception as error:  # a compiler bug must cost speed, never correctness or availability
@@ -78,8 +79,29 @@ def plan_rule(rule: Rule) -> RulePlan:
     return RulePlan(rule.name, "compiled", reason, field, frozenset(values), run, program)
 
 
-def _libjq_plan(rule: Rule, program: Any, reason: str) -> RulePlan:
-    return RulePlan(rule.name, "libjq", f"libjq: {reason}", None, frozenset(), _libjq_runner(program), program)
+def _libjq_plan(rule: Rule, program: Any, reason: str, ast: Node | None = None) -> RulePlan:
+    """A rule for libjq; indexed like a compiled one when its program parses (what a program requires of
+    eventName is a property of the program, not of the compiler), so libjq sees only the events it can match."""
+    run = _libjq_runner(program)
+    requirement = None
+    if ast is not None:
+        try:
+            requirement = _program_requirement(ast, falsy=True)
+        except Exception:  # the analysis must cost the index, never the rule
+            requirement = None
+    if requirement is None:
+        return RulePlan(rule.name, "libjq", f"libjq: {reason}", None, frozenset(), run, program)
+    field, values = requirement
+    shown = ", ".join(sorted(values))
+    return RulePlan(
+        rule.name,
+        "libjq",
+        f"libjq: {reason}, indexed on {field} in {{{shown}}}",
+        field,
+        frozenset(values),
+        run,
+        program,
+    )
 
 
 def _libjq_runner(program: Any) -> Callable[[Any], Any]:

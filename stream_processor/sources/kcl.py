@@ -401,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metrics-log-seconds", type=float, default=60.0, metavar="SECONDS",
                         help="write a JSON line of this shard's counters to stderr this often (0: never)")
     parser.add_argument("--matcher", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--rule-budget-ms", type=float, default=None, metavar="MS",
+                        help="CPU time a rule may take on one event (default 50); 0: no budget")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -455,6 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from stream_processor.config import load_config
         from stream_processor.dead_letters import DeadLetterStore, SQLiteDeadLetterStore, SQSDeadLetterStore
         from stream_processor.dedupe import DedupeStore, DynamoDBDedupeStore, SQLiteDedupeStore
+        from stream_processor.matcher.budget import RuleBudget
         from stream_processor.metrics import ShardMetrics
         from stream_processor.pipeline import Pipeline
         from stream_processor.reload import ConfigWatcher
@@ -487,6 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ledger=ledger,
             dead_letters=dead_letters,
             storm=storm,
+            rule_budget=RuleBudget() if args.rule_budget_ms is None else RuleBudget(budget_ms=args.rule_budget_ms),
             **options,
         )
     except Exception:

@@ -16,6 +16,7 @@ from stream_processor.config import config_location_from_env, load_config
 from stream_processor.dead_letters import SQSDeadLetterStore
 from stream_processor.dedupe import DynamoDBDedupeStore
 from stream_processor.errors import ConfigError
+from stream_processor.matcher.budget import RuleBudget
 from stream_processor.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ ENV_CONFIG_PATH_LOCAL = "CONFIG_PATH"
 ENV_DEDUPE_TABLE = "STREAM_PROCESSOR_DEDUPE_TABLE"
 ENV_DEAD_LETTER_QUEUE_URL = "STREAM_PROCESSOR_DEAD_LETTER_QUEUE_URL"
 ENV_MATCHER = "STREAM_PROCESSOR_MATCHER"
+ENV_RULE_BUDGET_MS = "STREAM_PROCESSOR_RULE_BUDGET_MS"
 ENV_LOG_LEVEL = "STREAM_PROCESSOR_LOG_LEVEL"
 
 
@@ -47,6 +49,7 @@ class LambdaSettings:
     dedupe_table: str | None = None
     dead_letter_queue_url: str | None = None
     matcher_kind: str | None = None
+    rule_budget_ms: float | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> LambdaSettings:
@@ -68,6 +71,7 @@ class LambdaSettings:
             dedupe_table=environ.get(ENV_DEDUPE_TABLE) or None,
             dead_letter_queue_url=environ.get(ENV_DEAD_LETTER_QUEUE_URL) or None,
             matcher_kind=environ.get(ENV_MATCHER) or None,
+            rule_budget_ms=_milliseconds(environ.get(ENV_RULE_BUDGET_MS, "").strip()),
         )
 
 
@@ -94,6 +98,7 @@ def build_pipeline(settings: LambdaSettings) -> Pipeline:
         "dynamodb" if ledger else "off",
         "sqs" if dead_letters else "off",
     )
+    budget = RuleBudget() if settings.rule_budget_ms is None else RuleBudget(budget_ms=settings.rule_budget_ms)
     if settings.matcher_kind:
         return Pipeline.build(
             config,
@@ -102,8 +107,30 @@ def build_pipeline(settings: LambdaSettings) -> Pipeline:
             matcher_kind=settings.matcher_kind,
             ledger=ledger,
             dead_letters=dead_letters,
+            rule_budget=budget,
         )
-    return Pipeline.build(config, aws=settings.aws, send=True, ledger=ledger, dead_letters=dead_letters)
+    return Pipeline.build(
+        config, aws=settings.aws, send=True, ledger=ledger, dead_letters=dead_letters, rule_budget=budget
+    )
+
+
+def _milliseconds(text: str) -> float | None:
+    """The rule budget from its variable: None when unset.
+
+    Raises:
+        ConfigError: not a number of milliseconds >= 0.
+    """
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(
+            f"{ENV_RULE_BUDGET_MS}={text!r} is not a number of milliseconds: write e.g. 50 (0: no budget)"
+        )
+    return value
 
 
 class ContainerRuntime:

@@ -261,3 +261,15 @@ def test_the_libjq_worker_is_fed_the_events_text_never_json_dumps(matchers: Any,
     data, raw = _deep(2_000)  # too deep for orjson.dumps too: the original text is what libjq gets
     matcher = matchers([Rule(name="walks", jq_match="[..] | length > 10")], force_libjq={"walks"})
     assert _summary(matcher.match_batch([_event(data, "deep", raw)])) == ([("walks", "deep")], [])
+
+
+def test_a_fallback_rule_is_indexed_so_libjq_sees_only_the_events_it_can_match(matchers: Any) -> None:
+    rule = Rule(name="admin key", jq_match='select(.eventName == "CreateAccessKey" and (.userName | index("adm")))')
+    matcher = matchers([rule])
+    (plan,) = matcher.plans
+    assert plan.path == "libjq" and plan.index_field == "eventName"
+    others = [_event({"eventName": "ListUsers", "userName": "admin"}, f"e{i}") for i in range(3)]
+    assert _summary(matcher.match_batch(others)) == ([], [])
+    assert matcher._worker is None  # no event of the batch could match: libjq never started
+    hit = matcher.match_batch([_event({"eventName": "CreateAccessKey", "userName": "badmin"}, "hit")])
+    assert _summary(hit) == ([("admin key", "hit")], [])
