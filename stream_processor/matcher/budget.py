@@ -41,7 +41,7 @@ class RuleBudget:
     budget_ms: float = DEFAULT_BUDGET_MS
     quarantine_after: int = 3
     quarantine_window_seconds: float = 600.0
-    libjq_memory_mib: int = 1024
+    libjq_memory_mib: int = 256
 
     @property
     def seconds(self) -> float:

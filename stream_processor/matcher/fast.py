@@ -204,7 +204,15 @@ def _never_fails(node: Node) -> bool:
 
 # -- the matcher
 
-_Entry = tuple[str, Callable[[Any], Any], bool, int]  # name, compiled run, compiled?, rule index
+_Entry = tuple[str, Callable[[Any], Any], int]  # name, compiled run (or _hand_over for libjq), rule index
+
+
+class _ForLibjq(Exception):
+    """A rule libjq runs: its entry raises this, so the loop needs no test per rule to tell the two apart."""
+
+
+def _hand_over(data: Any) -> Any:
+    raise _ForLibjq
 _UNION_CACHE_LIMIT = 4096
 
 
@@ -252,7 +260,7 @@ class FastMatcher(Matcher):
     def _index(self) -> None:
         """(Re)build the dispatch tables over the rules not quarantined; in place, so the loop's aliases hold."""
         active = [i for i, plan in enumerate(self.plans) if plan.name not in self.quarantined]
-        self._entries = [(p.name, p.run, p.path == "compiled", i) for i, p in enumerate(self.plans)]
+        self._entries = [(p.name, p.run if p.path == "compiled" else _hand_over, i) for i, p in enumerate(self.plans)]
         self._unindexed = tuple(i for i in active if self.plans[i].index_field is None)
         by_field: dict[str, dict[str, list[int]]] = {field: {} for field in INDEX_FIELDS}
         for i in active:
@@ -301,10 +309,7 @@ class FastMatcher(Matcher):
                                 entries = self._candidates(key)
                         else:
                             entries = self._every  # the index assumes an object; anything else visits every rule
-                        for rule_name, run, compiled, index in entries:
-                            if not compiled:
-                                jobs.append((event, index))
-                                continue
+                        for rule_name, run, index in entries:
                             try:
                                 output = run(data)
                                 if output is NONE or output is None or output is False:
@@ -313,7 +318,7 @@ class FastMatcher(Matcher):
                             except JqError as error:
                                 errors.append(RuleRuntimeError(rule_name, event.position, str(error)))
                                 continue
-                            except Exception:  # NeedsLibjq, too deep for Python, a compiler bug: libjq decides
+                            except Exception:  # a libjq rule, NeedsLibjq, too deep for Python, a compiler bug
                                 jobs.append((event, index))
                                 continue
                             matches.append(Match(rule_name, event, output))
@@ -349,10 +354,7 @@ class FastMatcher(Matcher):
         rule_name: str | None = None
         while entries:
             try:
-                for rule_name, run, compiled, index in entries:
-                    if not compiled:
-                        jobs.append((event, index))
-                        continue
+                for rule_name, run, index in entries:
                     try:
                         output = run(data)
                         if output is NONE or output is None or output is False:
@@ -389,7 +391,7 @@ class FastMatcher(Matcher):
                 and result.errors[-1].rule_name == rule_name
                 and result.errors[-1].position is event.position
             )
-            or (jobs and jobs[-1][0] is event and position < len(entries) and jobs[-1][1] == entries[position][3])
+            or (jobs and jobs[-1][0] is event and position < len(entries) and jobs[-1][1] == entries[position][2])
         )
         if not finished:  # (the tick can land just after the rule's result is in: then it did finish)
             message = f"ran over its time budget of {self.budget.budget_ms:g} ms of CPU on this event (interrupted)"

@@ -97,9 +97,8 @@ def test_no_exception_from_a_compiled_rule_escapes(matchers: Any) -> None:
     def broken(data: Any) -> Any:
         raise KeyError("a compiler bug")
 
-    matcher._entries[0] = (plan.name, broken, True, 0)
     matcher._index()
-    matcher._entries[0] = (plan.name, broken, True, 0)
+    matcher._entries[0] = (plan.name, broken, 0)
     matcher._cache.clear()
     matcher._every = tuple(matcher._entries)
     result = matcher.match_batch([_event({"eventName": "CreateAccessKey"}, "e0")])
