@@ -330,7 +330,7 @@ def _measure_forced_libjq(records: Sequence[RawRecord], repeats: int) -> list[En
         compiled = LibjqMatcher([rule])._programs[0][1]
         err.print(f"[bold]one rule forced onto libjq[/] ({label}, {events:,} events)")
 
-        def per_event() -> int:
+        def per_event(compiled: object = compiled) -> int:
             for batch in batches:
                 for event in batch:
                     first_output(compiled, event.data)

@@ -41,6 +41,11 @@ from stream_processor.model import CloudTrailEvent, Match, MatchResult, Quaranti
 log = logging.getLogger(__name__)
 
 INDEX_FIELDS = ("eventName", "eventSource")
+
+
+class _ForLibjq(Exception):
+    """Raised by the entry of a rule libjq runs (so the match loop needs no test per rule to tell them apart)."""
+
 _CACHE_LIMIT = 50_000
 
 
@@ -55,6 +60,7 @@ class RulePlan:
     index_values: frozenset[str]
     run: Callable[[Any], Any]  # first output or NONE; raises JqError (a jq error) or NeedsLibjq
     program: Any  # the libjq program, for fallback per event
+    gated: bool = False  # a libjq rule whose `run` is its compiled leading select (NONE, or hand over to libjq)
 
 
 def plan_rule(rule: Rule) -> RulePlan:
@@ -81,27 +87,59 @@ def plan_rule(rule: Rule) -> RulePlan:
 
 def _libjq_plan(rule: Rule, program: Any, reason: str, ast: Node | None = None) -> RulePlan:
     """A rule for libjq; indexed like a compiled one when its program parses (what a program requires of
-    eventName is a property of the program, not of the compiler), so libjq sees only the events it can match."""
-    run = _libjq_runner(program)
+    eventName is a property of the program, not of the compiler), so libjq sees only the events it can match.
+
+    When the program starts with a `select` whose condition (or its first conjuncts) compiles, `run` is that
+    compiled gate: no output means the rule has no output either, and only the other events go to libjq.
+    """
+    gate = _gate(ast) if ast is not None else None
+    run = _libjq_runner(program) if gate is None else gate
     requirement = None
     if ast is not None:
         try:
             requirement = _program_requirement(ast, falsy=True)
         except Exception:  # the analysis must cost the index, never the rule
             requirement = None
+    if gate is not None:
+        reason += ", gated by its compiled select"
+    gated = gate is not None
     if requirement is None:
-        return RulePlan(rule.name, "libjq", f"libjq: {reason}", None, frozenset(), run, program)
+        return RulePlan(rule.name, "libjq", f"libjq: {reason}", None, frozenset(), run, program, gated)
     field, values = requirement
     shown = ", ".join(sorted(values))
-    return RulePlan(
-        rule.name,
-        "libjq",
-        f"libjq: {reason}, indexed on {field} in {{{shown}}}",
-        field,
-        frozenset(values),
-        run,
-        program,
-    )
+    reason = f"libjq: {reason}, indexed on {field} in {{{shown}}}"
+    return RulePlan(rule.name, "libjq", reason, field, frozenset(values), run, program, gated)
+
+
+def _gate(ast: Node) -> Callable[[Any], Any] | None:
+    """The compiled leading `select(c)` of a program libjq runs, or `select(a)` for `c` = `a and b`.
+
+    jq evaluates the program's leftmost `select` first, and `a and b` evaluates `a` first: when the gate has
+    no output and raises nothing, the rule has no output and raises nothing. Anything else (an output, an
+    error, a value outside the compiled model) is libjq's to decide, exactly.
+    """
+    head = ast.left if isinstance(ast, Pipe) else ast
+    if not (isinstance(head, Call) and head.name == "select" and len(head.args) == 1):
+        return None
+    condition: Node = head.args[0]
+    while True:
+        try:
+            check = compile_program(Call("select", (condition,)))
+            break
+        except Exception:  # Unsupported, or a compiler bug: try a shorter gate
+            if not (isinstance(condition, Binary) and condition.op == "and"):
+                return None
+            condition = condition.left
+
+    def gate(data: Any) -> Any:
+        try:
+            if check(data) is NONE:
+                return NONE
+        except Exception:
+            pass
+        raise _ForLibjq
+
+    return gate
 
 
 def _libjq_runner(program: Any) -> Callable[[Any], Any]:
@@ -207,10 +245,6 @@ def _never_fails(node: Node) -> bool:
 _Entry = tuple[str, Callable[[Any], Any], int]  # name, compiled run (or _hand_over for libjq), rule index
 
 
-class _ForLibjq(Exception):
-    """A rule libjq runs: its entry raises this, so the loop needs no test per rule to tell the two apart."""
-
-
 def _hand_over(data: Any) -> Any:
     raise _ForLibjq
 _UNION_CACHE_LIMIT = 4096
@@ -260,7 +294,10 @@ class FastMatcher(Matcher):
     def _index(self) -> None:
         """(Re)build the dispatch tables over the rules not quarantined; in place, so the loop's aliases hold."""
         active = [i for i, plan in enumerate(self.plans) if plan.name not in self.quarantined]
-        self._entries = [(p.name, p.run if p.path == "compiled" else _hand_over, i) for i, p in enumerate(self.plans)]
+        self._entries = [
+            (p.name, p.run if p.path == "compiled" or p.gated else _hand_over, i)
+            for i, p in enumerate(self.plans)
+        ]
         self._unindexed = tuple(i for i in active if self.plans[i].index_field is None)
         by_field: dict[str, dict[str, list[int]]] = {field: {} for field in INDEX_FIELDS}
         for i in active:

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from stream_processor.config import Rule
 from stream_processor.matcher import FastMatcher, LibjqMatcher
+from stream_processor.matcher.fast import _libjq_plan
+from stream_processor.matcher.jqparse import Unsupported, parse
 from stream_processor.matcher.projection import analyse, merge, project, projection_of, projector
 from stream_processor.model import CloudTrailEvent, Position
 from tests.unit.matcher.differential import libjq_outcome, same
@@ -102,3 +104,33 @@ def test_rules_forced_onto_the_libjq_worker_match_like_libjq(rules: list[str], b
     reference = LibjqMatcher(rule_objects).match_batch(cloudtrail)
     _same_result(fast, reference)
     assert [e.message for e in fast.errors] == [e.message for e in reference.errors]
+
+
+@settings(max_examples=max(EXAMPLES // 10, 20), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(parts=st.lists(programs(), min_size=3, max_size=3), batch=st.lists(events, min_size=1, max_size=6))
+def test_a_libjq_rule_gated_by_its_compiled_select_matches_like_libjq(
+    parts: list[str], batch: list[dict[str, Any]]
+) -> None:
+    # The gate (the rule's leading select, compiled) decides "no output" alone; everything else is libjq's.
+    a, b, c = parts
+    texts = [f"select({a}) | {b}", f"select({a} and {b}) | {c}", f"select(({a}) and ({b} | tojson | length > 3))"]
+    assume(all(_compiles_in_jq(text) for text in texts))
+    rules = [Rule(name=f"r{i}", jq_match=text) for i, text in enumerate(texts)]
+    matcher = FastMatcher(rules)
+    try:
+        matcher.plans = tuple(_libjq_plan(r, jq.compile(r.jq_match), "test", _parsed(r.jq_match)) for r in rules)
+        matcher._index()
+        cloudtrail = [CloudTrailEvent(orjson.dumps(e), e, Position(f"e{i}")) for i, e in enumerate(batch)]
+        fast = matcher.match_batch(cloudtrail)
+    finally:
+        matcher.close()
+    reference = LibjqMatcher(rules).match_batch(cloudtrail)
+    _same_result(fast, reference)
+    assert [e.message for e in fast.errors] == [e.message for e in reference.errors]
+
+
+def _parsed(text: str) -> Any:
+    try:
+        return parse(text)
+    except Unsupported:
+        return None
