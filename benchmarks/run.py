@@ -9,8 +9,8 @@ Paths, per ruleset (the seed's 2 rules, the 15 CIS alarms, the 60-rule set):
 
 And one rule forced onto libjq (rules60's "Root account used", which runs on every event), µs per event:
 the old path (libjq called per event, the event re-serialized for the call) against the batched worker
-(one request per record, the part of the event the rule reads, or the whole event when the rule cannot be
-analysed).
+(one request per record): fed the whole event (a rule the analysis cannot read), the part of the event the
+rule reads, and that behind the rule's compiled `select` (what a rule gets when only its output needs libjq).
 
 Run: `make bench` or `.venv/bin/python benchmarks/run.py --events 100000`. Writes benchmarks/results/latest.json.
 """
@@ -45,6 +45,8 @@ from stream_processor.decode import decode_record, decode_records  # noqa: E402
 from stream_processor.gc_tuning import WORKER_THRESHOLDS as GC_TUNED_THRESHOLDS  # noqa: E402
 from stream_processor.gc_tuning import tune_for_throughput  # noqa: E402
 from stream_processor.matcher import FastMatcher, LibjqMatcher, Matcher, build_matcher  # noqa: E402
+from stream_processor.matcher.fast import _libjq_plan  # noqa: E402
+from stream_processor.matcher.jqparse import parse  # noqa: E402
 from stream_processor.matcher.libjq import first_output  # noqa: E402
 from stream_processor.model import Position, RawRecord  # noqa: E402
 from stream_processor.pipeline import decode_and_match  # noqa: E402
@@ -311,11 +313,17 @@ FORCED_RULE = (
     'select(.userIdentity.type == "Root" and .userIdentity.invokedBy == null and .eventType != "AwsServiceEvent") '
     '| "root used \\(.eventName) in \\(.recipientAccountId // "?") from \\(.sourceIPAddress // "?")"'
 )
-FORCED_RULES = {"projected": FORCED_RULE, "whole event": f"def root: .; root | {FORCED_RULE}"}
+FORCED_RULES = {
+    "whole event": f"def root: .; root | {FORCED_RULE}",
+    "projected": FORCED_RULE,
+    "projected, gated": FORCED_RULE,
+}
 
 
 def _child_cpu(pid: int) -> float:
-    """CPU seconds of a child process so far (from /proc: clock ticks)."""
+    """CPU seconds of a child process so far (from /proc: clock ticks); 0 for none."""
+    if not pid:
+        return 0.0
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -340,11 +348,14 @@ def _measure_forced_libjq(records: Sequence[RawRecord], repeats: int) -> list[En
         entries.append(_entry("forced-libjq/per-event", label, events, walls, cpus, 1, None,
                               "libjq per event in process, the event re-serialized (the old path)"))
         matcher = FastMatcher([rule], force_libjq={"forced"})
+        if label.endswith("gated"):
+            # What a rule gets when only its output needs libjq: the compiled select decides most events.
+            matcher.plans = (_libjq_plan(rule, compiled, "forced", parse(program)),)
+            matcher._index()
         try:
             matched = sum(len(matcher.match_batch(batch).matches) for batch in batches)  # warm-up: starts the worker
             worker = matcher._worker
-            assert worker is not None and worker._process is not None
-            pid = worker._process.pid
+            pid = worker._process.pid if worker is not None and worker._process is not None else 0
             walls, cpus = [], []
             for _ in range(repeats):
                 child, cpu, start = _child_cpu(pid), time.process_time(), time.perf_counter()

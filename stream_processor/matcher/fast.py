@@ -474,8 +474,9 @@ class FastMatcher(Matcher):
         if not work:
             return
         payload = self._payload
-        texts = [payload(event, tuple(indexes)) for event, indexes in work]
-        requests = [(indexes, text) for (_, indexes), (text, _) in zip(work, texts, strict=True)]
+        keys = [tuple(indexes) for _, indexes in work]
+        texts = [payload(event, key) for (event, _), key in zip(work, keys, strict=True)]
+        requests = [(key, text) for key, (text, _) in zip(keys, texts, strict=True)]
         if self._worker is None:
             memory = self.budget.libjq_memory_mib << 20
             self._worker = LibjqWorker([rule.jq_match for rule in self.rules], self.budget.seconds, memory)

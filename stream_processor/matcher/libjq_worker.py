@@ -103,6 +103,9 @@ def _layout(rules: Sequence[str], together: bool) -> list[_Program]:
     return [_Program(*_drivers([rules[i] for i in group]), group) for group in groups]
 
 
+_NONE: list[Result] = [(NO_OUTPUT,)]  # shared by every event without an output: never changed
+
+
 def _result(value: Any) -> Result:
     if value == 0 and type(value) is int:
         return (NO_OUTPUT,)
@@ -295,26 +298,41 @@ class LibjqWorker:
         (the rule is quarantined) the rule is skipped on the jobs left. Never raises for a rule or an event.
         """
         place = self._place
+        if len(self._programs) == 1:  # the usual case: one program holds every rule, in order
+            locals_of: dict[tuple[int, ...], list[int]] = {}
+            units: list[_Unit] = []
+            for rules, payload in jobs:
+                key = tuple(rules)
+                locals_ = locals_of.get(key)
+                if locals_ is None:
+                    locals_ = locals_of[key] = [place[rule][1] for rule in key]
+                units.append((locals_, payload))
+            owners = self._programs[0].rules
+
+            def heard_one(local: int, unit: int, why: str) -> bool:
+                return on_breach is not None and on_breach(owners[local], unit, why)
+
+            return self._run(0, units, heard_one)
         results: list[list[Result]] = [[(UNAVAILABLE, "not run")] * len(rules) for rules, _ in jobs]
         # Per program: (job, the job's slots of these rules, their local indexes, the event's text).
-        units: dict[int, list[tuple[int, list[int], list[int], bytes]]] = {}
+        per_program: dict[int, list[tuple[int, list[int], list[int], bytes]]] = {}
         for job, (rules, payload) in enumerate(jobs):
             for slot, rule in enumerate(rules):
                 number, local = place[rule]
-                program_units = units.setdefault(number, [])
+                program_units = per_program.setdefault(number, [])
                 if program_units and program_units[-1][0] == job:
                     program_units[-1][1].append(slot)
                     program_units[-1][2].append(local)
                 else:
                     program_units.append((job, [slot], [local], payload))
-        for number, program_units in units.items():
-            rules = self._programs[number].rules
-            owners = [job for job, _, _, _ in program_units]
+        for number, program_units in per_program.items():
+            members = self._programs[number].rules
+            jobs_of = [job for job, _, _, _ in program_units]
 
             def heard(
-                local: int, unit: int, why: str, rules: tuple[int, ...] = rules, owners: list[int] = owners
+                local: int, unit: int, why: str, members: tuple[int, ...] = members, jobs_of: list[int] = jobs_of
             ) -> bool:
-                return on_breach is not None and on_breach(rules[local], owners[unit], why)
+                return on_breach is not None and on_breach(members[local], jobs_of[unit], why)
 
             outcomes = self._run(number, [(locals_, payload) for _, _, locals_, payload in program_units], heard)
             for (job, slots, _, _), outcome in zip(program_units, outcomes, strict=True):
@@ -441,5 +459,5 @@ class LibjqWorker:
         self._send(marshal.dumps((2 * number + (0 if every else 1), one, budgets, text)), deadline)
         outputs, failure = marshal.loads(self._receive(deadline))
         if one:
-            return [[_result(output)] for output in outputs], failure
+            return [_NONE if output == 0 and type(output) is int else [_result(output)] for output in outputs], failure
         return [[_result(value) for value in output] for output in outputs], failure
