@@ -21,6 +21,7 @@ from stream_processor.config import Rule
 from stream_processor.matcher.base import Matcher
 from stream_processor.matcher.budget import Quarantine, RuleBudget, RuleOverBudget, Watchdog
 from stream_processor.matcher.jqcompile import NONE, compile_program, string_literals
+from stream_processor.matcher.jqlex import JqSyntaxError, Token, tokenize
 from stream_processor.matcher.jqparse import (
     Binary,
     Call,
@@ -34,7 +35,7 @@ from stream_processor.matcher.jqparse import (
 )
 from stream_processor.matcher.jqruntime import JqError, to_output
 from stream_processor.matcher.libjq import _NO_OUTPUT, first_output
-from stream_processor.matcher.libjq_worker import NO_OUTPUT, OUTPUT, SAME, SKIPPED, LibjqWorker, Result
+from stream_processor.matcher.libjq_worker import ERROR, NO_OUTPUT, OUTPUT, SAME, SKIPPED, LibjqWorker, Result
 from stream_processor.matcher.projection import Trie, analyse, merge, projector
 from stream_processor.model import CloudTrailEvent, Match, MatchResult, QuarantinedRule, RuleRuntimeError
 
@@ -289,6 +290,8 @@ class FastMatcher(Matcher):
         self._worker: LibjqWorker | None = None
         self._projections: dict[int, tuple[Trie | None, bool]] = {}
         self._cuts: dict[tuple[int, ...], Callable[[Any], Any] | None] = {}
+        self._memo: dict[tuple[tuple[int, ...], bytes], list[Result]] = {}
+        self._deterministic: dict[int, bool] = {}
         self.libjq_fallbacks = 0  # (rule, event) pairs the compiled path handed to libjq
 
     def _index(self) -> None:
@@ -476,20 +479,35 @@ class FastMatcher(Matcher):
         payload = self._payload
         keys = [tuple(indexes) for _, indexes in work]
         texts = [payload(event, key) for (event, _), key in zip(work, keys, strict=True)]
-        requests = [(key, text) for key, (text, _) in zip(keys, texts, strict=True)]
-        if self._worker is None:
-            memory = self.budget.libjq_memory_mib << 20
-            self._worker = LibjqWorker([rule.jq_match for rule in self.rules], self.budget.seconds, memory)
+        # A rule's result depends only on what it reads: a projection seen before has its answer remembered.
+        memo = self._memo
+        outcomes: list[list[Result] | None] = [
+            memo.get((key, text)) if projected is not _MISSING else None
+            for key, (text, projected) in zip(keys, texts, strict=True)
+        ]
+        asked = [position for position, outcome in enumerate(outcomes) if outcome is None]
         had = (len(result.matches), len(result.errors))
+        if asked:
+            if self._worker is None:
+                memory = self.budget.libjq_memory_mib << 20
+                self._worker = LibjqWorker([rule.jq_match for rule in self.rules], self.budget.seconds, memory)
 
-        def on_breach(index: int, job: int, why: str) -> bool:
-            name = plans[index].name
-            self._breach(name, work[job][0], why, result)
-            return name in self.quarantined
+            def on_breach(index: int, job: int, why: str) -> bool:
+                name = plans[index].name
+                self._breach(name, work[asked[job]][0], why, result)
+                return name in self.quarantined
 
-        outcomes = self._worker.evaluate(requests, on_breach)
+            answers = self._worker.evaluate([(keys[position], texts[position][0]) for position in asked], on_breach)
+            for position, answer in zip(asked, answers, strict=True):
+                outcomes[position] = answer
+                key, (text, projected) = keys[position], texts[position]
+                if projected is not _MISSING and self._memoizable(key, answer):
+                    if len(memo) >= _MEMO_LIMIT:
+                        memo.clear()
+                    memo[(key, text)] = answer
         take = self._take
         for (event, indexes), (_, projected), outcome in zip(work, texts, outcomes, strict=True):
+            assert outcome is not None
             for index, found in zip(indexes, outcome, strict=True):
                 if found[0] != NO_OUTPUT:
                     take(event, index, found, projected, result)
@@ -560,6 +578,19 @@ class FastMatcher(Matcher):
     def _outputs_event(self, index: int) -> bool:
         return self._analysis(index)[1]
 
+    def _memoizable(self, key: tuple[int, ...], answer: list[Result]) -> bool:
+        """Remember no output, "the event itself" and errors (never a value a match would share, nor a breach),
+        for rules whose result depends on their input alone (not on the clock: `now`)."""
+        if not all(found[0] in (NO_OUTPUT, SAME, ERROR) for found in answer):
+            return False
+        deterministic = self._deterministic
+        for index in key:
+            if index not in deterministic:
+                deterministic[index] = "now" not in _words(self.rules[index].jq_match)
+            if not deterministic[index]:
+                return False
+        return True
+
     def close(self) -> None:
         """Stop the libjq worker process, if one was started."""
         if self._worker is not None:
@@ -572,6 +603,27 @@ class FastMatcher(Matcher):
 
 
 _MISSING: Any = object()
+_MEMO_LIMIT = 50_000
+"""Projections remembered with their results (about 200 bytes each), per matcher; forgotten all at once."""
+
+
+def _words(program: str) -> set[str]:
+    """The names a program calls, in string interpolations too (`now` for a program that cannot be lexed)."""
+    words: set[str] = set()
+
+    def scan(tokens: Sequence[Token]) -> None:
+        for token in tokens:
+            if token.kind == "IDENT":
+                words.add(token.text)
+            for part in token.parts:
+                if isinstance(part, tuple):
+                    scan(part)
+
+    try:
+        scan(tokenize(program).tokens)
+    except JqSyntaxError:
+        return {"now"}
+    return words
 _LOOP_CODES = frozenset({FastMatcher.match_batch.__code__, FastMatcher._finish_event.__code__})
 
 

@@ -170,7 +170,7 @@ def test_fallback_rules_run_batched_with_first_output_semantics(matchers: Any) -
         Rule(name="select", jq_match='select(.eventName == "CreateAccessKey")'),
         Rule(name="string", jq_match='"user \\(.userIdentity.userName)"'),
         Rule(name="error", jq_match=".eventName | error"),
-        Rule(name="first only", jq_match=".a[] | if . == 2 then error(\"after\") else . end"),
+        Rule(name="first only", jq_match='.a[] | if . == 2 then error("after") else . end'),
         Rule(name="none", jq_match="empty"),
         Rule(name="false", jq_match="false"),
         Rule(name="loc", jq_match="$__loc__ | .line"),
@@ -272,3 +272,43 @@ def test_a_fallback_rule_is_indexed_so_libjq_sees_only_the_events_it_can_match(m
     assert matcher._worker is None  # no event of the batch could match: libjq never started
     hit = matcher.match_batch([_event({"eventName": "CreateAccessKey", "userName": "badmin"}, "hit")])
     assert _summary(hit) == ([("admin key", "hit")], [])
+
+
+def test_libjq_answers_are_remembered_by_what_the_rule_reads(matchers: Any, monkeypatch: Any) -> None:
+    rules = [
+        Rule(name="root", jq_match='select(.userIdentity.type == "Root") | "root from \\(.sourceIPAddress)"'),
+        Rule(name="clock", jq_match='select(.userIdentity.type == "Root" and now > 0)'),
+    ]
+    matcher = matchers(rules, force_libjq={"root", "clock"})
+    asked: list[int] = []
+
+    def batch(*types: str) -> MatchResult:
+        events = [
+            _event({"userIdentity": {"type": kind, "arn": f"arn:{i}"}, "sourceIPAddress": f"10.0.0.{i}"}, f"e{i}")
+            for i, kind in enumerate(types)
+        ]
+        return matcher.match_batch(events)
+
+    first = batch("IAMUser", "Root", "IAMUser")
+    worker = matcher._worker
+    evaluate = worker.evaluate
+    monkeypatch.setattr(
+        worker, "evaluate", lambda jobs, on_breach=None: asked.append(len(jobs)) or evaluate(jobs, on_breach)
+    )
+    second = batch("IAMUser", "Root", "IAMUser", "AssumedRole")
+    # "root" on IAMUser events reads {"userIdentity": {"type": "IAMUser"}, "sourceIPAddress": ...}: the address
+    # differs per event, so only the rule set without `now` could be remembered... and `now` is never remembered.
+    assert _summary(first) == ([("root", "e1"), ("clock", "e1")], [])
+    assert _summary(second) == ([("root", "e1"), ("clock", "e1")], [])
+    assert asked == [4]  # every event still asked: the set includes "clock", which reads the clock
+
+    alone = matchers([rules[0]], force_libjq={"root"})
+    events = [_event({"userIdentity": {"type": "IAMUser"}, "sourceIPAddress": "10.0.0.1"}, f"e{i}") for i in range(3)]
+    alone.match_batch(events[:1])
+    calls: list[int] = []
+    inner = alone._worker.evaluate
+    monkeypatch.setattr(
+        alone._worker, "evaluate", lambda jobs, on_breach=None: calls.append(len(jobs)) or inner(jobs, on_breach)
+    )
+    assert _summary(alone.match_batch(events)) == ([], [])
+    assert calls == []  # the same projection, already answered: libjq is not asked again
