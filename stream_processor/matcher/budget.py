@@ -1,12 +1,13 @@
 """Every rule gets a time budget per event; a rule that keeps overrunning it is quarantined.
 
-Compiled rules are Python closures, so they can be interrupted: while a batch is matched, an interval timer
+Compiled rules are Python closures, so they can be interrupted: while batches are matched, an interval timer
 (ITIMER_PROF: CPU time of this process) ticks four times per budget, and the tick's handler looks at the
 match loop's frame: when the same rule has been running on the same event for a whole budget, it raises
 `RuleOverBudget` inside the rule. The match loop pays nothing per rule call for this (no clock read, no
-syscall): two `setitimer` calls per batch and a handler run every budget/4 of CPU time, measured in
-benchmarks/README.md. A single C call that never returns to Python (a huge `sum`) cannot be interrupted; the
-static bounds (matcher/bounds.py) keep the rule from being handed numbers large enough to need one.
+system call), and nothing per batch while batches keep coming: a batch starts the timer and the first tick
+that lands outside a batch stops it (measured in benchmarks/README.md). A single C call that never returns to
+Python (a huge `sum`) cannot be interrupted; the static bounds (matcher/bounds.py) keep the rule from being
+handed numbers large enough to need one.
 
 libjq cannot be interrupted from Python: fallback rules run in a child process the kernel stops on overrun
 (matcher/libjq_worker.py), under the same budget.
@@ -76,31 +77,42 @@ class Watchdog:
         self.interruptions = 0
 
     def arm(self) -> bool:
-        """Start ticking for one batch; False when this thread cannot be interrupted."""
-        global _current
-        if not self.enabled or threading.current_thread() is not threading.main_thread() or not _install():
+        """Make sure the timer ticks for this batch; False when this thread cannot be interrupted.
+
+        The timer keeps ticking after the batch: the first tick that finds no match loop running stops it.
+        So a steady stream of batches costs no system call per batch, and idle time costs nothing (CPU time
+        does not advance while the process waits).
+        """
+        global _current, _ticking
+        if not self.enabled or threading.get_ident() != _MAIN_THREAD:
+            if _current is not None and _current is not self:
+                _current = None  # another matcher's timer must not tick in this one's batch
             return False
-        self._generation += 1
-        self._slot = None
-        self._ticks = 0
-        _current = self
-        signal.setitimer(signal.ITIMER_PROF, self.interval, self.interval)
+        self._generation += 1  # a new batch: a slot of the last one is not this one's
+        if _current is not self or not _ticking:
+            if not _install():
+                return False
+            self._slot = None
+            self._ticks = 0
+            _current = self
+            signal.setitimer(signal.ITIMER_PROF, self.interval, self.interval)
+            _ticking = True
         return True
 
-    def disarm(self) -> None:
-        global _current
-        signal.setitimer(signal.ITIMER_PROF, 0)
-        _current = None
+    def done(self) -> None:
+        """The batch is over (the timer runs on until a tick finds no batch: see `arm`)."""
+        self._slot = None
 
     def tick(self, frame: FrameType | None) -> None:
         while frame is not None and frame.f_code not in self.loop_codes:
             frame = frame.f_back
-        if frame is None:
+        if frame is None:  # between batches: stop ticking until the next batch
+            _stop()
             self._slot = None
             return
         local = frame.f_locals
         rule_name = local.get("rule_name")
-        if rule_name is None:
+        if rule_name is None or getattr(local.get("self"), "_watchdog", None) is not self:
             self._slot = None
             return
         slot = (self._generation, id(local.get("event")), rule_name)
@@ -116,15 +128,25 @@ class Watchdog:
             raise RuleOverBudget(rule_name)
 
 
+_MAIN_THREAD = threading.main_thread().ident
 _current: Watchdog | None = None
+_ticking = False
 _installed = False
 _previous_handler: Any = None
 
 
 def _on_tick(signum: int, frame: FrameType | None) -> None:
     watchdog = _current
-    if watchdog is not None:
+    if watchdog is None:
+        _stop()
+    else:
         watchdog.tick(frame)
+
+
+def _stop() -> None:
+    global _ticking
+    signal.setitimer(signal.ITIMER_PROF, 0)
+    _ticking = False
 
 
 def _install() -> bool:

@@ -371,7 +371,7 @@ class FastMatcher(Matcher):
                     self._finish_event(event, rest, result, jobs)
         finally:
             if armed:
-                self._watchdog.disarm()
+                self._watchdog.done()
         if jobs:
             try:
                 self._run_libjq(events, jobs, result)
@@ -603,8 +603,8 @@ class FastMatcher(Matcher):
 
 
 _MISSING: Any = object()
-_MEMO_LIMIT = 50_000
-"""Projections remembered with their results (about 200 bytes each), per matcher; forgotten all at once."""
+_MEMO_LIMIT = 10_000
+"""Projections remembered with their results (a few hundred bytes each: ~4 MiB), per matcher; forgotten all at once."""
 
 
 def _words(program: str) -> set[str]:
