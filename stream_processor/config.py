@@ -862,8 +862,10 @@ def _sandbox_violations(program: str) -> list[str]:
     from stream_processor.matcher.sandbox import sandbox_violations
 
     found = sandbox_violations(program)
-    unreadable = any(message.startswith("cannot be checked") for message in found)
-    return found + [m for m in bounds_violations(program) if not (unreadable and m.startswith("cannot be checked"))]
+    unreadable = ("cannot be checked", "is nested too deeply")
+    if any(message.startswith(unreadable) for message in found):  # the bounds check could not read it either
+        return found + [m for m in bounds_violations(program) if not m.startswith(unreadable)]
+    return found + bounds_violations(program)
 
 
 def _is_any_type_key(key: str) -> bool:

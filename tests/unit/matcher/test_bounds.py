@@ -162,3 +162,12 @@ def test_validate_checks_title_and_group_by_too() -> None:
     problems = raised.value.problems
     assert any("title defines `f`" in problem for problem in problems), problems
     assert any("group_by uses `range`" in problem for problem in problems), problems
+
+
+def test_validate_refuses_a_program_too_deep_to_read_with_one_problem() -> None:
+    program = '"' + '\\("' * 600 + "x" + '")' * 600 + '"'
+    text = f"[[rule]]\nname = \"deep\"\njq_match = '''{program}'''\n"
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text, "rules.toml")
+    (problem,) = raised.value.problems
+    assert "nested too deeply" in problem
