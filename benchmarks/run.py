@@ -7,6 +7,11 @@ Paths, per ruleset (the seed's 2 rules, the 15 CIS alarms, the 60-rule set):
 - decode+libjq:  the same, then LibjqMatcher (libjq per event per rule: the naive loop), on a subsample.
 - jq-cli:        the `jq` command-line tool over the same events as JSON lines, all rules in one program.
 
+And one rule forced onto libjq (rules60's "Root account used", which runs on every event), µs per event:
+the old path (libjq called per event, the event re-serialized for the call) against the batched worker
+(one request per record): fed the whole event (a rule the analysis cannot read), the part of the event the
+rule reads, and that behind the rule's compiled `select` (what a rule gets when only its output needs libjq).
+
 Run: `make bench` or `.venv/bin/python benchmarks/run.py --events 100000`. Writes benchmarks/results/latest.json.
 """
 
@@ -39,7 +44,10 @@ from stream_processor.config import Rule, load_config  # noqa: E402
 from stream_processor.decode import decode_record, decode_records  # noqa: E402
 from stream_processor.gc_tuning import WORKER_THRESHOLDS as GC_TUNED_THRESHOLDS  # noqa: E402
 from stream_processor.gc_tuning import tune_for_throughput  # noqa: E402
-from stream_processor.matcher import LibjqMatcher, Matcher, build_matcher  # noqa: E402
+from stream_processor.matcher import FastMatcher, LibjqMatcher, Matcher, build_matcher  # noqa: E402
+from stream_processor.matcher.fast import _libjq_plan  # noqa: E402
+from stream_processor.matcher.jqparse import parse  # noqa: E402
+from stream_processor.matcher.libjq import first_output  # noqa: E402
 from stream_processor.model import Position, RawRecord  # noqa: E402
 from stream_processor.pipeline import decode_and_match  # noqa: E402
 from stream_processor.traffic import TrafficGenerator, pack_subscription_records  # noqa: E402
@@ -78,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=100_000, help="events to generate (default 100000)")
     parser.add_argument("--libjq-events", type=int, default=5_000, help="subsample for the naive libjq loop")
     parser.add_argument("--jq-events", type=int, default=0, help="events fed to the jq CLI (default: all)")
+    parser.add_argument("--forced-events", type=int, default=20_000,
+                        help="events for the rule forced onto libjq (0: skip that measurement)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per decode/fast path (best reported)")
     parser.add_argument("--cli-repeats", type=int, default=2, help="timed runs of the jq CLI and the libjq loop")
     parser.add_argument("--gc", choices=("default", "tuned", "off"), default="tuned",
@@ -128,7 +138,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 entries.append(_measure_jq_cli(jq_binary, name, rules, jsonl, len(jq_events), expected,
                                                args.cli_repeats))
 
+    forced: list[Entry] = []
+    if args.forced_events:
+        forced = _measure_forced_libjq(_prefix(records, args.forced_events), args.cli_repeats)
+        entries.extend(forced)
     _print_table(entries, names)
+    if forced:
+        _print_forced(forced)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps([asdict(entry) for entry in entries], indent=2) + "\n")
     err.print(f"wrote {args.output.relative_to(REPO) if args.output.is_relative_to(REPO) else args.output}")
@@ -291,7 +307,84 @@ def _measure_jq_cli(binary: str, ruleset: str, rules: Sequence[Rule], jsonl: Pat
     return _entry("jq-cli", ruleset, events, walls, cpus, len(rules), matched, note)
 
 
+# One rule that runs on every event (rules60's "Root account used"), and the same with a `def` in front: the
+# analysis cannot read `def`, so libjq gets the whole event.
+FORCED_RULE = (
+    'select(.userIdentity.type == "Root" and .userIdentity.invokedBy == null and .eventType != "AwsServiceEvent") '
+    '| "root used \\(.eventName) in \\(.recipientAccountId // "?") from \\(.sourceIPAddress // "?")"'
+)
+FORCED_RULES = {
+    "whole event": f"def root: .; root | {FORCED_RULE}",
+    "projected": FORCED_RULE,
+    "projected, gated": FORCED_RULE,
+}
+
+
+def _child_cpu(pid: int) -> float:
+    """CPU seconds of a child process so far (from /proc: clock ticks); 0 for none."""
+    if not pid:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measure_forced_libjq(records: Sequence[RawRecord], repeats: int) -> list[Entry]:
+    """µs per event of one rule on libjq: per event in process (the old path) and batched on the worker."""
+    batches = [decode_record(record).events for record in records]
+    events = sum(len(batch) for batch in batches)
+    entries: list[Entry] = []
+    for label, program in FORCED_RULES.items():
+        rule = Rule(name="forced", jq_match=program)
+        compiled = LibjqMatcher([rule])._programs[0][1]
+        err.print(f"[bold]one rule forced onto libjq[/] ({label}, {events:,} events)")
+
+        def per_event(compiled: object = compiled) -> int:
+            for batch in batches:
+                for event in batch:
+                    first_output(compiled, event.data)
+            return events
+
+        walls, cpus, _ = _timed(per_event, repeats)
+        entries.append(_entry("forced-libjq/per-event", label, events, walls, cpus, 1, None,
+                              "libjq per event in process, the event re-serialized (the old path)"))
+        matcher = FastMatcher([rule], force_libjq={"forced"})
+        if label.endswith("gated"):
+            # What a rule gets when only its output needs libjq: the compiled select decides most events.
+            matcher.plans = (_libjq_plan(rule, compiled, "forced", parse(program)),)
+            matcher._index()
+        try:
+            matched = sum(len(matcher.match_batch(batch).matches) for batch in batches)  # warm-up: starts the worker
+            worker = matcher._worker
+            pid = worker._process.pid if worker is not None and worker._process is not None else 0
+            walls, cpus = [], []
+            for _ in range(repeats):
+                child, cpu, start = _child_cpu(pid), time.process_time(), time.perf_counter()
+                for batch in batches:
+                    matcher.match_batch(batch)
+                walls.append(time.perf_counter() - start)
+                cpus.append(time.process_time() - cpu + _child_cpu(pid) - child)
+        finally:
+            matcher.close()
+        entries.append(_entry("forced-libjq/batched", label, events, walls, cpus, 1, matched,
+                              "libjq worker, one request per record; CPU of both processes"))
+    return entries
+
+
 # --- report --------------------------------------------------------------------------------------------------
+
+
+def _print_forced(entries: list[Entry]) -> None:
+    table = Table(title="one rule forced onto libjq: µs per event (match only, the events of one record per call)")
+    for column in ("event fed to libjq", "per event (old): wall", "batched: wall", "batched: CPU, both processes",
+                   "speed-up (wall)"):
+        table.add_column(column, justify="left" if column.startswith("event") else "right")
+    by_key = {(entry.path, entry.ruleset): entry for entry in entries}
+    for label in FORCED_RULES:
+        old, new = by_key[("forced-libjq/per-event", label)], by_key[("forced-libjq/batched", label)]
+        table.add_row(label, f"{1e6 / old.events_per_s:.1f}", f"{1e6 / new.events_per_s:.1f}",
+                      f"{1e6 / new.events_per_cpu_s:.1f}", _ratio(new.events_per_s, old.events_per_s))
+    out.print(table)
+
 
 
 def _print_table(entries: list[Entry], names: list[str]) -> None:

@@ -995,10 +995,16 @@ def _jq_compile_error(program: str) -> str | None:
 
 
 def _sandbox_violations(program: str) -> list[str]:
-    """What `program` uses that rules may not ($ENV, input, halt, ...), from `matcher/sandbox.py`."""
-    from stream_processor.matcher.sandbox import sandbox_violations  # late: matcher imports this module
+    """What `program` uses that rules may not ($ENV, input, halt, ...), from `matcher/sandbox.py`, and what
+    could run or allocate without bound on one event (`repeat`, recursive `def`, ...), from `matcher/bounds.py`."""
+    from stream_processor.matcher.bounds import bounds_violations  # late: matcher imports this module
+    from stream_processor.matcher.sandbox import sandbox_violations
 
-    return sandbox_violations(program)
+    found = sandbox_violations(program)
+    unreadable = ("cannot be checked", "is nested too deeply")
+    if any(message.startswith(unreadable) for message in found):  # the bounds check could not read it either
+        return found + [m for m in bounds_violations(program) if not m.startswith(unreadable)]
+    return found + bounds_violations(program)
 
 
 def _is_any_type_key(key: str) -> bool:

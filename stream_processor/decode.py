@@ -497,6 +497,11 @@ def _decode_record_guarded(data: bytes, sink: _Sink) -> None:
 def _decode_record_input(data: bytes, sink: _Sink) -> None:
     top = _Scope(sink, data, sink.position, "", "")
     if data[:2] != _GZIP_MAGIC:
+        if len(data) > sink.budget.record_bytes:
+            top.malformed_whole(
+                KIND_TOO_LARGE, f"{len(data)} bytes, more than {sink.budget.record_bytes} (budget: bytes per record)"
+            )
+            return
         _decode_document(data, top, gzipped=False)
         return
     members, kind, reason = _gunzip(data, sink.budget.record_bytes, "record")

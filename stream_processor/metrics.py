@@ -50,6 +50,7 @@ class BatchCounts:
     control: int = 0
     matches: Counter[str] = field(default_factory=Counter)
     rule_errors: Counter[str] = field(default_factory=Counter)
+    quarantined: Counter[str] = field(default_factory=Counter)
     delivered: Counter[str] = field(default_factory=Counter)
     retried: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
@@ -80,6 +81,7 @@ class BatchCounts:
             control=decoded.control_messages,
             matches=Counter(match.rule_name for match in matched.matches),
             rule_errors=Counter(error.rule_name for error in matched.errors),
+            quarantined=Counter(rule.rule_name for rule in getattr(matched, "quarantined", ())),
             delivered=delivered,
             retried=retried,
             failed=failed,
@@ -107,6 +109,7 @@ class _Window:
             malformed=counts.malformed,
             control=counts.control,
             rule_errors=sum(counts.rule_errors.values()),
+            rules_quarantined=sum(counts.quarantined.values()),
             delivered=sum(counts.delivered.values()),
             retried=sum(counts.retried.values()),
             failed=sum(counts.failed.values()),
@@ -157,7 +160,14 @@ class ShardMetrics:
         self.malformed = counter("malformed", "inputs that are not CloudTrail (parked when a dead-letter store is set)")
         self.control = counter("control_messages", "CloudWatch Logs CONTROL_MESSAGE records skipped")
         self.matches = counter("matches", "events a rule matched", ("rule",))
-        self.rule_errors = counter("rule_errors", "jq run-time errors (no match)", ("rule",))
+        self.rule_errors = counter(
+            "rule_errors", "jq run-time errors, time budget overruns included (no match)", ("rule",)
+        )
+        self.quarantined = counter(
+            "rules_quarantined",
+            "rules disabled in a process for running over their time budget again and again",
+            ("rule",),
+        )
         self.delivered = counter("alerts_delivered", "alerts a destination took", ("destination",))
         self.retried = counter("alerts_retried", "delivery attempts after a first failed one", ("destination",))
         self.failed = counter("alerts_failed", "alerts that failed for good at a destination", ("destination",))
@@ -206,6 +216,7 @@ class ShardMetrics:
         for metric, per_label in (
             (self.matches, counts.matches),
             (self.rule_errors, counts.rule_errors),
+            (self.quarantined, counts.quarantined),
             (self.delivered, counts.delivered),
             (self.retried, counts.retried),
             (self.failed, counts.failed),
@@ -262,6 +273,7 @@ class ShardMetrics:
             "control_messages": totals["control"],
             "matches": dict(window.matches),
             "rule_errors": totals["rule_errors"],
+            "rules_quarantined": totals["rules_quarantined"],
             "alerts_delivered": totals["delivered"],
             "alerts_retried": totals["retried"],
             "alerts_failed": totals["failed"],

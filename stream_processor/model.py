@@ -123,12 +123,27 @@ class RuleRuntimeError:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class QuarantinedRule:
+    """A rule disabled in this process: it kept running over its time budget (`breaches` times lately).
+
+    `event` is the event of the last breach; `reason` says what happened, for the operator's alert.
+    """
+
+    rule_name: str
+    event: CloudTrailEvent
+    breaches: int
+    reason: str
+
+
 @dataclass(slots=True)
 class MatchResult:
-    """Matches of a batch, in event order, and the run-time errors counted per rule."""
+    """Matches of a batch, in event order, the run-time errors counted per rule, and the rules quarantined
+    while matching it (each reported once, in the batch where it happened)."""
 
     matches: list[Match] = field(default_factory=list)
     errors: list[RuleRuntimeError] = field(default_factory=list)
+    quarantined: list[QuarantinedRule] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,12 +24,14 @@ from stream_processor.dedupe import ClaimOutcome, DedupeStore, dedupe_key
 from stream_processor.errors import DeadLetterStoreError
 from stream_processor.json_out import dumps_text
 from stream_processor.matcher import Matcher, build_matcher
+from stream_processor.matcher.budget import RuleBudget
 from stream_processor.model import (
     Alert,
     DecodeResult,
     DeliveryResult,
     MalformedInput,
     MatchResult,
+    QuarantinedRule,
     RawRecord,
     RuleRuntimeError,
 )
@@ -96,6 +98,7 @@ def decode_and_match(
             found = match_batch(part.events)
             matched.matches.extend(found.matches)
             matched.errors.extend(found.errors)
+            matched.quarantined.extend(found.quarantined)
             part.events_released = len(part.events)
             part.events = []
         if part.malformed:
@@ -145,6 +148,7 @@ class Pipeline:
         self._rules: dict[str, Rule] = {rule.name: rule for rule in config.rules}
         self.aws: AwsSettings | None = None  # what `build` made the destinations with; `reconfigure` reuses it
         self.matcher_kind = "fast"
+        self.rule_budget: RuleBudget | None = None
 
     @classmethod
     def build(
@@ -158,16 +162,21 @@ class Pipeline:
         ledger: DedupeStore | None = None,
         dead_letters: DeadLetterStore | None = None,
         storm: StormFolder | None = None,
+        rule_budget: RuleBudget | None = None,
+        decode_budget: DecodeBudget = DEFAULT_BUDGET,
     ) -> Pipeline:
         """The usual wiring: the config's destinations when `send`, else a dry run into `alert_sink`."""
         deliverer = None
         if send:
             destinations = {d.id: create_destination(d, aws) for d in config.destinations}
             deliverer = AlertDeliverer(destinations)
-        matcher = build_matcher(config.enabled_rules, kind=matcher_kind)
-        pipeline = cls(config, matcher, deliverer, alert_sink, ledger, dead_letters if send else None, storm)
+        matcher = build_matcher(config.enabled_rules, kind=matcher_kind, budget=rule_budget)
+        pipeline = cls(
+            config, matcher, deliverer, alert_sink, ledger, dead_letters if send else None, storm, budget=decode_budget
+        )
         pipeline.aws = aws
         pipeline.matcher_kind = matcher_kind
+        pipeline.rule_budget = rule_budget
         return pipeline
 
     def reconfigure(self, config: Config) -> None:
@@ -176,13 +185,17 @@ class Pipeline:
         The ledger, dead-letter store and storm state stay: they outlive any one rule set. Everything new is
         built before anything is swapped, so a failure here leaves the running config untouched.
         """
-        matcher = build_matcher(config.enabled_rules, kind=self.matcher_kind)
+        # A rule quarantined in this process stays quarantined while its program is unchanged.
+        quarantined = self.matcher.quarantined_rules
+        matcher = build_matcher(config.enabled_rules, self.matcher_kind, self.rule_budget, quarantined)
         deliverer = None
         if self.deliverer is not None:
             destinations = {d.id: create_destination(d, self.aws) for d in config.destinations}
             deliverer = AlertDeliverer(destinations, self.deliverer.policy)
         old = self.deliverer
+        old_matcher = self.matcher
         self.config, self.matcher, self._rules = config, matcher, {rule.name: rule for rule in config.rules}
+        old_matcher.close()
         if deliverer is not None:
             self.deliverer = deliverer
         if old is not None and old is not self.deliverer:
@@ -212,12 +225,36 @@ class Pipeline:
             if self.deliverer is not None:
                 for destination_id in rule.destinations:
                     self._deliver_once(alert, destination_id, self.deliverer, outcome)
+        for quarantined in matched.quarantined:
+            self._alert_quarantine(quarantined, outcome)
         if self.storm is not None:
             self._send_digests(outcome, force=False)
         if self.dead_letters is not None:
             self._park(outcome, self.dead_letters)
         self._settle_digests(outcome)
         return outcome
+
+    def _alert_quarantine(self, quarantined: QuarantinedRule, outcome: BatchOutcome) -> None:
+        """One operator alert per quarantined rule, to the rule's own destinations (keyed apart from its matches)."""
+        rule = self._rules.get(quarantined.rule_name)
+        if rule is None:
+            return
+        alert = Alert(
+            rule_name=f"{rule.name} [quarantined]",
+            description="A rule kept running over its time budget and is disabled in this worker.",
+            output=quarantined.reason,
+            event=quarantined.event,
+            title=f"Rule quarantined: {rule.name}",
+            severity="high",
+            runbook=rule.runbook,
+            tags=rule.tags,
+        )
+        outcome.alerts.append(alert)
+        if self.alert_sink is not None:
+            self.alert_sink(alert)
+        if self.deliverer is not None:
+            for destination_id in rule.destinations:
+                self._deliver_once(alert, destination_id, self.deliverer, outcome)
 
     def flush(self) -> BatchOutcome:
         """Send every pending digest now (end of a file run, shutdown of a shard)."""
@@ -362,6 +399,7 @@ class Pipeline:
             self._sleep(self.HELD_CLAIM_POLL_SECONDS)
 
     def close(self) -> None:
+        self.matcher.close()
         if self.deliverer is not None:
             self.deliverer.close()
         if self.ledger is not None:

@@ -9,7 +9,9 @@ processor gets them as command-line flags (`Settings.to_argv`), read back by the
 - dedupe ledger: `--dedupe sqlite[:PATH] | memory | dynamodb:TABLE | none`, `STREAM_PROCESSOR_DEDUPE_TABLE`;
 - dead letters: `--dead-letters sqlite[:PATH] | sqs:QUEUE_URL | none`, `STREAM_PROCESSOR_DEAD_LETTER_QUEUE_URL`;
 - storm windows: `--storm sqlite[:PATH] | none`, `--storm-max`, `--storm-window`;
-- AWS: `--region`, `--profile`, `--endpoint-url`, and the SDK's own variables (`aws.py`).
+- AWS: `--region`, `--profile`, `--endpoint-url`, and the SDK's own variables (`aws.py`);
+- limits: `--rule-budget-ms` (`STREAM_PROCESSOR_RULE_BUDGET_MS`) and the decode budgets `--max-record-bytes`,
+  `--max-file-bytes`, `--max-record-items`, `--max-event-bytes` (`STREAM_PROCESSOR_MAX_RECORD_BYTES`, ...).
 
 A host with a disk (`consume`, `replay --send`, `dead-letters`) keeps ledger, dead letters and storm windows in
 SQLite files of the state dir unless something durable is named; Lambda and one-shot `match --send` keep none.
@@ -25,7 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stream_processor.aws import AwsSettings
+from stream_processor.decode import DEFAULT_BUDGET, DecodeBudget
 from stream_processor.errors import ConfigError
+from stream_processor.matcher.budget import RuleBudget
 
 if TYPE_CHECKING:
     from stream_processor.alerts.storm import StormFolder
@@ -39,6 +43,16 @@ ENV_STATE_DIR = "STREAM_PROCESSOR_STATE_DIR"
 ENV_DEDUPE_TABLE = "STREAM_PROCESSOR_DEDUPE_TABLE"
 ENV_DEAD_LETTER_QUEUE_URL = "STREAM_PROCESSOR_DEAD_LETTER_QUEUE_URL"
 ENV_MATCHER = "STREAM_PROCESSOR_MATCHER"
+ENV_RULE_BUDGET_MS = "STREAM_PROCESSOR_RULE_BUDGET_MS"
+# The decode budgets: flag and variable per DecodeBudget field.
+DECODE_LIMITS = {
+    "record_bytes": ("--max-record-bytes", "STREAM_PROCESSOR_MAX_RECORD_BYTES"),
+    "file_bytes": ("--max-file-bytes", "STREAM_PROCESSOR_MAX_FILE_BYTES"),
+    "record_items": ("--max-record-items", "STREAM_PROCESSOR_MAX_RECORD_ITEMS"),
+    "event_bytes": ("--max-event-bytes", "STREAM_PROCESSOR_MAX_EVENT_BYTES"),
+}
+_SIZE = re.compile(r"^\s*(\d+)\s*(|k|kb|kib|m|mb|mib|g|gb|gib)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 DEFAULT_STATE_DIR = Path(".local/state")
 # File names in a state dir; `consume` uses its work dir as state dir, so `--state-dir WORK_DIR` finds them.
@@ -112,6 +126,71 @@ class StormSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """What one rule may spend on one event, and what one record, file or event may cost to decode."""
+
+    rule_budget_ms: float | None = None  # None: RuleBudget's default
+    decode: DecodeBudget = DEFAULT_BUDGET
+
+    def rule_budget(self) -> RuleBudget:
+        return RuleBudget() if self.rule_budget_ms is None else RuleBudget(budget_ms=self.rule_budget_ms)
+
+    @classmethod
+    def read(cls, flag: Callable[[str], Any], environ: Mapping[str, str]) -> Limits:
+        """Flags, then variables.
+
+        Raises:
+            ConfigError: a value that is not a size or a number of milliseconds.
+        """
+        budget_ms = flag("rule_budget_ms")
+        if budget_ms is None and environ.get(ENV_RULE_BUDGET_MS, "").strip():
+            budget_ms = _milliseconds(environ[ENV_RULE_BUDGET_MS], ENV_RULE_BUDGET_MS)
+        sizes: dict[str, int] = {}
+        for name, (_, variable) in DECODE_LIMITS.items():
+            value = flag(name)
+            if value is None and environ.get(variable, "").strip():
+                value = parse_size(environ[variable], variable)
+            if value is not None:
+                sizes[name] = value
+        try:
+            decode = replace(DEFAULT_BUDGET, **sizes)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        return cls(budget_ms, decode)
+
+    def to_argv(self) -> list[str]:
+        argv = [] if self.rule_budget_ms is None else ["--rule-budget-ms", repr(self.rule_budget_ms)]
+        for name, (option, _) in DECODE_LIMITS.items():
+            value = getattr(self.decode, name)
+            if value != getattr(DEFAULT_BUDGET, name):
+                argv += [option, str(value)]
+        return argv
+
+
+def parse_size(text: str, what: str = "size") -> int:
+    """Bytes from `1048576`, `512k`, `8MiB`, `4G` (binary units).
+
+    Raises:
+        ConfigError: not a whole number of bytes with an optional unit, or zero.
+    """
+    found = _SIZE.match(text)
+    value = int(found.group(1)) * _SIZE_UNITS[found.group(2)[:1].lower()] if found else 0
+    if value < 1:
+        raise ConfigError(f"{what}={text!r} is not a size: write bytes (1048576) or with a unit (512k, 8MiB, 4G)")
+    return value
+
+
+def _milliseconds(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(f"{what}={text!r} is not a number of milliseconds: write e.g. 50 (0: no budget)")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsSettings:
     worker_id: str = "-"
     log_seconds: float = 60.0
@@ -132,6 +211,7 @@ class Settings:
     storm: StormSettings = field(default_factory=StormSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     matcher: str | None = None
+    limits: Limits = field(default_factory=Limits)
 
     # ------------------------------------------------------------------ reading
 
@@ -207,6 +287,7 @@ class Settings:
             storm=StormSettings(storm, flag("storm_max"), flag("storm_window")),
             metrics=metrics,
             matcher=flag("matcher") or environ.get(ENV_MATCHER) or None,
+            limits=Limits.read(flag, environ),
         )
         return settings.resolve_paths()
 
@@ -241,7 +322,7 @@ class Settings:
         argv += ["--worker-id", self.metrics.worker_id, "--metrics-log-seconds", repr(self.metrics.log_seconds)]
         if self.matcher:
             argv += ["--matcher", self.matcher]
-        return argv
+        return argv + self.limits.to_argv()
 
     # ------------------------------------------------------------------ checks
 
@@ -376,6 +457,46 @@ def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """The rule time budget and the decode budgets (docs/operations.md says what each bounds and why)."""
+    group = parser.add_argument_group("limits (docs/operations.md: budgets)")
+    group.add_argument(
+        "--rule-budget-ms",
+        type=_milliseconds_arg,
+        metavar="MS",
+        help="CPU time a rule may take on one event before it is stopped (a rule error); over it 3 times in "
+        f"10 minutes, the rule is quarantined (default 50; 0: no budget; ${ENV_RULE_BUDGET_MS})",
+    )
+    defaults = {"record_bytes": "8MiB", "file_bytes": "4GiB", "record_items": "10000", "event_bytes": "1MiB"}
+    meaning = {
+        "record_bytes": "decompressed bytes of one Kinesis record",
+        "file_bytes": "decompressed bytes of one file or S3 object",
+        "record_items": "log events or items in one record",
+        "event_bytes": "bytes of one event",
+    }
+    for name, (option, variable) in DECODE_LIMITS.items():
+        group.add_argument(
+            option,
+            dest=name,
+            type=parse_size if name != "record_items" else _count_arg,
+            metavar="SIZE" if name != "record_items" else "N",
+            help=f"{meaning[name]} (default {defaults[name]}; ${variable})",
+        )
+
+
+def _milliseconds_arg(text: str) -> float:
+    try:
+        return _milliseconds(text, "--rule-budget-ms")
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _count_arg(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def add_matcher_argument(parser: argparse.ArgumentParser, choices: Sequence[str] | None = ("fast", "libjq")) -> None:
     parser.add_argument("--matcher", choices=choices, help=argparse.SUPPRESS)
 
@@ -460,10 +581,19 @@ def build_pipeline(
     from stream_processor.pipeline import Pipeline
 
     kind = matcher_kind or settings.matcher or "fast"
+    limits = settings.limits
     if send and config.sending_problems():
         raise ConfigError(config.sending_problems())
     if not send:
-        return Pipeline.build(config, aws=settings.aws, send=False, matcher_kind=kind, alert_sink=alert_sink)
+        return Pipeline.build(
+            config,
+            aws=settings.aws,
+            send=False,
+            matcher_kind=kind,
+            alert_sink=alert_sink,
+            rule_budget=limits.rule_budget(),
+            decode_budget=limits.decode,
+        )
     return Pipeline.build(
         config,
         aws=settings.aws,
@@ -473,6 +603,8 @@ def build_pipeline(
         ledger=open_ledger(settings),
         dead_letters=open_dead_letters(settings) if park else None,
         storm=open_storm(settings),
+        rule_budget=limits.rule_budget(),
+        decode_budget=limits.decode,
     )
 
 

@@ -54,7 +54,7 @@ from stream_processor.sources.files import (
     object_chunks,
     parse_s3_url,
 )
-from stream_processor.wiring import ONE_SHOT, Settings, add_aws_arguments, build_pipeline
+from stream_processor.wiring import ONE_SHOT, Limits, Settings, add_aws_arguments, add_limit_arguments, build_pipeline
 
 SAMPLE_CHARS = 160
 DEFAULT_WORKERS = os.cpu_count() or 1
@@ -96,6 +96,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--matcher", choices=MATCHERS, default=MATCHERS[0], help=argparse.SUPPRESS)
     add_aws_arguments(parser)
+    add_limit_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -368,9 +369,12 @@ def _listing(sources: list[str], dates: DateRange, s3: Any | None, failures: lis
 class _Scanner:
     """Reads and matches whole objects: one per process of the pool (or the only one, with one worker)."""
 
-    def __init__(self, config: Config, aws: AwsSettings | None, matcher_kind: str, s3_workers: int) -> None:
+    def __init__(
+        self, config: Config, aws: AwsSettings | None, matcher_kind: str, s3_workers: int, limits: Limits
+    ) -> None:
         self.config = config
-        self.pipeline = build_pipeline(config, Settings(), send=False, matcher_kind=matcher_kind)  # a dry run
+        self.limits = limits
+        self.pipeline = build_pipeline(config, Settings(limits=limits), send=False, matcher_kind=matcher_kind)
         self.aws = aws
         self.s3_workers = s3_workers
         self._s3: Any | None = None
@@ -387,7 +391,7 @@ class _Scanner:
         report.objects, report.bytes_read = 1, source.size
         try:
             s3 = self.s3() if source.name.startswith(S3_SCHEME) else None
-            for decoded in decode_file(object_chunks(source, s3), source.name):
+            for decoded in decode_file(object_chunks(source, s3), source.name, self.limits.decode):
                 outcome = self.pipeline.process_decoded(decoded)
                 report.add(decoded, outcome.matched, outcome.alerts)
         except Exception as error:  # unreadable (gone, denied, I/O): reported, the run goes on
@@ -405,10 +409,10 @@ def _s3_client(aws: AwsSettings | None, workers: int) -> Any:
 _scanner: _Scanner | None = None
 
 
-def _start_worker(config: Config, aws: AwsSettings | None, matcher_kind: str, s3_workers: int) -> None:
+def _start_worker(config: Config, aws: AwsSettings | None, matcher_kind: str, s3_workers: int, limits: Limits) -> None:
     global _scanner
     tune_for_throughput()
-    _scanner = _Scanner(config, aws, matcher_kind, s3_workers)
+    _scanner = _Scanner(config, aws, matcher_kind, s3_workers, limits)
 
 
 def _scan_in_worker(source: ArchiveObject) -> BacktestReport:
@@ -425,6 +429,7 @@ def run_backtest(
     workers: int = DEFAULT_WORKERS,
     matcher_kind: str = MATCHERS[0],
     progress: Progress | None = None,
+    limits: Limits | None = None,
 ) -> BacktestReport:
     """Match every event of `sources` against `config`'s rules, never sending anything.
 
@@ -435,6 +440,7 @@ def run_backtest(
     Raises:
         FileNotFoundError: a local source does not exist (checked before anything is read).
     """
+    limits = limits or Limits()
     for location in sources:
         if not location.startswith(S3_SCHEME) and not Path(location).exists():
             raise FileNotFoundError(2, "no such file or folder", location)
@@ -459,7 +465,7 @@ def run_backtest(
     started = time.monotonic()
     if workers <= 1:
         tune_for_throughput()  # as the pool's workers and the consumer do
-        scanner = _Scanner(config, aws, matcher_kind, 1)
+        scanner = _Scanner(config, aws, matcher_kind, 1, limits)
         try:
             for source in listing():
                 done(source, scanner.scan(source))
@@ -467,7 +473,7 @@ def run_backtest(
             scanner.pipeline.close()
     else:
         context = multiprocessing.get_context("forkserver")
-        initargs = (config, aws, matcher_kind, workers)
+        initargs = (config, aws, matcher_kind, workers, limits)
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=initargs) as pool:
             running: dict[Future[BacktestReport], ArchiveObject] = {}
             sources_left = listing()
@@ -516,6 +522,7 @@ def run(args: argparse.Namespace) -> int:
                 args.sources,
                 dates=DateRange(args.since, args.until),
                 aws=settings.aws,
+                limits=settings.limits,
                 workers=args.workers,
                 matcher_kind=args.matcher,
                 progress=progress,

@@ -40,7 +40,14 @@ from stream_processor.aws import AwsSettings
 from stream_processor.commands.common import add_config_argument, config_location
 from stream_processor.errors import ConfigError
 from stream_processor.local.processes import LOOPBACK
-from stream_processor.wiring import HOST, Settings, add_aws_arguments, add_metrics_arguments, add_state_arguments
+from stream_processor.wiring import (
+    HOST,
+    Settings,
+    add_aws_arguments,
+    add_limit_arguments,
+    add_metrics_arguments,
+    add_state_arguments,
+)
 
 log = logging.getLogger(__name__)
 
@@ -443,6 +450,7 @@ def add_parser(subparsers: Any) -> None:
         help="the processors check the rule file (local or S3 ETag) for changes this often; 0: never (default 10)",
     )
     add_metrics_arguments(parser)
+    add_limit_arguments(parser)
     observe = parser.add_argument_group("metrics server")
     observe.add_argument(
         "--metrics-port",

@@ -28,7 +28,13 @@ from stream_processor.gc_tuning import tune_for_throughput
 from stream_processor.json_out import dumps_text
 from stream_processor.model import Alert, DecodeResult
 from stream_processor.sources.files import read_chunks
-from stream_processor.wiring import ONE_SHOT, add_aws_arguments, add_state_arguments, build_pipeline
+from stream_processor.wiring import (
+    ONE_SHOT,
+    add_aws_arguments,
+    add_limit_arguments,
+    add_state_arguments,
+    build_pipeline,
+)
 
 log = logging.getLogger(__name__)
 STDIN = "-"
@@ -67,6 +73,7 @@ def add_parser(subparsers: Any) -> None:
     )
     add_aws_arguments(parser)
     add_state_arguments(parser, ONE_SHOT)
+    add_limit_arguments(parser)
     parser.set_defaults(run=run)
 
 

@@ -45,7 +45,7 @@ from stream_processor.sources.replay import (
     list_shards,
     parse_when,
 )
-from stream_processor.wiring import HOST, NONE, Settings, add_state_arguments, build_pipeline
+from stream_processor.wiring import HOST, NONE, Settings, add_limit_arguments, add_state_arguments, build_pipeline
 
 MATCHERS = ("fast", "libjq")
 REPLAY = replace(HOST, storm=NONE)
@@ -106,6 +106,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--limit", type=int, default=10_000, help="records per GetRecords (default: %(default)s)")
     parser.add_argument("--matcher", choices=MATCHERS, default=MATCHERS[0], help=argparse.SUPPRESS)
     add_state_arguments(parser, REPLAY, storm=True)
+    add_limit_arguments(parser)
     parser.set_defaults(run=run)
 
 

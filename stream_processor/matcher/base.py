@@ -23,4 +23,16 @@ class Matcher(ABC):
 
     @abstractmethod
     def match_batch(self, events: Sequence[CloudTrailEvent]) -> MatchResult:
-        """Return the matches in event order (rules in file order within an event) and the errors."""
+        """Return the matches in event order (rules in file order within an event) and the errors.
+
+        Nothing a rule does on an event escapes: it is a rule error for that event.
+        """
+
+    def close(self) -> None:
+        """Release what the matcher holds (a worker process); it must not be used afterwards."""
+        return None
+
+    @property
+    def quarantined_rules(self) -> dict[str, str]:
+        """Rules disabled for running over their time budget: name -> jq program (kept across a reload)."""
+        return {}

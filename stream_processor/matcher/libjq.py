@@ -1,4 +1,7 @@
-"""The reference matcher: each rule's program compiled once by libjq, run per event per rule."""
+"""The reference matcher: each rule's program compiled once by libjq, run per event per rule, in process.
+
+It has no time budget: it is what the fast path is checked against, not a way to run untrusted rules.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +32,12 @@ class LibjqMatcher(Matcher):
                     output = first_output(program, event.data)
                 except ValueError as error:
                     result.errors.append(RuleRuntimeError(rule_name, event.position, str(error)))
+                    continue
+                except (
+                    Exception
+                ) as error:  # the jq package re-serializes with json.dumps: RecursionError on deep events
+                    message = f"the reference matcher cannot run this event ({type(error).__name__})"
+                    result.errors.append(RuleRuntimeError(rule_name, event.position, message))
                     continue
                 if output is not _NO_OUTPUT and is_match(output):
                     result.matches.append(Match(rule_name, event, output))

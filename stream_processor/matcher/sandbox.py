@@ -43,12 +43,14 @@ def sandbox_violations(program: str) -> list[str]:
     """
     try:
         lexed = tokenize(program)
+        found: list[str] = []
+        if lexed.ambiguous_comment:
+            found.append("has a comment ending in a backslash: jq versions disagree on whether the next line is code")
+        _scan(lexed.tokens, found)
     except JqSyntaxError as error:
         return [f"cannot be checked: {error}"]
-    found: list[str] = []
-    if lexed.ambiguous_comment:
-        found.append("has a comment ending in a backslash: jq versions disagree on whether the next line is code")
-    _scan(lexed.tokens, found)
+    except RecursionError:
+        return ["is nested too deeply to be checked (string interpolations inside string interpolations)"]
     unique: list[str] = []
     for message in found:
         if message not in unique:

@@ -390,7 +390,12 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
 
 def build_parser() -> argparse.ArgumentParser:
     """The processor's flags: its own, plus the shared settings (`wiring`) that `command_line` writes."""
-    from stream_processor.wiring import add_aws_arguments, add_metrics_arguments, add_state_arguments
+    from stream_processor.wiring import (
+        add_aws_arguments,
+        add_limit_arguments,
+        add_metrics_arguments,
+        add_state_arguments,
+    )
 
     parser = argparse.ArgumentParser(
         prog="python -m stream_processor.sources.kcl",
@@ -405,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_aws_arguments(parser)
     add_state_arguments(parser, storm=True)
     add_metrics_arguments(parser)
+    add_limit_arguments(parser)
     return parser
 
 

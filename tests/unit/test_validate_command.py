@@ -194,7 +194,7 @@ def test_explain_names_the_rules_that_run_on_libjq(tmp_path: Path, capsys: pytes
     config.write_text(
         '[[rule]]\nname = "Plain"\njq_match = \'select(.eventName == "StopLogging")\'\ndestinations = ["out"]\n'
         '[[rule]]\nname = "Folded"\njq_match = \'def n: .resources | length; select(n > 3)\'\ndestinations = ["out"]\n'
-        '[[rule]]\nname = "Recursive"\njq_match = \'def d: if type == "array" then .[0] | d end; select(d)\'\n'
+        '[[rule]]\nname = "Assigns"\njq_match = \'select((.seen = true) | .eventName == "X")\'\n'
         'destinations = ["out"]\n'
         '[[destination]]\nid = "out"\ntype = "stdout"\n'
     )
@@ -204,7 +204,7 @@ def test_explain_names_the_rules_that_run_on_libjq(tmp_path: Path, capsys: pytes
     lines = capsys.readouterr().out.splitlines()[1:]
     assert lines[0].startswith('  rule #1 "Plain": compiled')
     assert lines[1].startswith('  rule #2 "Folded": compiled')
-    assert lines[2].startswith('  rule #3 "Recursive": libjq')
+    assert lines[2].startswith('  rule #3 "Assigns": libjq')
 
 
 def test_explain_is_not_printed_for_an_invalid_file(broken: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from stream_processor.aws import AwsSettings
 from stream_processor.cli import main
+from stream_processor.decode import DecodeBudget
 from stream_processor.errors import ConfigError
 from stream_processor.sources.kcl import build_parser, command_line, settings_from_args
 from stream_processor.sources.lambda_runtime import LambdaSettings
@@ -17,6 +18,7 @@ from stream_processor.wiring import (
     HOST,
     LAMBDA,
     ONE_SHOT,
+    Limits,
     MetricsSettings,
     Settings,
     Store,
@@ -68,6 +70,7 @@ def parse(argv: list[str], shape_storm: bool = True) -> argparse.Namespace:
             storm=StormSettings(Store("sqlite", "/srv/state/storm.sqlite3"), 25, 120.5),
             metrics=MetricsSettings(worker_id="host-7", log_seconds=0.0),
             matcher="libjq",
+            limits=Limits(12.5, DecodeBudget(record_bytes=2 << 20, record_items=500, event_bytes=300_000)),
         ),
         Settings(ledger=Store("memory"), dead_letters=Store("none"), storm=StormSettings(Store("none"))),
     ],

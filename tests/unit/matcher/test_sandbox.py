@@ -89,3 +89,9 @@ def test_unreadable_program_is_refused() -> None:
 def test_backslash_continued_comment_is_refused() -> None:
     # jq 1.8 reads the second line as part of the comment, older jq as code: do not guess.
     assert sandbox_violations(".a # note \\\n| env")
+
+
+def test_a_program_nested_too_deeply_to_read_is_refused_not_crashed() -> None:
+    program = '"' + '\\("' * 2000 + "x" + '")' * 2000 + '"'
+    (message,) = sandbox_violations(program)
+    assert "nested too deeply" in message
