@@ -17,7 +17,7 @@ from stream_processor.alerts.destinations import create_destination
 from stream_processor.alerts.render import build_alert
 from stream_processor.alerts.storm import Digest, StormFolder
 from stream_processor.aws import AwsSettings
-from stream_processor.config import Config, Rule, compile_jq
+from stream_processor.config import Config, Rule
 from stream_processor.dead_letters import DeadLetterStore
 from stream_processor.decode import DEFAULT_BUDGET, DecodeBudget, decode_record, event_identity
 from stream_processor.dedupe import ClaimOutcome, DedupeStore, dedupe_key
@@ -25,6 +25,7 @@ from stream_processor.errors import DeadLetterStoreError
 from stream_processor.json_out import dumps_text
 from stream_processor.matcher import Matcher, build_matcher
 from stream_processor.matcher.budget import RuleBudget
+from stream_processor.matcher.libjq import event_output
 from stream_processor.model import (
     Alert,
     DecodeResult,
@@ -383,8 +384,8 @@ class Pipeline:
         if rule is None or not rule.group_by:
             return ""
         try:
-            value = compile_jq(rule.group_by).input_value(alert.event.data).first()
-        except (ValueError, StopIteration):
+            value = event_output(rule.group_by, alert.event)
+        except ValueError:
             return ""
         return value if isinstance(value, str) else dumps_text(value)
 

@@ -214,11 +214,10 @@ def render_title(rule: Rule, event: CloudTrailEvent) -> str | None:
     """
     if rule.title is None:
         return None
-    from stream_processor.config import compile_jq  # late: config imports the destinations, which import this
+    from stream_processor.matcher.libjq import event_output  # late: config imports the destinations
 
     try:
-        outputs = iter(compile_jq(rule.title).input_value(event.data))
-        value = next(outputs, None)
+        value = event_output(rule.title, event)
     except ValueError as error:
         log.warning(
             "title of rule %r failed on event %s (the rule name is shown instead): %s",

@@ -51,3 +51,23 @@ def first_output(program: Any, value: Any) -> Any:
         return next(iterator)
     except StopIteration:
         return _NO_OUTPUT
+
+
+def event_output(program_text: str, event: CloudTrailEvent) -> Any:
+    """A rule's side program (`title`, `group_by`) on one event: its first output, or None when it has none.
+
+    libjq reads the event's own text (the `jq` package would serialise the parsed event again, and fail on
+    one nested deeper than Python's recursion allows).
+
+    Raises:
+        ValueError: the program failed on this event (jq's message), or could not run at all.
+    """
+    from stream_processor.config import compile_jq  # late: config imports the matcher's checks
+
+    try:
+        output = next(iter(compile_jq(program_text).input_text(event.raw.decode("utf-8", "replace"))), None)
+    except ValueError:
+        raise
+    except Exception as error:  # whatever the event holds, never an escape from the pipeline
+        raise ValueError(f"could not run on this event ({type(error).__name__})") from error
+    return output

@@ -13,11 +13,12 @@ import pytest
 from stream_processor.alerts.delivery import AlertDeliverer, DeliveryPolicy
 from stream_processor.alerts.destinations.base import Destination
 from stream_processor.alerts.destinations.stdout import StdoutDestination
+from stream_processor.alerts.storm import StormFolder, StormPolicy
 from stream_processor.config import Config, DestinationConfig, Rule
 from stream_processor.dead_letters import SQLiteDeadLetterStore
 from stream_processor.dedupe import MemoryDedupeStore
 from stream_processor.errors import PermanentDeliveryError
-from stream_processor.matcher import LibjqMatcher
+from stream_processor.matcher import LibjqMatcher, build_matcher
 from stream_processor.model import Alert, Position, RawRecord
 from stream_processor.pipeline import Pipeline
 
@@ -173,3 +174,21 @@ def test_an_event_without_event_id_is_not_sent_again_when_its_batch_is_replayed(
 
     assert len(destinations["slack"].sent) == 2  # two different events: two alerts, not collapsed into one
     assert replay.duplicates == 4  # both events, to both destinations
+
+
+def test_title_and_group_by_run_on_an_event_nested_past_pythons_recursion_limit(tmp_path: Path) -> None:
+    data = {**event("CreateAccessKey", "deep"), "requestParameters": {"x": "DEEP"}}
+    text = json.dumps(data).replace('"DEEP"', "[" * 1_010 + "]" * 1_010)
+    rule = Rule(
+        "deep", 'select(.eventName == "CreateAccessKey")', "", ("out",), 1,
+        title='"key for \\(.requestParameters.x | length)"', group_by=".requestParameters.x",
+    )  # fmt: skip
+    config = Config((rule,), (DestinationConfig("out", "recording"),))
+    out = RecordingDestination(config.destinations[0])
+    storm = StormFolder(tmp_path / "storm.sqlite3", StormPolicy())
+    pipeline = Pipeline(config, build_matcher((rule,)), AlertDeliverer({"out": out}, DeliveryPolicy.immediate()),
+                        storm=storm)  # fmt: skip
+
+    outcome = pipeline.process_records([RawRecord(text.encode(), Position("s", "1"))])
+
+    assert outcome.complete and [alert.title for alert in out.sent] == ["key for 1"]
