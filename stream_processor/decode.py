@@ -42,6 +42,7 @@ from typing import Any, Final
 import orjson
 from zlib_ng import zlib_ng
 
+from stream_processor import json_out
 from stream_processor.json_items import NOT_PARSED, ValueScan, guess_object, skip_whitespace
 from stream_processor.model import CloudTrailEvent, DecodeResult, MalformedInput, Position, RawRecord
 
@@ -274,7 +275,7 @@ def encode_subscription_record(
     messages: list[tuple[str, int]] = []
     for event in events:
         if isinstance(event, dict):
-            messages.append((orjson.dumps(event).decode(), _event_time_ms(event, now_ms)))
+            messages.append((json_out.dumps_text(event), _event_time_ms(event, now_ms)))
         elif isinstance(event, bytes):
             messages.append((event.decode(), now_ms))
         else:

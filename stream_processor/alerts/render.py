@@ -356,6 +356,7 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
         ("What", summary.what),
         ("Where", summary.where),
         ("When", summary.when),
+        ("Event ID", alert.event.event_id or "-"),  # always shown: the event's JSON below may be cut
     ]
     blocks.append(
         {

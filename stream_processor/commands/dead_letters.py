@@ -61,10 +61,10 @@ def add_parser(subparsers: Any) -> None:
     listing.add_argument("--destination", metavar="ID", help="only alerts for this destination id")
     listing.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     listing.add_argument(
-        "--limit", type=_positive, default=PAGE, metavar="N", help=f"letters per page (default {PAGE})"
+        "--limit", type=_positive, metavar="N", help=f"letters per page (default {PAGE}; with --json: every letter)"
     )
     listing.add_argument("--after", metavar="ID", help="start after this letter id (the next page's hint gives it)")
-    listing.add_argument("--all", action="store_true", help="every letter, page after page (for --json exports)")
+    listing.add_argument("--all", action="store_true", help="every letter, page after page (--json's default)")
     add_state_arguments(listing)
     add_aws_arguments(listing)
     listing.set_defaults(run=run_list)
@@ -158,10 +158,12 @@ def run_list(args: argparse.Namespace) -> int:
     err = message_console()
     store = open_store(settings_from_args(args, HOST))
     try:
-        if args.all:
+        every = args.all or (args.json and args.limit is None and args.after is None)  # scripts get everything
+        limit = args.limit or PAGE
+        if every:
             pages: Iterable[list[DeadLetter]] = store.pages(kind=args.kind, destination_id=args.destination)
         else:
-            pages = [store.page(kind=args.kind, destination_id=args.destination, after=args.after, limit=args.limit)]
+            pages = [store.page(kind=args.kind, destination_id=args.destination, after=args.after, limit=limit)]
         if args.json:
             for page in pages:
                 for letter in page:
@@ -178,7 +180,7 @@ def run_list(args: argparse.Namespace) -> int:
     if not letters:
         console.print("no dead letters" + (" after that id" if args.after else ""))
         return 0
-    full_page = not args.all and len(letters) == args.limit
+    full_page = not every and len(letters) == limit
     title = f"{len(letters)} dead letters" + (" (one page)" if full_page else "")
     table = Table(title=title, title_justify="left")
     for column in ("id", "kind", "parked", "position", "rule → destination", "attempts", "reason"):
