@@ -472,7 +472,8 @@ def run_backtest(
         finally:
             scanner.pipeline.close()
     else:
-        context = multiprocessing.get_context("forkserver")
+        # spawn, not forkserver: a forkserver keeps the environment of its first use (credentials, profile)
+        context = multiprocessing.get_context("spawn")
         initargs = (config, aws, matcher_kind, workers, limits)
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=initargs) as pool:
             running: dict[Future[BacktestReport], ArchiveObject] = {}

@@ -19,6 +19,7 @@ metrics, and one operator alert goes to its destinations (pipeline.py).
 
 from __future__ import annotations
 
+import atexit
 import signal
 import threading
 import time
@@ -159,6 +160,9 @@ def _install() -> bool:
         return False
     _previous_handler = current
     signal.signal(signal.SIGPROF, _on_tick)
+    # At exit Python puts SIGPROF back to its default action, which ends the process: a tick still on its way
+    # would turn a clean exit into "killed by SIGPROF". Stop the timer first.
+    atexit.register(_stop)
     signal.siginterrupt(signal.SIGPROF, False)  # restart system calls the tick lands in
     _installed = True
     return True

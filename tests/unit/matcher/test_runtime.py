@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from typing import Any
 
 import orjson
@@ -314,3 +316,21 @@ def test_libjq_answers_are_remembered_by_what_the_rule_reads(matchers: Any, monk
     )
     assert _summary(alone.match_batch(events)) == ([], [])
     assert calls == []  # the same projection, already answered: libjq is not asked again
+
+
+def test_a_process_that_matched_exits_cleanly_with_its_own_status() -> None:
+    # The budget's timer keeps ticking after a batch; at exit Python restores SIGPROF's default action (end the
+    # process), so a late tick turned every clean exit into "killed by SIGPROF" (status -27).
+    script = (
+        "import sys\n"
+        "from stream_processor.config import Rule\n"
+        "from stream_processor.matcher import build_matcher\n"
+        "from stream_processor.model import CloudTrailEvent, Position\n"
+        "m = build_matcher([Rule('r', 'select(.eventName == \"X\")', '', (), 1)])\n"
+        "ev = [CloudTrailEvent(b'{}', {'eventName': 'X', 'eventVersion': '1', 'eventSource': 's'}, Position('p'))]\n"
+        "for _ in range(20):\n"
+        "    m.match_batch(ev * 20000)\n"
+        "sys.exit(3)\n"
+    )
+    codes = [subprocess.run([sys.executable, "-c", script], check=False).returncode for _ in range(3)]
+    assert codes == [3, 3, 3]
