@@ -53,7 +53,7 @@ def add_parser(subparsers: Any) -> None:
         "--explain",
         action="store_true",
         help="for a valid file, also print per rule which matcher path it takes (compiled fast path or libjq) "
-        "and why",
+        "and why, and its index key (the values of event fields it can match or fail on) or why it has none",
     )
     add_aws_arguments(parser)
     parser.set_defaults(run=run)
@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         if args.explain:
             for line in _explain_lines(config.rules):
                 print(line)
+            print(_index_line(config.rules))
     return EXIT_INVALID if invalid else EXIT_OK
 
 
@@ -115,6 +116,15 @@ def _explain_lines(rules: Sequence[Rule]) -> list[str]:
         detail = reason.removeprefix(path).lstrip(" ,:")
         lines.append(f"  {label}: {path}" + (f" ({detail})" if detail else ""))
     return lines
+
+
+def _index_line(rules: Sequence[Rule]) -> str:
+    from stream_processor.matcher import index_fields
+
+    fields = index_fields(rules)
+    if not fields:
+        return "  index: reads no field, every event visits every rule"
+    return f"  index: reads {', '.join(fields)} of each event; a rule runs only where its condition on them holds"
 
 
 def explain_rules(rules: Sequence[Rule]) -> list[tuple[str, str, str]]:
