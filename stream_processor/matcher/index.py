@@ -1845,7 +1845,12 @@ class RuleIndex(Generic[Entry]):
         """
         every = self.entries
         if not self.fields:
-            return lambda data: every
+            constant = self._select(())  # rules that can never match or fail are left out even so
+
+            def dispatch_constant(data: Any) -> tuple[Entry, ...]:
+                return constant if type(data) is dict else every
+
+            return dispatch_constant
         reads = ", ".join(_read_code(path, i) for i, path in enumerate(self.fields))
         source = (
             "def dispatch(d):\n"
