@@ -221,9 +221,8 @@ def test_regex_languages() -> None:
 
 
 def test_untuned_rules_are_all_indexed() -> None:
-    from tests.conftest import REPO_ROOT
-
     from stream_processor.config import load_config
+    from tests.conftest import REPO_ROOT
 
     rules_file = load_config(str(REPO_ROOT / "examples" / "untuned.toml")).rules
     not_indexed = [(name, reason) for name, _, reason in explain(rules_file) if "not indexed" in reason]
