@@ -142,6 +142,11 @@ _UP = {c: c - 32 for c in range(97, 123)}
 _TYPE_NAMES = {"true": "boolean", "false": "boolean"}
 
 
+def _downcase(text: str) -> str:
+    """jq's ascii_downcase: str.lower() where it is the same (ASCII text), as it is much faster."""
+    return text.lower() if text.isascii() else text.translate(_DOWN)
+
+
 def apply_chain(value: Any, chain: Chain) -> Any:
     """A value through the normalisations, as jq computes them: a value, ERR (jq fails) or WILD."""
     for step in chain:
@@ -150,9 +155,9 @@ def apply_chain(value: Any, chain: Chain) -> Any:
         op = step.op
         is_str = type(value) is str
         if op == "ascii_downcase":
-            value = value.translate(_DOWN) if is_str else ERR
+            value = _downcase(value) if is_str else ERR
         elif op == "ascii_upcase":
-            value = value.translate(_UP) if is_str else ERR
+            value = (value.upper() if value.isascii() else value.translate(_UP)) if is_str else ERR
         elif op == "tostring":
             if value is None:
                 value = "null"
@@ -184,7 +189,7 @@ def apply_chain(value: Any, chain: Chain) -> Any:
             elif value.endswith("\n") or (step.arg and not value.isascii()):
                 value = WILD
             elif step.arg:
-                value = value.translate(_DOWN)
+                value = value.lower()  # ASCII here
         else:  # pragma: no cover - every Step is built here
             raise ValueError(op)
     return value
@@ -1644,16 +1649,19 @@ def render(node: Node) -> str:
 # -- the index of a rule file
 
 MAX_FIELDS = 6  # each costs a lookup on every event
-_CACHE_LIMIT = 50_000
+_CACHE_LIMIT = 50_000  # combinations of values (or of classes) cached
+_FIELD_VALUES_LIMIT = 20_000  # distinct values of one field before the index stops reading it
 
 
-def choose_fields(conditions: Sequence[Formula], limit: int = MAX_FIELDS) -> tuple[Path, ...]:
+def choose_fields(
+    conditions: Sequence[Formula], limit: int = MAX_FIELDS, exclude: frozenset[Path] = frozenset()
+) -> tuple[Path, ...]:
     """Fields for the index: greedily, the one that lets the most rules not yet indexed be indexed."""
     mentions: dict[Path, int] = {}  # rules testing the field
     keyed: dict[Path, int] = {}  # rules listing values of it: the sharpest tests
     paths_of: list[set[Path]] = []
     for formula in conditions:
-        found = _unique_atoms(formula)
+        found = {atom for atom in _unique_atoms(formula) if atom.path not in exclude}
         paths = {atom.path for atom in found}
         paths_of.append(paths)
         for path in paths:
@@ -1673,7 +1681,7 @@ def choose_fields(conditions: Sequence[Formula], limit: int = MAX_FIELDS) -> tup
         if best is None:
             # No single field helps: a rule that needs several at once (`a == 1 or b == 2`), fewest first.
             needs = sorted((paths_of[i] - set(chosen) for i in uncovered), key=len)
-            extra = next((p for p in needs if len(chosen) + len(p) <= limit), None)
+            extra = next((p for p in needs if p and len(chosen) + len(p) <= limit), None)
             if extra is None:
                 break
             chosen.extend(sorted(extra, key=render_path))
@@ -1685,7 +1693,7 @@ def choose_fields(conditions: Sequence[Formula], limit: int = MAX_FIELDS) -> tup
     # their events further, for one more lookup per event.
     selective: dict[Path, int] = {}
     for formula in conditions:
-        for path in {atom.path for atom in _unique_atoms(formula) if atom.kind != "type"}:
+        for path in {atom.path for atom in _unique_atoms(formula) if atom.kind != "type"} - exclude:
             selective[path] = selective.get(path, 0) + 1
     threshold = max(2, len(conditions) // 10)
     for path in sorted(selective, key=lambda p: (-selective[p], render_path(p))):
@@ -1736,7 +1744,10 @@ def read_path(data: Any, path: Path) -> Any:
 
 
 class _Field:
-    """One index field: its atoms (a bit each), grouped by normalisation, and a memo of string values."""
+    """One index field: its atoms (a bit each), grouped by normalisation, and a memo of values seen.
+
+    The memo holds strings, null and ERR only: Python equates True, 1 and 1.0, jq does not.
+    """
 
     def __init__(self, path: Path, atoms: Sequence[Atom]) -> None:
         self.path = path
@@ -1746,11 +1757,13 @@ class _Field:
         for atom, bit in self.bits.items():
             chains.setdefault(atom.chain, []).append((bit, atom))
         self.chains = [(chain, members, sum(1 << bit for bit, _ in members)) for chain, members in chains.items()]
-        self.memo: dict[str, int] = {}
+        self.memo: dict[Any, int] = {}
+        self.overflowed = False
 
     def classify(self, value: Any) -> int:
         """Which atoms hold (low bits) and which cannot be decided (high bits) for this value."""
-        if type(value) is str:
+        storable = type(value) is str or value is None or value is ERR
+        if storable:
             known = self.memo.get(value)
             if known is not None:
                 return known
@@ -1764,9 +1777,10 @@ class _Field:
                 if atom.test(normalised):
                     holds |= 1 << bit
         result = holds | (unknown << self.width)
-        if type(value) is str:
-            if len(self.memo) >= _CACHE_LIMIT:
+        if storable:
+            if len(self.memo) >= _FIELD_VALUES_LIMIT:
                 self.memo.clear()
+                self.overflowed = True
             self.memo[value] = result
         return result
 
@@ -1774,24 +1788,41 @@ class _Field:
 class RuleIndex(Generic[Entry]):
     """Candidate rules per event: `dispatch(event data)` gives, in rule order, the entries to run.
 
-    `conditions[i]` is rule i's condition (None when its program could not be analysed, with `reasons[i]`).
+    `conditions[i]` is rule i's analysed condition (a Top with a reason when it could not be analysed).
+    A field whose values prove too varied to classify once each (more than 20,000 distinct) is dropped
+    and the index rebuilt without it.
     """
 
     def __init__(self, conditions: Sequence[Formula], entries: Sequence[Entry]) -> None:
         self.entries = tuple(entries)
-        self.fields = choose_fields(conditions)
-        fieldset = frozenset(self.fields)
-        self.conditions = tuple(project(formula, fieldset) for formula in conditions)
-        self.indexed = tuple(not _top(formula) for formula in self.conditions)
-        atoms_by_path: dict[Path, set[Atom]] = {path: set() for path in self.fields}
-        for formula in self.conditions:
-            for atom in _unique_atoms(formula):
-                atoms_by_path[atom.path].add(atom)
-        self._fields = [_Field(path, sorted(atoms_by_path[path], key=repr)) for path in self.fields]
-        self._position = {path: i for i, path in enumerate(self.fields)}
-        self._cache: dict[tuple[Any, ...], tuple[Entry, ...]] = {}
-        self._by_class: dict[tuple[int, ...], tuple[Entry, ...]] = {}
-        self.dispatch: Callable[[Any], tuple[Entry, ...]] = self._dispatcher()
+        self._analysed = tuple(conditions)
+        self.dropped: list[Path] = []  # fields whose values proved too varied to index on
+        self._layout = _Layout(self, frozenset())
+
+    @property
+    def fields(self) -> tuple[Path, ...]:
+        return self._layout.fields
+
+    @property
+    def conditions(self) -> tuple[Formula, ...]:
+        """Per rule, its condition on the fields this index reads (Top: the rule runs on every event)."""
+        return self._layout.conditions
+
+    @property
+    def indexed(self) -> tuple[bool, ...]:
+        return self._layout.indexed
+
+    @property
+    def keyed_by(self) -> str:
+        return self._layout.keyed_by
+
+    @property
+    def dispatch(self) -> Callable[[Any], tuple[Entry, ...]]:
+        return self._layout.dispatch
+
+    def key_by_classes(self) -> None:
+        """Key the cache by each field's class rather than raw values (done by itself when values vary)."""
+        self._layout.key_by_classes()
 
     def describe(self, i: int) -> str:
         formula = self.conditions[i]
@@ -1800,32 +1831,88 @@ class RuleIndex(Generic[Entry]):
         return f"indexed on {render_formula(formula)}"
 
     def candidates(self, data: Any) -> tuple[Entry, ...]:
-        """The entries for one event, without the cache (for tests and explanations)."""
+        """The entries for one event, without the caches (for tests and explanations)."""
+        layout = self._layout
         if type(data) is not dict:
             return self.entries
-        return self._select(tuple(f.classify(read_path(data, f.path)) for f in self._fields))
+        return layout.select(tuple(f.classify(read_path(data, f.path)) for f in layout.readers))
 
-    def _miss(self, key: tuple[Any, ...]) -> tuple[Entry, ...]:
-        classes = tuple(field.classify(value) for field, value in zip(self._fields, key, strict=True))
-        entries = self._by_class.get(classes)
+    def after_miss(self, layout: _Layout[Entry]) -> None:
+        """A field with too many distinct values costs more to classify than its rules save: drop it."""
+        varied = [field.path for field in layout.readers if field.overflowed]
+        if varied and layout is self._layout:
+            self.dropped.extend(varied)
+            self._layout = _Layout(self, frozenset(self.dropped))
+
+
+class _Layout(Generic[Entry]):
+    """One arrangement of an index: the fields it reads, the conditions on them, the caches, `dispatch`.
+
+    A dispatch function keeps using the layout it was made for, so replacing the layout mid-batch is safe.
+    """
+
+    def __init__(self, owner: RuleIndex[Entry], exclude: frozenset[Path]) -> None:
+        self.owner = owner
+        self.entries = owner.entries
+        analysed = owner._analysed
+        self.fields = choose_fields(analysed, exclude=exclude)
+        fieldset = frozenset(self.fields)
+        self.conditions = tuple(project(formula, fieldset) for formula in analysed)
+        self.indexed = tuple(not _top(formula) for formula in self.conditions)
+        atoms_by_path: dict[Path, set[Atom]] = {path: set() for path in self.fields}
+        for formula in self.conditions:
+            for atom in _unique_atoms(formula):
+                atoms_by_path[atom.path].add(atom)
+        self.readers = [_Field(path, sorted(atoms_by_path[path], key=repr)) for path in self.fields]
+        self.position = {path: i for i, path in enumerate(self.fields)}
+        self.cache: dict[tuple[Any, ...], tuple[Entry, ...]] = {}
+        self.by_class: dict[tuple[int, ...], tuple[Entry, ...]] = {}
+        self.keyed_by = "values"  # or "classes", once the combinations of values prove too many to cache
+        self.dispatch: Callable[[Any], tuple[Entry, ...]] = self.dispatcher()
+
+    def key_by_classes(self) -> None:
+        self.cache.clear()
+        self.keyed_by = "classes"
+        self.dispatch = self.dispatcher()
+
+    def miss(self, key: tuple[Any, ...]) -> tuple[Entry, ...]:
+        classes = tuple(field.classify(value) for field, value in zip(self.readers, key, strict=True))
+        entries = self.by_class.get(classes)
         if entries is None:
-            entries = self._select(classes)
-            if len(self._by_class) >= _CACHE_LIMIT:
-                self._by_class.clear()
-            self._by_class[classes] = entries
+            entries = self.select(classes)
+            if len(self.by_class) >= _CACHE_LIMIT:
+                self.by_class.clear()
+            self.by_class[classes] = entries
         # Only strings, null and ERR key the cache: True == 1 == 1.0 would share an entry.
         if all(type(v) is str or v is None or v is ERR for v in key):
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[key] = entries
+            if len(self.cache) >= _CACHE_LIMIT:
+                # Too many combinations of values to cache: one memo lookup more per field and event.
+                self.key_by_classes()
+            else:
+                self.cache[key] = entries
+        self.owner.after_miss(self)
         return entries
 
-    def _select(self, classes: tuple[int, ...]) -> tuple[Entry, ...]:
-        fields, position = self._fields, self._position
+    def slow(self, data: Any) -> tuple[Entry, ...]:
+        """Keyed by classes: an event with a value not yet seen (or not storable), or not an object."""
+        if type(data) is not dict:
+            return self.entries
+        classes = tuple(field.classify(read_path(data, field.path)) for field in self.readers)
+        entries = self.by_class.get(classes)
+        if entries is None:
+            entries = self.select(classes)
+            if len(self.by_class) >= _CACHE_LIMIT:
+                self.by_class.clear()
+            self.by_class[classes] = entries
+        self.owner.after_miss(self)
+        return entries
+
+    def select(self, classes: tuple[int, ...]) -> tuple[Entry, ...]:
+        readers, position = self.readers, self.position
 
         def holds(atom: Atom) -> bool | None:
             i = position[atom.path]
-            field = fields[i]
+            field = readers[i]
             bit = field.bits[atom]
             if (classes[i] >> (field.width + bit)) & 1:
                 return None
@@ -1837,39 +1924,52 @@ class RuleIndex(Generic[Entry]):
             if not indexed or evaluate(formula, holds)
         )
 
-    def _dispatcher(self) -> Callable[[Any], tuple[Entry, ...]]:
-        """One function per file: read the index fields, look the tuple up, classify on a miss.
+    def dispatcher(self) -> Callable[[Any], tuple[Entry, ...]]:
+        """One function per layout: read the fields, look their tuple up, classify on a miss.
 
         Generated (as dataclasses and namedtuple generate theirs) so that the common case costs a few
         dict lookups and no Python-level loop; field names enter the source only through repr().
         """
         every = self.entries
         if not self.fields:
-            constant = self._select(())  # rules that can never match or fail are left out even so
+            constant = self.select(())  # rules that can never match or fail are left out even so
 
             def dispatch_constant(data: Any) -> tuple[Entry, ...]:
                 return constant if type(data) is dict else every
 
             return dispatch_constant
-        reads = ", ".join(_read_code(path, i) for i, path in enumerate(self.fields))
-        source = (
-            "def dispatch(d):\n"
-            "    if type(d) is not dict:\n"
-            "        return every\n"
-            f"    key = ({reads},)\n"
-            "    try:\n"
-            "        return cache[key]\n"
-            "    except (KeyError, TypeError):\n"
-            "        return miss(key)\n"
-        )
+        if self.keyed_by == "values":
+            reads = ", ".join(_read_code(path, i) for i, path in enumerate(self.fields))
+            source = (
+                "def dispatch(d):\n"
+                "    if type(d) is not dict:\n"
+                "        return every\n"
+                f"    key = ({reads},)\n"
+                "    try:\n"
+                "        return cache[key]\n"
+                "    except (KeyError, TypeError):\n"
+                "        return miss(key)\n"
+            )
+        else:
+            classes = ", ".join(f"memo{i}[{_read_code(path, i)}]" for i, path in enumerate(self.fields))
+            source = (
+                "def dispatch(d):\n"
+                "    try:\n"
+                f"        return by_class[({classes},)]\n"
+                "    except (KeyError, TypeError, AttributeError):\n"
+                "        return slow(d)\n"
+            )
         namespace: dict[str, Any] = {
             "every": every,
-            "cache": self._cache,
-            "miss": self._miss,
+            "cache": self.cache,
+            "by_class": self.by_class,
+            "miss": self.miss,
+            "slow": self.slow,
             "ERR": ERR,
             "read_path": read_path,
             "dict": dict,
             "type": type,
+            **{f"memo{i}": field.memo for i, field in enumerate(self.readers)},
         }
         exec(compile(source, f"<rule index over {len(self.fields)} fields>", "exec"), namespace)
         dispatch: Callable[[Any], tuple[Entry, ...]] = namespace["dispatch"]

@@ -6,6 +6,7 @@ Deeper local runs: MATCHER_HYPOTHESIS_EXAMPLES=20000 .venv/bin/pytest tests/unit
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 from typing import Any
 
 import jq
@@ -70,9 +71,13 @@ def _same_result(a: MatchResult, b: MatchResult) -> None:
 def test_a_rule_the_index_skips_neither_matches_nor_fails(program: str, batch: list[dict[str, Any]]) -> None:
     # Alone in its file the rule's own fields are indexed: every skip is a claim checked against libjq.
     index = RuleIndex([condition(parse(program))], [program])
+    by_class = RuleIndex([condition(parse(program))], [program])
+    by_class.key_by_classes()
     for event in batch:
         chosen = index.dispatch(event)
-        assert chosen == index.candidates(event) == index.dispatch(event)  # the cache agrees with the analysis
+        # the caches (by raw values, by classes) agree with the analysis
+        assert chosen == index.candidates(event) == index.dispatch(event) == by_class.dispatch(event)
+        assert by_class.dispatch(event) == chosen
         fires = _fires(program, event)
         hypothesis_event("skipped" if not chosen else "kept, fires" if fires else "kept, does not fire")
         if not chosen:
@@ -88,7 +93,8 @@ def test_indexed_matching_equals_every_rule_on_every_event_and_libjq(
     cloudtrail = _cloudtrail(batch + batch)  # the second copy is served from the cache
     indexed = FastMatcher(rule_set)
     unindexed = FastMatcher(rule_set)
-    unindexed.index.dispatch = lambda data: unindexed.index.entries  # type: ignore[method-assign]
+    every_rule = unindexed.index.entries
+    unindexed.index = SimpleNamespace(dispatch=lambda data: every_rule)  # type: ignore[assignment]
     result = indexed.match_batch(cloudtrail)
     _same_result(result, unindexed.match_batch(cloudtrail))
     _same_result(result, LibjqMatcher(rule_set).match_batch(cloudtrail))
@@ -162,6 +168,25 @@ def test_values_that_cannot_key_a_dict_are_classified_each_time() -> None:
     assert index.dispatch({"a": {"b": 1}}) == ()
     assert index.dispatch({"a": "x"}) == (program,)
     assert index.dispatch("not an object") == (program,)
+
+
+def test_an_index_over_varied_values_keys_its_cache_by_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stream_processor.matcher import index as index_module
+
+    monkeypatch.setattr(index_module, "_CACHE_LIMIT", 4)
+    programs = ['select(.eventName == "A")', 'select(.userAgent | test("kali"; "i"))']
+    index = RuleIndex([condition(parse(p)) for p in programs], programs)
+    agents = [f"agent-{i}" for i in range(12)] + ["x Kali y", "KALI"]
+    for name in ("A", "B"):
+        for agent in agents:
+            event = {"eventName": name, "userAgent": agent}
+            expected = index.candidates(event)
+            assert index.dispatch(event) == expected
+            assert expected == tuple(p for p in programs if _fires(p, event))
+    assert index.keyed_by == "classes"
+    odd = {"eventName": "A", "userAgent": True}  # test() fails on a boolean: that rule must see it
+    assert index.dispatch(odd) == tuple(programs) == tuple(p for p in programs if _fires(p, odd))
+    assert index.dispatch(["not", "an", "object"]) == tuple(programs)
 
 
 def test_a_rule_the_index_cannot_read_runs_on_every_event() -> None:
