@@ -474,44 +474,45 @@ def _drop_implied(groups: dict[tuple[Path, Chain, str, bool], frozenset[Any]], o
             del groups[key]
 
 
-def evaluate(formula: Formula, holds: Callable[[Atom], bool | None]) -> bool:
+def evaluate(formula: Formula, holds: Callable[[Atom], bool | None], memo: dict[int, bool] | None = None) -> bool:
     """Whether the formula may hold, given each atom's truth (None: unknown, so either)."""
+    if memo is None:
+        memo = {}
+    known = memo.get(id(formula))
+    if known is not None:
+        return known
     if isinstance(formula, Lit):
         value = holds(formula.atom)
-        return True if value is None else value == formula.positive
-    if isinstance(formula, And):
-        return all(evaluate(part, holds) for part in formula.parts)
-    if isinstance(formula, Or):
-        return any(evaluate(part, holds) for part in formula.parts)
-    return isinstance(formula, Top)
+        result = True if value is None else value == formula.positive
+    elif isinstance(formula, And):
+        result = all(evaluate(part, holds, memo) for part in formula.parts)
+    elif isinstance(formula, Or):
+        result = any(evaluate(part, holds, memo) for part in formula.parts)
+    else:
+        result = isinstance(formula, Top)
+    memo[id(formula)] = result
+    return result
 
 
-def atoms(formula: Formula) -> Iterable[Atom]:
-    if isinstance(formula, Lit):
-        yield formula.atom
-    elif isinstance(formula, (And, Or)):
-        for part in formula.parts:
-            yield from atoms(part)
-
-
-def project(formula: Formula, fields: frozenset[Path]) -> Formula:
+def project(formula: Formula, fields: frozenset[Path], memo: dict[int, Formula] | None = None) -> Formula:
     """The formula with atoms on other fields made true: what an index over `fields` can use."""
-    if isinstance(formula, Lit):
-        if formula.atom.path in fields:
-            return formula
+    if memo is None:
+        memo = {}
+    done = memo.get(id(formula))
+    if done is not None:
+        return done
+    result = formula
+    if isinstance(formula, Lit) and formula.atom.path not in fields:
         path = render_path(formula.atom.path)
-        return Top(None, f"it tests {path}, which the index of this file does not read (at most {MAX_FIELDS} fields)")
-    if isinstance(formula, And):
-        return conj(*(project(part, fields) for part in formula.parts))
-    if isinstance(formula, Or):
-        return disj(*(project(part, fields) for part in formula.parts))
-    return formula
+        result = Top(None, f"it tests {path}, which the index of this file does not read (at most {MAX_FIELDS} fields)")
+    elif isinstance(formula, And):
+        result = conj(*(project(part, fields, memo) for part in formula.parts))
+    elif isinstance(formula, Or):
+        result = disj(*(project(part, fields, memo) for part in formula.parts))
+    memo[id(formula)] = result
+    return result
 
 
-def size(formula: Formula) -> int:
-    if isinstance(formula, (And, Or)):
-        return 1 + sum(size(part) for part in formula.parts)
-    return 1
 
 
 # -- regexes: the strings a literal regex can match
@@ -1249,13 +1250,14 @@ class _Analyser:
             field = _field(val.path, chain, lit(val.path, val.chain, "type", fails_on))
             return Result(field.val, field.t, field.f, field.e, x.one)
         if isinstance(val, ConstVal):
-            outputs = []
+            outputs: list[Any] = []
             for value in val.values:
                 normalised = apply_chain(value, (step,))
-                if normalised is ERR:
-                    return Result(None, FALSE, FALSE, TRUE)
                 if normalised is WILD:
                     return _unknown(node, "normalises a number")
+                if normalised is ERR:  # jq fails here, after the outputs before it
+                    before = _const(tuple(outputs))
+                    return Result(None, before.t, before.f, TRUE)
                 outputs.append(normalised)
             return _const(tuple(outputs))
         return _unknown(node, "normalises a computed value", e=FALSE if not fails_on else None)
@@ -1536,8 +1538,8 @@ def _render_step(step: Step) -> str:
         return f" // {_json(step.arg)}"
     if step.op in ("ltrimstr", "rtrimstr"):
         return f" | {step.op}({_json(step.arg)})"
-    if step.op == "regex":
-        return " (regex subject, ASCII case folded)" if step.arg else " (regex subject)"
+    if step.op == "regex":  # the subject of a regex test: case-folded with "i"
+        return " (ignoring case)" if step.arg else ""
     return f" | {step.op}"
 
 
