@@ -219,7 +219,7 @@ def _entry(path: str, ruleset: str, events: int, walls: list[float], cpus: list[
     median = statistics.median(walls)
     entry = Entry(path, ruleset, events, round(best, 4), round(events / best, 1), rules, len(walls),
                   round(events / median, 1), round(events / max(min(cpus), 1e-9), 1), matched,
-                  round(os.getloadavg()[0], 2), note)
+                  round(os.getloadavg()[0], 2), note=note)
     err.print(f"  {path:<13} {ruleset:<8} {entry.events_per_s:>12,.0f} events/s best of {len(walls)} "
               f"(median {entry.median_events_per_s:,.0f}, per CPU-second {entry.events_per_cpu_s:,.0f})"
               f"{'; ' + note if note else ''}")
