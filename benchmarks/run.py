@@ -1,9 +1,10 @@
 """Matcher throughput on realistic CloudTrail traffic, every path measured in one run on one core.
 
-Paths, per ruleset (the seed's 2 rules, the 15 CIS alarms, the 60-rule set):
+Paths, per ruleset (the seed's 2 rules, the 15 CIS alarms, the 60-rule set, and examples/untuned.toml: 67 rules
+written the way users write jq, which nobody tuned for the index):
 
 - decode:        gunzip + parse of CloudWatch Logs subscription records, nothing else (the ceiling).
-- decode+fast:   the same, then FastMatcher (compiled rules, eventName/eventSource index).
+- decode+fast:   the same, then FastMatcher (compiled rules, the rule index).
 - decode+libjq:  the same, then LibjqMatcher (libjq per event per rule: the naive loop), on a subsample.
 - jq-cli:        the `jq` command-line tool over the same events as JSON lines, all rules in one program.
 
@@ -30,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -52,7 +53,12 @@ from stream_processor.model import Position, RawRecord  # noqa: E402
 from stream_processor.pipeline import decode_and_match  # noqa: E402
 from stream_processor.traffic import TrafficGenerator, pack_subscription_records  # noqa: E402
 
-RULESETS = {"seed": "examples/seed.toml", "cis": "examples/cis.toml", "rules60": "examples/rules60.toml"}
+RULESETS = {
+    "seed": "examples/seed.toml",
+    "cis": "examples/cis.toml",
+    "rules60": "examples/rules60.toml",
+    "untuned": "examples/untuned.toml",
+}
 # Records handed to decode + match at once: one KCL process_records call carries a few hundred records.
 RECORDS_PER_BATCH = 100
 SHARD = "shardId-000000000000"
@@ -78,6 +84,8 @@ class Entry:
     events_per_cpu_s: float = 0.0
     matched_events: int | None = None
     load_1min: float = 0.0
+    libjq_rules: int | None = None  # decode+fast only: rules the compiled path hands to libjq
+    unindexed_rules: int | None = None  # decode+fast only: rules every event visits
     note: str = ""
 
 
@@ -95,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              f"gc.freeze() + thresholds {GC_TUNED_THRESHOLDS}), as Python has it, or off")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--match-rate", type=float, default=0.02)
-    parser.add_argument("--rulesets", default=",".join(RULESETS), help="comma-separated: seed,cis,rules60")
+    parser.add_argument("--rulesets", default=",".join(RULESETS), help="comma-separated: " + ",".join(RULESETS))
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "latest.json")
     args = parser.parse_args(argv)
 
@@ -125,8 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         jsonl = Path(tmp) / "events.jsonl"
         jsonl.write_bytes(b"\n".join(jq_events) + b"\n")
         for name, rules in rulesets.items():
-            fast = _measure_matcher("decode+fast", name, build_matcher(rules, kind="fast"), records, len(messages),
-                                    args.repeats)
+            matcher = build_matcher(rules, kind="fast")
+            fast = _measure_matcher("decode+fast", name, matcher, records, len(messages), args.repeats)
+            fast = replace(fast, **_plan_counts(matcher))
             entries.append(fast)
             entries.append(_measure_matcher("decode+libjq", name, LibjqMatcher(rules), libjq_records, libjq_events,
                                             args.cli_repeats, note=f"subsample of {libjq_events:,} events"))
@@ -226,7 +235,7 @@ def _entry(path: str, ruleset: str, events: int, walls: list[float], cpus: list[
     median = statistics.median(walls)
     entry = Entry(path, ruleset, events, round(best, 4), round(events / best, 1), rules, len(walls),
                   round(events / median, 1), round(events / max(min(cpus), 1e-9), 1), matched,
-                  round(os.getloadavg()[0], 2), note)
+                  round(os.getloadavg()[0], 2), note=note)
     err.print(f"  {path:<13} {ruleset:<8} {entry.events_per_s:>12,.0f} events/s best of {len(walls)} "
               f"(median {entry.median_events_per_s:,.0f}, per CPU-second {entry.events_per_cpu_s:,.0f})"
               f"{'; ' + note if note else ''}")
@@ -264,6 +273,15 @@ def _measure_matcher(path: str, ruleset: str, matcher: Matcher, records: Sequenc
 
     walls, cpus, matched = _timed(run, repeats)
     return _entry(path, ruleset, events, walls, cpus, len(matcher.rules), matched, note)
+
+
+def _plan_counts(matcher: Matcher) -> dict[str, int]:
+    """How many rules run on libjq and how many every event visits (the index cannot rule them out)."""
+    assert isinstance(matcher, FastMatcher)
+    return {
+        "libjq_rules": sum(1 for plan in matcher.plans if plan.path == "libjq"),
+        "unindexed_rules": sum(1 for indexed in matcher.index.indexed if not indexed),
+    }
 
 
 def jq_cli_program(rules: Sequence[Rule]) -> str:
@@ -398,10 +416,11 @@ def _print_table(entries: list[Entry], names: list[str]) -> None:
 def _print_one_table(entries: list[Entry], names: list[str], field: str, title: str) -> None:
     by_key = {(entry.path, entry.ruleset): float(getattr(entry, field)) for entry in entries}
     rules = {entry.ruleset: entry.rules for entry in entries}
+    plans = {entry.ruleset: entry for entry in entries if entry.path == "decode+fast"}
     ceiling = by_key[("decode", "none")]
     table = Table(title=title)
-    for column in ("ruleset", "rules", "decode only", "decode+fast", "decode+libjq", "jq CLI", "fast/libjq",
-                   "fast/jq CLI", "fast/ceiling"):
+    for column in ("ruleset", "rules", "on libjq", "not indexed", "decode only", "decode+fast", "decode+libjq",
+                   "jq CLI", "fast/libjq", "fast/jq CLI", "fast/ceiling"):
         table.add_column(column, justify="left" if column == "ruleset" else "right")
     for name in names:
         fast = by_key[("decode+fast", name)]
@@ -410,6 +429,8 @@ def _print_one_table(entries: list[Entry], names: list[str], field: str, title: 
         table.add_row(
             name,
             str(rules[name]),
+            str(plans[name].libjq_rules),
+            str(plans[name].unindexed_rules),
             f"{ceiling:,.0f}",
             f"{fast:,.0f}",
             f"{libjq:,.0f}",

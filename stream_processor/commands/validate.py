@@ -60,7 +60,7 @@ def add_parser(subparsers: Any) -> None:
         "--explain",
         action="store_true",
         help="for a valid file, also print per rule which matcher path it takes (compiled fast path or libjq) "
-        "and why",
+        "and why, and its index key (the values of event fields it can match or fail on) or why it has none",
     )
     parser.add_argument(
         "--format",
@@ -169,6 +169,7 @@ def _print_text(result: FileResult, explain: bool) -> None:
     if explain:
         for line in _explain_lines(result.config.rules):
             print(line)
+        print(_index_line(result.config.rules))
 
 
 def _print_problems(error: ConfigError) -> None:
@@ -193,6 +194,15 @@ def _explain_lines(rules: Sequence[Rule]) -> list[str]:
         detail = reason.removeprefix(path).lstrip(" ,:")
         lines.append(f"  {label}: {path}" + (f" ({detail})" if detail else ""))
     return lines
+
+
+def _index_line(rules: Sequence[Rule]) -> str:
+    from stream_processor.matcher import index_fields
+
+    fields = index_fields(rules)
+    if not fields:
+        return "  index: reads no field, every event visits every rule"
+    return f"  index: reads {', '.join(fields)} of each event; a rule runs only where its condition on them holds"
 
 
 def explain_rules(rules: Sequence[Rule]) -> list[tuple[str, str, str]]:

@@ -2,14 +2,23 @@
 
 Only the first output of a program counts; no output, `null` or `false` is no match; a run-time error
 is no match and is counted per rule. `build_matcher` picks the implementation: the compiled fast path
-with its eventName/eventSource index (default) or libjq per event per rule (the reference).
+with its rule index (default) or libjq per event per rule (the reference).
 """
 
 from __future__ import annotations
 
 from stream_processor.matcher.base import Matcher, is_match
-from stream_processor.matcher.fast import FastMatcher, build_matcher, explain
+from stream_processor.matcher.fast import FastMatcher, build_matcher, explain, index_fields
 from stream_processor.matcher.libjq import LibjqMatcher
 from stream_processor.matcher.sandbox import sandbox_violations
 
-__all__ = ["FastMatcher", "LibjqMatcher", "Matcher", "build_matcher", "explain", "is_match", "sandbox_violations"]
+__all__ = [
+    "FastMatcher",
+    "LibjqMatcher",
+    "Matcher",
+    "build_matcher",
+    "explain",
+    "index_fields",
+    "is_match",
+    "sandbox_violations",
+]

@@ -1,9 +1,9 @@
-"""The fast matcher: rules compiled to Python closures, dispatched through an eventName/eventSource index.
+"""The fast matcher: rules compiled to Python closures, dispatched through the rule index.
 
-Each rule is parsed and compiled once; a rule outside the compiled subset runs on libjq (compiled once).
-From each compiled rule's AST we derive, conservatively, the eventName or eventSource values it can
-match at all -- only when, for any other value, the rule provably produces no match *and no error* --
-and send each event only to the rules that can match it plus the rules with no such requirement.
+Each rule is parsed and compiled once; a rule outside the compiled subset runs on libjq (batched, in a
+worker process). The index (matcher/index.py) analyses each parsed rule into a condition on a few fields of
+the event, which holds wherever the rule could match *or fail*, and sends each event only to the rules whose
+condition it can satisfy. Every rule runs under a time budget per event (matcher/budget.py).
 """
 
 from __future__ import annotations
@@ -20,19 +20,10 @@ import orjson
 from stream_processor.config import Rule
 from stream_processor.matcher.base import Matcher
 from stream_processor.matcher.budget import Quarantine, RuleBudget, RuleOverBudget, Watchdog
-from stream_processor.matcher.jqcompile import NONE, compile_program, string_literals
+from stream_processor.matcher.index import Formula, RuleIndex, Top, condition, render_path
+from stream_processor.matcher.jqcompile import NONE, compile_program
 from stream_processor.matcher.jqlex import JqSyntaxError, Token, tokenize
-from stream_processor.matcher.jqparse import (
-    Binary,
-    Call,
-    Identity,
-    Index,
-    Literal,
-    Node,
-    Pipe,
-    Unsupported,
-    parse,
-)
+from stream_processor.matcher.jqparse import Binary, Call, Node, Pipe, Unsupported, parse
 from stream_processor.matcher.jqruntime import JqError, to_output
 from stream_processor.matcher.libjq import _NO_OUTPUT, first_output
 from stream_processor.matcher.libjq_worker import ERROR, NO_OUTPUT, OUTPUT, SAME, SKIPPED, LibjqWorker, Result
@@ -41,24 +32,19 @@ from stream_processor.model import CloudTrailEvent, Match, MatchResult, Quaranti
 
 log = logging.getLogger(__name__)
 
-INDEX_FIELDS = ("eventName", "eventSource")
-
 
 class _ForLibjq(Exception):
     """Raised by the entry of a rule libjq runs (so the match loop needs no test per rule to tell them apart)."""
 
-_CACHE_LIMIT = 50_000
-
 
 @dataclass(frozen=True, slots=True)
 class RulePlan:
-    """How one rule runs: the compiled path or libjq, and what the index knows about it."""
+    """How one rule runs: the compiled path or libjq, and what events it can match or fail on."""
 
     name: str
     path: str  # "compiled" | "libjq"
     reason: str
-    index_field: str | None
-    index_values: frozenset[str]
+    condition: Formula  # for the index: true on every event where the rule may match or fail
     run: Callable[[Any], Any]  # first output or NONE; raises JqError (a jq error) or NeedsLibjq
     program: Any  # the libjq program, for fallback per event
     gated: bool = False  # a libjq rule whose `run` is its compiled leading select (NONE, or hand over to libjq)
@@ -71,19 +57,23 @@ def plan_rule(rule: Rule) -> RulePlan:
     try:
         ast = parse(rule.jq_match)
         run = compile_program(ast)
-        requirement = _program_requirement(ast, falsy=True)
     except Unsupported as why:
         return _libjq_plan(rule, program, why.reason, ast)
     except RecursionError:
-        return _libjq_plan(rule, program, "nested too deeply")
+        return _libjq_plan(rule, program, "nested too deeply", ast)
     except Exception as error:  # a compiler bug must cost speed, never correctness or availability
-        return _libjq_plan(rule, program, f"the compiler failed ({type(error).__name__})")
-    if requirement is None:
-        return RulePlan(rule.name, "compiled", "compiled, not indexed", None, frozenset(), run, program)
-    field, values = requirement
-    shown = ", ".join(sorted(values))
-    reason = f"compiled, indexed on {field} in {{{shown}}}"
-    return RulePlan(rule.name, "compiled", reason, field, frozenset(values), run, program)
+        return _libjq_plan(rule, program, f"the compiler failed ({type(error).__name__})", ast)
+    return RulePlan(rule.name, "compiled", "compiled", _condition(ast), run, program)
+
+
+def _condition(ast: Node | None) -> Formula:
+    """The index's condition for a program; the analysis failing costs the index, never the rule."""
+    if ast is None:
+        return Top(None, "the index cannot read it either")
+    try:
+        return condition(ast)
+    except Exception as error:
+        return Top(None, f"the analysis failed ({type(error).__name__})")
 
 
 def _libjq_plan(rule: Rule, program: Any, reason: str, ast: Node | None = None) -> RulePlan:
@@ -95,21 +85,9 @@ def _libjq_plan(rule: Rule, program: Any, reason: str, ast: Node | None = None) 
     """
     gate = _gate(ast) if ast is not None else None
     run = _libjq_runner(program) if gate is None else gate
-    requirement = None
-    if ast is not None:
-        try:
-            requirement = _program_requirement(ast, falsy=True)
-        except Exception:  # the analysis must cost the index, never the rule
-            requirement = None
     if gate is not None:
         reason += ", gated by its compiled select"
-    gated = gate is not None
-    if requirement is None:
-        return RulePlan(rule.name, "libjq", f"libjq: {reason}", None, frozenset(), run, program, gated)
-    field, values = requirement
-    shown = ", ".join(sorted(values))
-    reason = f"libjq: {reason}, indexed on {field} in {{{shown}}}"
-    return RulePlan(rule.name, "libjq", reason, field, frozenset(values), run, program, gated)
+    return RulePlan(rule.name, "libjq", f"libjq: {reason}", _condition(ast), run, program, gate is not None)
 
 
 def _gate(ast: Node) -> Callable[[Any], Any] | None:
@@ -154,93 +132,6 @@ def _libjq_runner(program: Any) -> Callable[[Any], Any]:
     return run
 
 
-# -- the index: what a rule provably requires of eventName / eventSource
-
-Requirement = tuple[str, frozenset[str]]
-
-
-def _program_requirement(node: Node, falsy: bool) -> Requirement | None:
-    """Values of a field outside which `node` yields no output (or, if `falsy`, only null/false) and no error.
-
-    The input is always an event object, so `.eventName` itself can never error.
-    """
-    if isinstance(node, Pipe):
-        # The right side only runs on outputs of the left side.
-        return _program_requirement(node.left, falsy=False)
-    if isinstance(node, Call) and node.name == "select" and len(node.args) == 1:
-        return _falsy_requirement(node.args[0])
-    if falsy:
-        return _falsy_requirement(node)
-    return None
-
-
-def _field_of(node: Node) -> str | None:
-    if (
-        isinstance(node, Index)
-        and isinstance(node.target, Identity)
-        and isinstance(node.key, Literal)
-        and node.key.value in INDEX_FIELDS
-    ):
-        return str(node.key.value)
-    return None
-
-
-def _falsy_requirement(node: Node) -> Requirement | None:
-    """Outside the values, every output of `node` is null/false (or there is none) and nothing errors."""
-    if isinstance(node, Binary):
-        if node.op == "==":
-            for a, b in ((node.left, node.right), (node.right, node.left)):
-                field = _field_of(a)
-                if field is not None and isinstance(b, Literal) and type(b.value) is str:
-                    return field, frozenset((b.value,))
-            return None
-        if node.op == "or":
-            left, right = _falsy_requirement(node.left), _falsy_requirement(node.right)
-            if left is None or right is None or left[0] != right[0]:
-                return None
-            return left[0], left[1] | right[1]
-        if node.op == "and":
-            # `a and b` evaluates b only when a is truthy.
-            left, right = _falsy_requirement(node.left), _falsy_requirement(node.right)
-            if left is not None and right is not None and left[0] == right[0]:
-                return left[0], left[1] & right[1]
-            if right is not None and _never_fails(node.left) and (left is None or right[0] == "eventName"):
-                # eventName is the sharper key; usable since `a` cannot fail on the way to `b`.
-                return right
-            return left
-        return None
-    if isinstance(node, Pipe):
-        field = _field_of(node.left)
-        tail = node.right
-        if field is not None and isinstance(tail, Call) and tail.name == "IN" and len(tail.args) == 1:
-            values = string_literals(tail.args[0])
-            if values is not None:
-                return field, frozenset(values)
-        return None
-    if isinstance(node, Call) and node.name == "IN" and len(node.args) == 2:
-        field = _field_of(node.args[0])
-        values = string_literals(node.args[1])
-        if field is not None and values is not None:
-            return field, frozenset(values)
-    return None
-
-
-def _never_fails(node: Node) -> bool:
-    """Conservative: one top-level field of the event, a literal, equalities and `and`/`or` of such.
-
-    Each of these has exactly one output on an object input, and cannot raise.
-    """
-    if isinstance(node, Literal):
-        return True
-    if isinstance(node, Binary) and node.op in ("and", "or"):
-        return _never_fails(node.left) and _never_fails(node.right)
-    if isinstance(node, Index):
-        return isinstance(node.target, Identity) and isinstance(node.key, Literal) and type(node.key.value) is str
-    if isinstance(node, Binary) and node.op in ("==", "!="):
-        return _never_fails(node.left) and _never_fails(node.right)
-    return False
-
-
 # -- the matcher
 
 _Entry = tuple[str, Callable[[Any], Any], int]  # name, compiled run (or _hand_over for libjq), rule index
@@ -248,6 +139,8 @@ _Entry = tuple[str, Callable[[Any], Any], int]  # name, compiled run (or _hand_o
 
 def _hand_over(data: Any) -> Any:
     raise _ForLibjq
+
+
 _UNION_CACHE_LIMIT = 4096
 
 
@@ -279,11 +172,8 @@ class FastMatcher(Matcher):
             rule.name: rule.jq_match for rule in self.rules if (quarantined or {}).get(rule.name) == rule.jq_match
         }
         self._rank = {plan.name: i for i, plan in enumerate(self.plans)}
-        self._cache: dict[tuple[Any, Any], tuple[_Entry, ...]] = {}
         self._entries: list[_Entry] = []
-        self._unindexed: tuple[int, ...] = ()
-        self._by_field: dict[str, dict[str, list[int]]] = {}
-        self._every: tuple[_Entry, ...] = ()
+        self.index: RuleIndex[_Entry] = RuleIndex((), ())
         self._index()
         self._watchdog = Watchdog(self.budget.seconds, _LOOP_CODES)
         self._quarantine = Quarantine(self.budget)
@@ -295,40 +185,17 @@ class FastMatcher(Matcher):
         self.libjq_fallbacks = 0  # (rule, event) pairs the compiled path handed to libjq
 
     def _index(self) -> None:
-        """(Re)build the dispatch tables over the rules not quarantined; in place, so the loop's aliases hold."""
+        """(Re)build the index over the rules not quarantined (a batch in progress keeps its old dispatch)."""
         active = [i for i, plan in enumerate(self.plans) if plan.name not in self.quarantined]
         self._entries = [
-            (p.name, p.run if p.path == "compiled" or p.gated else _hand_over, i)
-            for i, p in enumerate(self.plans)
+            (p.name, p.run if p.path == "compiled" or p.gated else _hand_over, i) for i, p in enumerate(self.plans)
         ]
-        self._unindexed = tuple(i for i in active if self.plans[i].index_field is None)
-        by_field: dict[str, dict[str, list[int]]] = {field: {} for field in INDEX_FIELDS}
-        for i in active:
-            plan = self.plans[i]
-            if plan.index_field is not None:
-                for value in plan.index_values:
-                    by_field[plan.index_field].setdefault(value, []).append(i)
-        self._by_field = by_field
-        self._every = tuple(self._entries[i] for i in active)
-        self._cache.clear()
-
-    def _candidates(self, key: tuple[str | None, str | None]) -> tuple[_Entry, ...]:
-        name, source = key
-        chosen = set(self._unindexed)
-        if name is not None:
-            chosen.update(self._by_field["eventName"].get(name, ()))
-        if source is not None:
-            chosen.update(self._by_field["eventSource"].get(source, ()))
-        selected = tuple(self._entries[i] for i in sorted(chosen))
-        if len(self._cache) < _CACHE_LIMIT:
-            self._cache[key] = selected
-        return selected
+        self.index = RuleIndex([self.plans[i].condition for i in active], [self._entries[i] for i in active])
 
     def match_batch(self, events: Sequence[CloudTrailEvent]) -> MatchResult:
         result = MatchResult()
         matches = result.matches
         errors = result.errors
-        cache = self._cache
         jobs: list[tuple[CloudTrailEvent, int]] = []  # (event, rule index) for libjq, in event then rule order
         armed = self._watchdog.arm()
         try:
@@ -338,17 +205,10 @@ class FastMatcher(Matcher):
             rule_name: str | None = None
             while True:
                 try:
+                    dispatch = self.index.dispatch  # the rules an event can match or fail (all, for a non-object)
                     for event in iterator:
                         data = event.data
-                        if type(data) is dict:
-                            name = data.get("eventName")
-                            source = data.get("eventSource")
-                            key = (name if type(name) is str else None, source if type(source) is str else None)
-                            entries = cache.get(key)  # type: ignore[assignment]
-                            if entries is None:
-                                entries = self._candidates(key)
-                        else:
-                            entries = self._every  # the index assumes an object; anything else visits every rule
+                        entries = dispatch(data)
                         for rule_name, run, index in entries:
                             try:
                                 output = run(data)
@@ -628,12 +488,30 @@ def _words(program: str) -> set[str]:
     except JqSyntaxError:
         return {"now"}
     return words
+
+
 _LOOP_CODES = frozenset({FastMatcher.match_batch.__code__, FastMatcher._finish_event.__code__})
 
 
 def explain(rules: Sequence[Rule]) -> list[tuple[str, str, str]]:
-    """Per rule: (name, "compiled" | "libjq", why / what the index knows), for `validate --explain`."""
-    return [(plan.name, plan.path, plan.reason) for plan in (plan_rule(rule) for rule in rules)]
+    """Per rule: (name, "compiled" | "libjq", why, then its index key or why it has none), for `validate --explain`."""
+    matcher = FastMatcher(rules)
+    try:
+        return [
+            (plan.name, plan.path, f"{plan.reason}, {matcher.index.describe(i)}")
+            for i, plan in enumerate(matcher.plans)
+        ]
+    finally:
+        matcher.close()
+
+
+def index_fields(rules: Sequence[Rule]) -> list[str]:
+    """The fields the index reads on every event for these rules (dotted paths), for `validate --explain`."""
+    matcher = FastMatcher(rules)
+    try:
+        return [render_path(path) for path in matcher.index.fields]
+    finally:
+        matcher.close()
 
 
 def build_matcher(

@@ -174,6 +174,8 @@ def compile_regex(pattern: str, flags: str | None) -> Regex:
         # Oniguruma then backtracks past empty matches, an order RE2 cannot follow; on a pattern that
         # never matches empty the flag changes nothing.
         raise Unsupported("regex flag `n` on a pattern that can match empty")
+    if translator.uses_icase:
+        _multi_fold()  # built now, at load: on a first event it would count against the rule's time budget
     options = re2.Options()
     options.max_mem = 32 << 20
     try:

@@ -61,35 +61,55 @@ def test_explain_names_the_path_and_the_index_key() -> None:
         Rule(name="source then name", jq_match='select(.eventSource == "iam.amazonaws.com" and .eventName == "X")'),
         Rule(name="IN", jq_match='select(.eventName | IN("P", "Q")) | .eventName'),
         Rule(name="anything", jq_match='select(.userIdentity.type == "Root")'),
+        Rule(name="everything", jq_match="select(.requestParameters | length > 3)"),
     ]
     assert explain(rules) == [
-        ("Create AccessKey", "compiled", "compiled, indexed on eventName in {CreateAccessKey}"),
-        ("SSM Start Session", "compiled", "compiled, indexed on eventName in {StartSession}"),
-        ("def", "compiled", "compiled, not indexed"),
-        ("recursive def", "libjq", "libjq: uses the recursive `def f`"),
-        ("two names", "compiled", "compiled, indexed on eventName in {A, B}"),
-        ("source then name", "compiled", "compiled, indexed on eventName in {X}"),
-        ("IN", "compiled", "compiled, indexed on eventName in {P, Q}"),
-        ("anything", "compiled", "compiled, not indexed"),
+        ("Create AccessKey", "compiled", 'compiled, indexed on eventName in {"CreateAccessKey"}'),
+        ("SSM Start Session", "compiled", 'compiled, indexed on eventName in {"StartSession"}'),
+        ("def", "compiled", "compiled, not indexed: `FuncDef` is not modelled by the index"),
+        (
+            "recursive def",
+            "libjq",
+            "libjq: uses the recursive `def f`, not indexed: `FuncDef` is not modelled by the index",
+        ),
+        ("two names", "compiled", 'compiled, indexed on eventName in {"A", "B"}'),
+        ("source then name", "compiled", 'compiled, indexed on eventName in {"X"}'),
+        ("IN", "compiled", 'compiled, indexed on eventName in {"P", "Q"}'),
+        ("anything", "compiled", 'compiled, indexed on userIdentity.type in {"Root"} or userIdentity.type fails'),
+        ("everything", "compiled", "compiled, not indexed: `(length > 3)` orders computed values"),
     ]
 
 
-def test_the_order_docs_rules_md_advises_is_the_one_that_gets_indexed() -> None:
+def test_a_file_testing_many_fields_indexes_the_fields_that_serve_most_rules() -> None:
+    rules = [Rule(name=f"r{i}", jq_match=f'select(.f{i % 8} == "x")') for i in range(12)]
+    reasons = [reason for _, _, reason in explain(rules)]
+    # f0..f3 serve two rules each, f4..f7 one: the index reads f0..f5, so r6 and r7 visit every event.
+    assert reasons[6:8] == [
+        f"compiled, not indexed: it tests f{i}, which the index of this file does not read (at most 6 fields)"
+        for i in (6, 7)
+    ]
+    assert all(reason.startswith("compiled, indexed on f") for reason in reasons[:6] + reasons[8:])
+
+
+def test_the_order_of_the_conditions_does_not_decide_the_index() -> None:
     sources = '(.eventSource | IN("iam.amazonaws.com", "sts.amazonaws.com"))'
     rules = [
         Rule(name="source first", jq_match=f'select({sources} and .userIdentity.type == "IAMUser")'),
         Rule(name="source last", jq_match=f'select(.userIdentity.type == "IAMUser" and {sources})'),
     ]
+    # Both are indexed; the second must also run where reading userIdentity.type fails, as it fails first.
     assert [reason for _, _, reason in explain(rules)] == [
-        "compiled, indexed on eventSource in {iam.amazonaws.com, sts.amazonaws.com}",
-        "compiled, not indexed",
+        'compiled, indexed on eventSource in {"iam.amazonaws.com", "sts.amazonaws.com"} '
+        'and (userIdentity.type in {"IAMUser"} or userIdentity.type fails)',
+        'compiled, indexed on userIdentity.type fails '
+        'or (userIdentity.type in {"IAMUser"} and eventSource in {"iam.amazonaws.com", "sts.amazonaws.com"})',
     ]
 
 
 def test_index_does_not_hide_errors_on_events_it_would_skip() -> None:
     # `.a | startswith` runs before the eventName check and errors on a number: every event must see it.
     rules = [Rule(name="fragile", jq_match='select((.a | startswith("x")) and .eventName == "X")')]
-    assert explain(rules)[0][2] == "compiled, not indexed"
+    assert explain(rules)[0][2] == 'compiled, indexed on a is not string or a starts with {"x"}'
     events = _events({"eventName": "Other", "a": 1}, {"eventName": "X", "a": "xy"})
     fast, reference = _both(rules, events)
     assert fast == reference
@@ -103,7 +123,7 @@ def test_index_on_event_source_skips_other_sources_without_losing_matches() -> N
             jq_match='select(.eventSource == "iam.amazonaws.com" and (.eventName | startswith("Create")))',
         ),
     ]
-    assert explain(rules)[0][2] == "compiled, indexed on eventSource in {iam.amazonaws.com}"
+    assert explain(rules)[0][2] == 'compiled, indexed on eventSource in {"iam.amazonaws.com"}'
     events = _events(
         {"eventSource": "iam.amazonaws.com", "eventName": "CreateUser"},
         {"eventSource": "ec2.amazonaws.com", "eventName": 5},
