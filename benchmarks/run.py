@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import gzip
 import json
 import os
 import platform
@@ -58,6 +59,7 @@ RULESETS = {
     "cis": "examples/cis.toml",
     "rules60": "examples/rules60.toml",
     "untuned": "examples/untuned.toml",
+    "sigma": "examples/sigma-cloudtrail.toml",
 }
 # Records handed to decode + match at once: one KCL process_records call carries a few hundred records.
 RECORDS_PER_BATCH = 100
@@ -101,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gc", choices=("default", "tuned", "off"), default="tuned",
                         help="Python's cyclic GC while measuring: tuned (default: what the consumer does, "
                              f"gc.freeze() + thresholds {GC_TUNED_THRESHOLDS}), as Python has it, or off")
+    parser.add_argument("--file-events", type=int, default=200_000,
+                        help="events of the CloudTrail file `match` reads whole-process, rules60 (0: skip)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--match-rate", type=float, default=0.02)
     parser.add_argument("--rulesets", default=",".join(RULESETS), help="comma-separated: " + ",".join(RULESETS))
@@ -147,11 +151,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 entries.append(_measure_jq_cli(jq_binary, name, rules, jsonl, len(jq_events), expected,
                                                args.cli_repeats))
 
+    if args.file_events and "rules60" in rulesets:
+        stream = next(entry for entry in entries if entry.path == "decode+fast" and entry.ruleset == "rules60")
+        entries.append(_measure_file_path(messages, args.file_events, stream, args.cli_repeats))
     forced: list[Entry] = []
     if args.forced_events:
         forced = _measure_forced_libjq(_prefix(records, args.forced_events), args.cli_repeats)
         entries.extend(forced)
     _print_table(entries, names)
+    _print_targets(entries)
     if forced:
         _print_forced(forced)
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -185,6 +193,35 @@ def _traffic(count: int, seed: int, match_rate: float) -> tuple[list[bytes], lis
     err.print(f"traffic: {count:,} events, {size / count:,.0f} B/event, {len(records):,} records "
               f"({count / len(records):.0f} events/record, {size / gz:.1f}x gzip)")
     return messages, records
+
+
+def _measure_file_path(messages: Sequence[bytes], count: int, stream: Entry, repeats: int) -> Entry:
+    """`stream-processor match` over one gzip CloudTrail log file of `count` events, as a user runs it: a whole
+    process (start-up and output included), its CPU time and peak RSS, beside the stream path's figure."""
+    with tempfile.TemporaryDirectory(prefix="sp-bench-file-") as tmp:
+        trail = Path(tmp) / "trail.json.gz"
+        events = [messages[i % len(messages)] for i in range(count)]
+        trail.write_bytes(gzip.compress(b'{"Records":[' + b",".join(events) + b"]}", compresslevel=6))
+        del events
+        command = [sys.executable, "-m", "stream_processor", "match", "-c", str(REPO / RULESETS["rules60"]),
+                   str(trail), "--format", "jsonl"]
+        walls: list[float] = []
+        cpus: list[float] = []
+        peak_kib = 0
+        for _ in range(max(repeats, 1)):
+            started = time.perf_counter()
+            with open(os.devnull, "wb") as sink:
+                child = subprocess.Popen(command, stdout=sink, stderr=subprocess.DEVNULL)
+                _, status, usage = os.wait4(child.pid, 0)
+            walls.append(time.perf_counter() - started)
+            if status != 0:
+                raise RuntimeError(f"match exited with status {status}")
+            cpus.append(usage.ru_utime + usage.ru_stime)
+            peak_kib = max(peak_kib, usage.ru_maxrss)
+    share = count / min(cpus) / stream.events_per_cpu_s if stream.events_per_cpu_s else 0.0
+    note = (f"whole process, start-up included; peak RSS {peak_kib / 1024:,.0f} MiB; "
+            f"{share:.0%} of the stream path's decode+fast per CPU-second")
+    return _entry("file: match", "rules60", count, walls, cpus, stream.rules, None, note)
 
 
 def _batches(records: Sequence[RawRecord]) -> list[Sequence[RawRecord]]:
@@ -440,6 +477,25 @@ def _print_one_table(entries: list[Entry], names: list[str], field: str, title: 
             f"{fast / ceiling:.0%}",
         )
     out.print(table)
+
+
+def _print_targets(entries: list[Entry]) -> None:
+    """The issue's targets, as ratios of this run: rules written by others beside rules60, the file path."""
+    fast = {entry.ruleset: entry for entry in entries if entry.path == "decode+fast"}
+    base = fast.get("rules60")
+    lines = []
+    if base is not None:
+        for name in ("untuned", "sigma"):
+            if name in fast:
+                wall = fast[name].events_per_s / base.events_per_s
+                cpu = fast[name].events_per_cpu_s / base.events_per_cpu_s
+                lines.append(f"{name} decode+fast / rules60: {wall:.0%} (wall), {cpu:.0%} (per CPU-second)")
+    for entry in entries:
+        if entry.path == "file: match":
+            lines.append(f"file path: {entry.events:,} events at {entry.events_per_cpu_s:,.0f} per CPU-second; "
+                         f"{entry.note}")
+    for line in lines:
+        out.print(line, soft_wrap=True)
 
 
 def _print_notes(entries: list[Entry]) -> None:

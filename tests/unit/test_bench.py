@@ -54,14 +54,15 @@ def test_a_tiny_benchmark_run_writes_every_entry(tmp_path: Path) -> None:
     output = tmp_path / "latest.json"
     completed = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "run.py"), "--events", "400", "--libjq-events", "50",
-         "--repeats", "1", "--cli-repeats", "1", "--rulesets", "seed,cis", "--output", str(output)],
+         "--file-events", "2000", "--repeats", "1", "--cli-repeats", "1", "--rulesets", "seed,rules60", "--output", str(output)],
         capture_output=True, text=True, check=False, timeout=120,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     entries = json.loads(output.read_text())
     paths = {(entry["path"], entry["ruleset"]) for entry in entries}
     assert ("decode", "none") in paths
-    for ruleset in ("seed", "cis"):
+    assert ("file: match", "rules60") in paths
+    for ruleset in ("seed", "rules60"):
         assert {("decode+fast", ruleset), ("decode+libjq", ruleset), ("jq-cli", ruleset)} <= paths
     for entry in entries:
         assert {"path", "ruleset", "events", "seconds", "events_per_s"} <= entry.keys()

@@ -115,10 +115,9 @@ def test_shipped_rules_agree_rule_by_rule_without_the_index() -> None:
 def test_all_shipped_rules_take_the_fast_path() -> None:
     from stream_processor.matcher import explain
 
-    # untuned.toml is the benchmark of rules as users write them: what of it still runs on libjq is reported
-    # by `make bench`, not hidden by rewriting the rules.
-    rules = [rule for rule in _shipped_rules() if not rule.name.startswith("untuned: ")]
-    slow = [(name, reason) for name, path, reason in explain(rules) if path != "compiled"]
+    # untuned.toml (rules as users write them) and sigma-cloudtrail.toml (SigmaHQ's, imported) included: a
+    # rule of theirs on libjq is a gap of the compiler, never to be hidden by rewriting the rule.
+    slow = [(name, reason) for name, path, reason in explain(_shipped_rules()) if path != "compiled"]
     assert slow == []
 
 
