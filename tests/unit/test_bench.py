@@ -54,7 +54,8 @@ def test_a_tiny_benchmark_run_writes_every_entry(tmp_path: Path) -> None:
     output = tmp_path / "latest.json"
     completed = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "run.py"), "--events", "400", "--libjq-events", "50",
-         "--file-events", "2000", "--repeats", "1", "--cli-repeats", "1", "--rulesets", "seed,rules60", "--output", str(output)],
+         "--file-events", "2000", "--repeats", "1", "--cli-repeats", "1", "--rulesets", "seed,rules60",
+         "--output", str(output)],
         capture_output=True, text=True, check=False, timeout=120,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
