@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -118,3 +120,14 @@ def test_a_bad_rule_file_exits_non_zero_naming_the_file_and_rule(
     assert main(["match", "-c", str(config), "-"]) == 2  # configuration
     err = capsys.readouterr().err
     assert "broken.toml" in err and "Broken" in err
+
+
+def test_an_endless_input_stops_at_its_budget_in_bounded_memory() -> None:
+    # `match /dev/zero` read the whole "file" and ended in a MemoryError traceback.
+    completed = subprocess.run(
+        [sys.executable, "-m", "stream_processor", "match", "-c", str(SEED), "/dev/zero"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 1  # nothing could be read: a finding, not a crash
+    assert "Traceback" not in completed.stderr
+    assert "malformed: /dev/zero" in completed.stderr and "event_too_large" in completed.stderr
