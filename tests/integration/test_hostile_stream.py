@@ -31,7 +31,8 @@ from tests.integration.test_kcl_consumer import (  # noqa: F401 - fixtures are u
     unique,
     wait_for,
 )
-from tests.integration.test_nothing_lost import checkpoints, parked, record_processors
+from tests.integration.test_kill_9 import record_processors
+from tests.integration.test_nothing_lost import checkpoints, parked
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
