@@ -44,7 +44,7 @@ from stream_processor.local.receiver import ReceivedPost, SlackReceiver  # noqa:
 from stream_processor.local.stack import LocalStack  # noqa: E402
 from stream_processor.traffic import TrafficGenerator  # noqa: E402
 
-PROCESSOR = "stream_processor.sources.kcl"
+PROCESSOR = "stream_processor.kcl.processor"
 DAEMON = "MultiLangDaemon"
 
 

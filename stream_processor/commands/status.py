@@ -25,7 +25,7 @@ from rich.text import Text
 from stream_processor.alerts.aws_errors import describe_failure
 from stream_processor.commands.common import message_console, settings_from_args
 from stream_processor.errors import EXIT_FINDINGS, EXIT_USAGE
-from stream_processor.leases import LATEST, SHARD_END, TRIM_HORIZON, Lease, LeaseTableError, read_leases
+from stream_processor.kcl.leases import LATEST, SHARD_END, TRIM_HORIZON, Lease, LeaseTableError, read_leases
 from stream_processor.sources.replay import LagProbe, ShardInfo, StartPosition, list_shards, probe_lag
 from stream_processor.wiring import ONE_SHOT, add_aws_arguments
 

@@ -31,10 +31,10 @@ from stream_processor.config import load_config
 from stream_processor.dead_letters import ALERT
 from stream_processor.decode import encode_subscription_record
 from stream_processor.dedupe import dedupe_key
+from stream_processor.kcl.processor import build_parser, settings_from_args
 from stream_processor.local.receiver import SlackReceiver
 from stream_processor.model import Position, RawRecord
 from stream_processor.sources import lambda_s3
-from stream_processor.sources.kcl import build_parser, settings_from_args
 from stream_processor.sources.lambda_runtime import ContainerRuntime
 from stream_processor.wiring import Settings, Store, build_pipeline, open_dead_letters
 from tests.support.moto_cfn import start_moto_with_cfn

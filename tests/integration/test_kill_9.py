@@ -76,7 +76,7 @@ def cmdline(pid: int) -> str:
 
 
 def record_processors(worker: Worker) -> list[int]:
-    return [pid for pid in descendants(worker.process.pid) if "stream_processor.sources.kcl" in cmdline(pid)]
+    return [pid for pid in descendants(worker.process.pid) if "stream_processor.kcl.processor" in cmdline(pid)]
 
 
 def java_daemon(worker: Worker) -> int:

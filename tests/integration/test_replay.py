@@ -15,7 +15,7 @@ from stream_processor.cli import main
 from stream_processor.commands.replay import fixed_start, run_replay
 from stream_processor.config import load_config
 from stream_processor.decode import decode_bytes
-from stream_processor.leases import SHARD_END, read_leases
+from stream_processor.kcl.leases import SHARD_END, read_leases
 from stream_processor.local.receiver import SlackReceiver
 from stream_processor.local.stack import LocalStack
 from stream_processor.matcher import LibjqMatcher

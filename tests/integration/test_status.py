@@ -14,7 +14,7 @@ import pytest
 
 from stream_processor.cli import main
 from stream_processor.commands.status import collect_status
-from stream_processor.leases import SHARD_END, TRIM_HORIZON, Lease, lease_item, read_leases
+from stream_processor.kcl.leases import SHARD_END, TRIM_HORIZON, Lease, lease_item, read_leases
 from stream_processor.local.stack import LocalStack
 from stream_processor.sources.replay import list_shards
 from tests.conftest import REPO_ROOT

@@ -209,10 +209,10 @@ def test_the_kcl_processor_counts_each_batch_under_its_shard_with_the_lag(tmp_pa
 
 
 def test_consume_passes_reload_and_metrics_settings_the_processor_understands() -> None:
-    from stream_processor.sources.kcl import build_parser, command_line
+    from stream_processor.kcl.processor import build_parser, command_line
     from stream_processor.wiring import MetricsSettings, Settings
 
     settings = Settings(metrics=MetricsSettings(worker_id="host-1", log_seconds=0.0))
     argv = command_line("rules.toml", settings, dry_run=False, reload_interval=2.5, verbose=False)
-    parsed = build_parser().parse_args(argv[3:])  # after `python -m stream_processor.sources.kcl`
+    parsed = build_parser().parse_args(argv[3:])  # after `python -m stream_processor.kcl.processor`
     assert (parsed.reload_interval, parsed.metrics_log_seconds, parsed.worker_id) == (2.5, 0.0, "host-1")

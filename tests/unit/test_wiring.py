@@ -12,7 +12,7 @@ from stream_processor.aws import AwsSettings
 from stream_processor.cli import main
 from stream_processor.decode import DecodeBudget
 from stream_processor.errors import ConfigError
-from stream_processor.sources.kcl import build_parser, command_line, settings_from_args
+from stream_processor.kcl.processor import build_parser, command_line, settings_from_args
 from stream_processor.sources.lambda_runtime import LambdaSettings
 from stream_processor.wiring import (
     HOST,
@@ -78,7 +78,7 @@ def parse(argv: list[str], shape_storm: bool = True) -> argparse.Namespace:
 )
 def test_settings_survive_the_trip_through_the_processor_command_line(settings: Settings) -> None:
     argv = command_line("rules.toml", settings, dry_run=True, reload_interval=2.5, verbose=True)
-    assert argv[1:3] == ["-m", "stream_processor.sources.kcl"]
+    assert argv[1:3] == ["-m", "stream_processor.kcl.processor"]
     args = build_parser().parse_args(argv[3:])
     assert settings_from_args(args) == settings.resolve_paths()
     assert (args.config, args.dry_run, args.reload_interval, args.verbose) == ("rules.toml", True, 2.5, True)

@@ -482,7 +482,7 @@ def test_consumer_runs_two_tasks_up_to_an_on_demand_streams_shards() -> None:
 
 
 def test_consumer_container_has_a_health_check_on_the_heartbeat_consume_writes() -> None:
-    from stream_processor.commands.consume import Heartbeat
+    from stream_processor.kcl.daemon import Heartbeat
 
     container = load_template("consumer.yaml")["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]
     check = container["HealthCheck"]

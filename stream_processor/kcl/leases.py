@@ -1,4 +1,6 @@
-"""The KCL lease table, read-only: which worker holds which shard and where each shard's checkpoint is.
+"""The KCL's DynamoDB tables: the lease table (read-only) and the leader lock a dead worker of ours left.
+
+The lease table says which worker holds which shard and where each shard's checkpoint is.
 
 The table is named after the KCL application and holds one item per shard lease (KCL 2.x and 3.x write the
 same core attributes): `leaseKey` (the shard id; `<account>:<stream>:<epoch>:<shard id>` in multi-stream mode),
@@ -7,16 +9,23 @@ number, or TRIM_HORIZON / LATEST / AT_TIMESTAMP before the first checkpoint, SHA
 done) with `checkpointSubSequenceNumber`, `pendingCheckpoint`, `ownerSwitchesSinceCheckpoint`, and the
 `parentShardId` / `childShardId` string sets.
 
-Nothing here ever writes: `status` and `replay` read this table while a live application owns it.
+Nothing here ever writes the lease table: `status` and `replay` read it while a live application owns it.
+The one write is `release_leader_lock`, conditional on the lock's owner being our own (dead) worker.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from stream_processor.aws import AwsSettings
 from stream_processor.errors import StreamProcessorError
+from stream_processor.kcl.properties import ConsumerSettings, daemon_aws
+
+log = logging.getLogger(__name__)
 
 TRIM_HORIZON: Final = "TRIM_HORIZON"
 LATEST: Final = "LATEST"
@@ -125,8 +134,30 @@ def read_leases(dynamodb: Any, table: str, stream: str | None = None) -> list[Le
     return sorted(leases, key=lambda lease: lease.shard_id)
 
 
-def leases_by_shard(leases: list[Lease]) -> dict[str, Lease]:
-    return {lease.shard_id: lease for lease in leases}
+def release_leader_lock(
+    settings: ConsumerSettings, aws: AwsSettings | None = None, env: Mapping[str, str] | None = None
+) -> bool:
+    """Give up the KCL 3 leader lock our dead daemon may still hold, so a restart need not wait ~2 minutes.
+
+    Only the leader assigns leases, and its lock (an item in the coordinator state table, renewed every
+    30 s, valid 2 min) is released on a graceful stop but not when the daemon exits because a processor
+    stopped. The delete is conditional on the owner being this worker's id, which no live process uses
+    now, so it never takes the lock from another worker. Best effort: any failure only costs the wait.
+    """
+    table = settings.extra.get("coordinatorStateTableName", f"{settings.application}-CoordinatorState")
+    try:
+        target, credentials = daemon_aws(settings, aws or AwsSettings(), env if env is not None else os.environ)
+        target.client("dynamodb", credentials=credentials).delete_item(
+            TableName=table,
+            Key={"key": {"S": "Leader"}},
+            ConditionExpression="ownerName = :me",
+            ExpressionAttributeValues={":me": {"S": settings.worker_id}},
+        )
+    except Exception as error:  # ConditionalCheckFailed (not ours), no table, no access: nothing to do
+        log.debug("leader lock not released: %s", error)
+        return False
+    log.info("released the KCL leader lock held by worker %s, so a restart starts at once", settings.worker_id)
+    return True
 
 
 def _is_aws_error(error: Exception) -> bool:
