@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from botocore.config import Config as BotoConfig
@@ -33,17 +31,19 @@ from stream_processor.commands.match import _JsonlPrinter, _TextPrinter
 from stream_processor.commands.status import add_stream_arguments
 from stream_processor.config import Config
 from stream_processor.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ConfigError, StreamProcessorError
-from stream_processor.kcl.leases import LATEST, SHARD_END, Lease, LeaseTableError, read_leases
+from stream_processor.kcl.leases import LeaseTableError, checkpoint_start, read_leases
 from stream_processor.model import Alert
-from stream_processor.pipeline import BatchOutcome, Pipeline
+from stream_processor.pipeline import Pipeline
 from stream_processor.sources.replay import (
-    ShardInfo,
+    ReplayTotals,
     StartFor,
     StartPosition,
     StopCondition,
     StreamReplay,
+    fixed_start,
     list_shards,
     parse_when,
+    run_replay,
 )
 from stream_processor.wiring import HOST, NONE, Settings, add_limit_arguments, add_state_arguments, build_pipeline
 
@@ -108,127 +108,6 @@ def add_parser(subparsers: Any) -> None:
     add_state_arguments(parser, REPLAY, storm=True)
     add_limit_arguments(parser)
     parser.set_defaults(run=run)
-
-
-# --- where each shard starts -------------------------------------------------------------------------------
-
-
-def checkpoint_start(leases: dict[str, Lease], shards: list[ShardInfo]) -> StartFor:
-    """Start each shard right after the application's checkpoint; None for shards it finished.
-
-    A shard without a lease: if it is closed and one of its children has a lease, the KCL finished it and
-    cleaned its lease up (nothing to read); otherwise the application never started it (read all of it).
-    """
-    with_lease = set(leases)
-
-    def start_for(shard: ShardInfo) -> StartPosition | None:
-        lease = leases.get(shard.shard_id)
-        if lease is None:
-            children = [s.shard_id for s in shards if shard.shard_id in s.parents]
-            if shard.closed and any(child in with_lease for child in children):
-                return None
-            return StartPosition.trim_horizon()
-        if lease.checkpoint == SHARD_END:
-            return None
-        if lease.checkpoint == LATEST:
-            return StartPosition(LATEST)
-        if lease.checkpointed_sequence is not None:
-            return StartPosition.after(lease.checkpointed_sequence)
-        return StartPosition.trim_horizon()  # TRIM_HORIZON, or AT_TIMESTAMP whose time the table does not keep
-
-    return start_for
-
-
-def fixed_start(root: str | None, first: StartPosition, others: StartPosition) -> StartFor:
-    """`first` for the shard `root` (or for every shard when root is None), `others` for its descendants."""
-
-    def start_for(shard: ShardInfo) -> StartPosition:
-        return first if root is None or shard.shard_id == root else others
-
-    return start_for
-
-
-# --- the run -----------------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class ReplayTotals:
-    """Counts for the progress bar and the summary."""
-
-    records: int = 0
-    events: int = 0
-    malformed: int = 0
-    control_messages: int = 0
-    matches: Counter[str] = field(default_factory=Counter)
-    rule_errors: Counter[str] = field(default_factory=Counter)
-    delivered: int = 0
-    duplicates: int = 0
-    failed: list[str] = field(default_factory=list)
-    parked: int = 0
-    millis_behind: int = 0
-    seconds: float = 0.0
-    pipeline_seconds: float = 0.0
-    per_shard_matches: Counter[str] = field(default_factory=Counter)
-    per_shard_events: Counter[str] = field(default_factory=Counter)
-
-    def add(self, shard_id: str, records: int, outcome: BatchOutcome) -> None:
-        self.records += records
-        decoded, matched = outcome.decoded, outcome.matched
-        self.events += decoded.event_count
-        self.per_shard_events[shard_id] += decoded.event_count
-        self.malformed += len(decoded.malformed)
-        self.control_messages += decoded.control_messages
-        self.matches.update(match.rule_name for match in matched.matches)
-        self.per_shard_matches[shard_id] += len(matched.matches)
-        self.rule_errors.update(error.rule_name for error in matched.errors)
-        self.duplicates += outcome.duplicates
-        self.parked += len(outcome.parked)
-        for result in outcome.deliveries:
-            if result.delivered:
-                self.delivered += 1
-        parked = {id(result) for result in outcome.parked}
-        for result in outcome.failed:
-            note = " (parked as a dead letter)" if id(result) in parked else ""
-            self.failed.append(f"{result.alert.rule_name} → {result.destination_id}: {result.reason}{note}")
-
-    @property
-    def unparked_failures(self) -> int:
-        return len(self.failed) - self.parked
-
-    @property
-    def events_per_second(self) -> float:
-        return self.events / self.seconds if self.seconds > 0 else 0.0
-
-
-def run_replay(
-    pipeline: Pipeline,
-    replay: StreamReplay,
-    *,
-    progress: Progress | None = None,
-    clock: Callable[[], float] = time.monotonic,
-) -> ReplayTotals:
-    """Feed every batch of `replay` through `pipeline`; Ctrl-C ends a replay cleanly (the totals so far)."""
-    totals = ReplayTotals()
-    task = progress.add_task("replaying", total=None, status="") if progress is not None else None
-    started = clock()
-    try:
-        for batch in replay:
-            if batch.records:
-                before = clock()
-                outcome = pipeline.process_records(batch.records)
-                totals.pipeline_seconds += clock() - before
-                totals.add(batch.shard_id, len(batch.records), outcome)
-            totals.millis_behind = max(
-                (p.millis_behind or 0 for p in replay.progress if not p.done), default=batch.millis_behind
-            )
-            if progress is not None and task is not None:
-                progress.update(task, status=_progress_line(totals, replay))
-        flushed = pipeline.flush()
-        totals.add("-", 0, flushed)
-    except KeyboardInterrupt:
-        pass
-    totals.seconds = clock() - started
-    return totals
 
 
 def _progress_line(totals: ReplayTotals, replay: StreamReplay) -> str:
@@ -374,9 +253,12 @@ def run(args: argparse.Namespace) -> int:
         transient=True,
         disable=not err.is_terminal,
     )
+    task = progress.add_task("replaying", total=None, status="")
     try:
         with progress:
-            totals = run_replay(pipeline, replay, progress=progress)
+            totals = run_replay(
+                pipeline, replay, on_batch=lambda totals: progress.update(task, status=_progress_line(totals, replay))
+            )
     except ValueError as error:  # a --shard the stream does not have
         if describe_failure(error) is not None or isinstance(error, ConfigError):
             raise
@@ -395,6 +277,3 @@ def _printer(args: argparse.Namespace) -> Callable[[Alert], None] | None:
     if args.format == "jsonl":
         return _JsonlPrinter(sys.stdout)
     return _TextPrinter(Console(highlight=False, emoji=False))
-
-
-__all__ = ["ReplayTotals", "checkpoint_start", "fixed_start", "run_replay"]

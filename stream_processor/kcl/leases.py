@@ -24,6 +24,7 @@ from typing import Any, Final
 from stream_processor.aws import AwsSettings
 from stream_processor.errors import StreamProcessorError
 from stream_processor.kcl.properties import ConsumerSettings, daemon_aws
+from stream_processor.sources.replay import ShardInfo, StartFor, StartPosition
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,32 @@ def read_leases(dynamodb: Any, table: str, stream: str | None = None) -> list[Le
     if stream is not None:
         leases = [lease for lease in leases if lease.stream_name in (None, stream)]
     return sorted(leases, key=lambda lease: lease.shard_id)
+
+
+def checkpoint_start(leases: dict[str, Lease], shards: list[ShardInfo]) -> StartFor:
+    """Start each shard right after the application's checkpoint; None for shards it finished.
+
+    A shard without a lease: if it is closed and one of its children has a lease, the KCL finished it and
+    cleaned its lease up (nothing to read); otherwise the application never started it (read all of it).
+    """
+    with_lease = set(leases)
+
+    def start_for(shard: ShardInfo) -> StartPosition | None:
+        lease = leases.get(shard.shard_id)
+        if lease is None:
+            children = [s.shard_id for s in shards if shard.shard_id in s.parents]
+            if shard.closed and any(child in with_lease for child in children):
+                return None
+            return StartPosition.trim_horizon()
+        if lease.checkpoint == SHARD_END:
+            return None
+        if lease.checkpoint == LATEST:
+            return StartPosition(LATEST)
+        if lease.checkpointed_sequence is not None:
+            return StartPosition.after(lease.checkpointed_sequence)
+        return StartPosition.trim_horizon()  # TRIM_HORIZON, or AT_TIMESTAMP whose time the table does not keep
+
+    return start_for
 
 
 def release_leader_lock(

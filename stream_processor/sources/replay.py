@@ -9,7 +9,8 @@ to its end, so records of one partition key still come out in order.
 GetRecords is limited per shard (5 calls/s, 2 MB/s on AWS): ProvisionedThroughputExceededException is waited
 out with exponential backoff and jitter, and an iterator that expired (after 5 minutes) is renewed after the
 last record read. Reads of different shards overlap on a small thread pool; the caller's pipeline runs on
-the calling thread, one batch at a time, so memory holds at most one batch per shard being read.
+the calling thread, one batch at a time, so memory holds at most one batch per shard being read
+(`run_replay` feeds it and counts what came out).
 """
 
 from __future__ import annotations
@@ -18,14 +19,18 @@ import logging
 import random
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from stream_processor.alerts.aws_errors import error_code
 from stream_processor.model import Position, RawRecord
+
+if TYPE_CHECKING:
+    from stream_processor.pipeline import BatchOutcome, Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -332,6 +337,15 @@ StartFor = Callable[[ShardInfo], StartPosition | None]
 """The start position of a shard, or None when there is nothing of it to read (its checkpoint is SHARD_END)."""
 
 
+def fixed_start(root: str | None, first: StartPosition, others: StartPosition) -> StartFor:
+    """`first` for the shard `root` (or for every shard when root is None), `others` for its descendants."""
+
+    def start_for(shard: ShardInfo) -> StartPosition:
+        return first if root is None or shard.shard_id == root else others
+
+    return start_for
+
+
 @dataclass(slots=True)
 class StreamReplay:
     """Reads a set of shards and their descendants, each from `start_for(shard)`, in parent-before-child order.
@@ -506,3 +520,86 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
     except ValueError:
         raise ValueError(f"{text!r} is not a time: use ISO 8601 (2026-11-27T01:00:00Z) or 'N[s|m|h|d] ago'") from None
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# --- feeding the pipeline ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ReplayTotals:
+    """Counts for the progress bar and the summary."""
+
+    records: int = 0
+    events: int = 0
+    malformed: int = 0
+    control_messages: int = 0
+    matches: Counter[str] = field(default_factory=Counter)
+    rule_errors: Counter[str] = field(default_factory=Counter)
+    delivered: int = 0
+    duplicates: int = 0
+    failed: list[str] = field(default_factory=list)
+    parked: int = 0
+    millis_behind: int = 0
+    seconds: float = 0.0
+    pipeline_seconds: float = 0.0
+    per_shard_matches: Counter[str] = field(default_factory=Counter)
+    per_shard_events: Counter[str] = field(default_factory=Counter)
+
+    def add(self, shard_id: str, records: int, outcome: BatchOutcome) -> None:
+        self.records += records
+        decoded, matched = outcome.decoded, outcome.matched
+        self.events += decoded.event_count
+        self.per_shard_events[shard_id] += decoded.event_count
+        self.malformed += len(decoded.malformed)
+        self.control_messages += decoded.control_messages
+        self.matches.update(match.rule_name for match in matched.matches)
+        self.per_shard_matches[shard_id] += len(matched.matches)
+        self.rule_errors.update(error.rule_name for error in matched.errors)
+        self.duplicates += outcome.duplicates
+        self.parked += len(outcome.parked)
+        for result in outcome.deliveries:
+            if result.delivered:
+                self.delivered += 1
+        parked = {id(result) for result in outcome.parked}
+        for result in outcome.failed:
+            note = " (parked as a dead letter)" if id(result) in parked else ""
+            self.failed.append(f"{result.alert.rule_name} → {result.destination_id}: {result.reason}{note}")
+
+    @property
+    def unparked_failures(self) -> int:
+        return len(self.failed) - self.parked
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+def run_replay(
+    pipeline: Pipeline,
+    replay: StreamReplay,
+    *,
+    on_batch: Callable[[ReplayTotals], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> ReplayTotals:
+    """Feed every batch of `replay` through `pipeline`, calling `on_batch` with the totals after each;
+    Ctrl-C ends a replay cleanly (the totals so far)."""
+    totals = ReplayTotals()
+    started = clock()
+    try:
+        for batch in replay:
+            if batch.records:
+                before = clock()
+                outcome = pipeline.process_records(batch.records)
+                totals.pipeline_seconds += clock() - before
+                totals.add(batch.shard_id, len(batch.records), outcome)
+            totals.millis_behind = max(
+                (p.millis_behind or 0 for p in replay.progress if not p.done), default=batch.millis_behind
+            )
+            if on_batch is not None:
+                on_batch(totals)
+        flushed = pipeline.flush()
+        totals.add("-", 0, flushed)
+    except KeyboardInterrupt:
+        pass
+    totals.seconds = clock() - started
+    return totals

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from stream_processor.cli import main
-from stream_processor.commands.replay import fixed_start, run_replay
 from stream_processor.config import load_config
 from stream_processor.decode import decode_bytes
 from stream_processor.kcl.leases import SHARD_END, read_leases
@@ -21,7 +20,14 @@ from stream_processor.local.stack import LocalStack
 from stream_processor.matcher import LibjqMatcher
 from stream_processor.model import CloudTrailEvent
 from stream_processor.pipeline import Pipeline
-from stream_processor.sources.replay import StartPosition, StopCondition, StreamReplay, list_shards
+from stream_processor.sources.replay import (
+    StartPosition,
+    StopCondition,
+    StreamReplay,
+    fixed_start,
+    list_shards,
+    run_replay,
+)
 from stream_processor.traffic import TrafficGenerator, pack_subscription_records, seed_triggers
 from tests.conftest import REPO_ROOT
 from tests.integration.test_status import create_lease_table, lease, merge, put_to_shard, unique_application

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from stream_processor.cli import main
-from stream_processor.commands.status import collect_status
 from stream_processor.kcl.leases import SHARD_END, TRIM_HORIZON, Lease, lease_item, read_leases
+from stream_processor.kcl.status import collect_status
 from stream_processor.local.stack import LocalStack
 from stream_processor.sources.replay import list_shards
 from tests.conftest import REPO_ROOT
