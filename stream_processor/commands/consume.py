@@ -36,6 +36,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+import stream_processor
 from stream_processor.aws import AwsSettings
 from stream_processor.commands.common import add_config_argument, config_location
 from stream_processor.errors import ConfigError
@@ -51,14 +52,17 @@ from stream_processor.wiring import (
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_JARS = REPO_ROOT / "infra" / "kcl" / "jars"
+# Relative to the current directory: where `make kcl` puts them in a checkout (never inside the installed package).
+DEFAULT_JARS = Path("infra") / "kcl" / "jars"
 JARS_ENV = "STREAM_PROCESSOR_KCL_JARS"
 DAEMON_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
 INITIAL_POSITIONS = ("TRIM_HORIZON", "LATEST")
 METRICS_LEVELS = ("NONE", "SUMMARY", "DETAILED")
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
-SETUP_HINT = "run `make kcl` (or `make setup`) to fetch the KCL jars"
+SETUP_HINT = (
+    f"set ${JARS_ENV} (or --kcl-jars) to a folder of the KCL MultiLangDaemon's jars, or install amazon-kclpy "
+    "built with its jars; in a checkout, `make kcl` (or `make setup`) fetches them into infra/kcl/jars"
+)
 # What a SIGTERM'd JVM exits with after its shutdown hook ran (128 + 15).
 JVM_TERMINATED = 143
 
@@ -165,7 +169,7 @@ def render_properties(properties: Mapping[str, str]) -> str:
 
 
 def find_kcl_jars(explicit: str | None = None) -> Path:
-    """The folder of the daemon's jars: the flag, $STREAM_PROCESSOR_KCL_JARS, infra/kcl/jars, or amazon_kclpy's.
+    """The folder of the daemon's jars: the flag, $STREAM_PROCESSOR_KCL_JARS, ./infra/kcl/jars, or amazon_kclpy's.
 
     Raises:
         ConfigError: none holds the multilang jar.
@@ -188,6 +192,12 @@ def find_kcl_jars(explicit: str | None = None) -> Path:
     raise ConfigError(f"no KCL multilang jar in {tried}: {SETUP_HINT}")
 
 
+def import_root() -> Path:
+    """The sys.path folder this package was imported from (site-packages, or a checkout): the processors
+    started by the daemon import the same code even when it is not installed."""
+    return Path(stream_processor.__path__[0]).resolve().parent
+
+
 def write_wrapper(work_dir: Path, command: Sequence[str]) -> Path:
     """A script that execs `command`: the daemon splits `executableName` on whitespace, so it gets one path.
 
@@ -198,7 +208,7 @@ def write_wrapper(work_dir: Path, command: Sequence[str]) -> Path:
     if re.search(r"\s", str(work_dir.resolve())):
         folder = Path(tempfile.mkdtemp(prefix="stream-processor-kcl-"))
     script = folder.resolve() / "record-processor.sh"
-    package_root = shlex.quote(str(REPO_ROOT))
+    package_root = shlex.quote(str(import_root()))
     script.write_text(
         "#!/bin/sh\n"
         "# Started by the KCL MultiLangDaemon, once per shard lease. Written by `stream-processor consume`.\n"

@@ -18,11 +18,11 @@ from stream_processor.decode import decode_bytes
 from stream_processor.leases import SHARD_END, read_leases
 from stream_processor.local.receiver import SlackReceiver
 from stream_processor.local.stack import LocalStack
+from stream_processor.local.traffic import TrafficGenerator, pack_subscription_records, seed_triggers
 from stream_processor.matcher import LibjqMatcher
 from stream_processor.model import CloudTrailEvent
 from stream_processor.pipeline import Pipeline
 from stream_processor.sources.replay import StartPosition, StopCondition, StreamReplay, list_shards
-from stream_processor.traffic import TrafficGenerator, pack_subscription_records, seed_triggers
 from tests.conftest import REPO_ROOT
 from tests.integration.test_status import create_lease_table, lease, merge, put_to_shard, unique_application
 
