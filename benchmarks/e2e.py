@@ -45,8 +45,7 @@ NO_STORM = "--no-storm"  # every probe must arrive on its own: storm folding wou
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from stream_processor.commands.demo import (  # noqa: E402
-    SEED_CONFIG,
+from stream_processor.local.demo import (  # noqa: E402
     AlertCollector,
     ConsumerProcess,
     DemoError,
@@ -54,10 +53,11 @@ from stream_processor.commands.demo import (  # noqa: E402
     consumer_command,
     write_demo_config,
 )
-from stream_processor.commands.produce import SubscriptionProducer  # noqa: E402
+from stream_processor.local.producer import SubscriptionProducer  # noqa: E402
 from stream_processor.local.receiver import SlackReceiver  # noqa: E402
+from stream_processor.local.resources import SEED_CONFIG  # noqa: E402
 from stream_processor.local.stack import LocalStack  # noqa: E402
-from stream_processor.traffic import TrafficGenerator  # noqa: E402
+from stream_processor.local.traffic import TrafficGenerator  # noqa: E402
 
 PROBE_RULE = "Bench probe"
 PROBE_FIELD = "benchPutTime"

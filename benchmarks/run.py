@@ -46,13 +46,13 @@ from stream_processor.config import Rule, load_config  # noqa: E402
 from stream_processor.decode import decode_record, decode_records  # noqa: E402
 from stream_processor.gc_tuning import WORKER_THRESHOLDS as GC_TUNED_THRESHOLDS  # noqa: E402
 from stream_processor.gc_tuning import tune_for_throughput  # noqa: E402
+from stream_processor.local.traffic import TrafficGenerator, pack_subscription_records  # noqa: E402
 from stream_processor.matcher import FastMatcher, LibjqMatcher, Matcher, build_matcher  # noqa: E402
 from stream_processor.matcher.fast import _libjq_plan  # noqa: E402
 from stream_processor.matcher.jqparse import parse  # noqa: E402
 from stream_processor.matcher.libjq import first_output  # noqa: E402
 from stream_processor.model import Position, RawRecord  # noqa: E402
 from stream_processor.pipeline import decode_and_match  # noqa: E402
-from stream_processor.traffic import TrafficGenerator, pack_subscription_records  # noqa: E402
 
 RULESETS = {
     "seed": "examples/seed.toml",

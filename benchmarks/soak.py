@@ -32,17 +32,17 @@ from rich.table import Table
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from stream_processor.commands.demo import (  # noqa: E402
-    SEED_CONFIG,
+from stream_processor.local.demo import (  # noqa: E402
     ConsumerProcess,
     check_prerequisites,
     consumer_command,
     write_demo_config,
 )
-from stream_processor.commands.produce import SubscriptionProducer  # noqa: E402
+from stream_processor.local.producer import SubscriptionProducer  # noqa: E402
 from stream_processor.local.receiver import ReceivedPost, SlackReceiver  # noqa: E402
+from stream_processor.local.resources import SEED_CONFIG  # noqa: E402
 from stream_processor.local.stack import LocalStack  # noqa: E402
-from stream_processor.traffic import TrafficGenerator  # noqa: E402
+from stream_processor.local.traffic import TrafficGenerator  # noqa: E402
 
 PROCESSOR = "stream_processor.kcl.processor"
 DAEMON = "MultiLangDaemon"

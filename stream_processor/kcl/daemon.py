@@ -24,19 +24,29 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
+import stream_processor
 from stream_processor.errors import ConfigError
 from stream_processor.kcl.properties import ConsumerSettings
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_JARS = REPO_ROOT / "infra" / "kcl" / "jars"
+# Relative to the current directory: where `make kcl` puts them in a checkout (never inside the installed package).
+DEFAULT_JARS = Path("infra") / "kcl" / "jars"
 JARS_ENV = "STREAM_PROCESSOR_KCL_JARS"
 DAEMON_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
-SETUP_HINT = "run `make kcl` (or `make setup`) to fetch the KCL jars"
+SETUP_HINT = (
+    f"set ${JARS_ENV} (or --kcl-jars) to a folder of the KCL MultiLangDaemon's jars, or install amazon-kclpy "
+    "built with its jars; in a checkout, `make kcl` (or `make setup`) fetches them into infra/kcl/jars"
+)
 # What a SIGTERM'd JVM exits with after its shutdown hook ran (128 + 15).
 JVM_TERMINATED = 143
+
+
+def import_root() -> Path:
+    """The sys.path folder this package was imported from (site-packages, or a checkout): the processors
+    started by the daemon import the same code even when it is not installed."""
+    return Path(stream_processor.__path__[0]).resolve().parent
 
 
 def find_kcl_jars(explicit: str | None = None) -> Path:
@@ -73,7 +83,7 @@ def write_wrapper(work_dir: Path, command: Sequence[str]) -> Path:
     if re.search(r"\s", str(work_dir.resolve())):
         folder = Path(tempfile.mkdtemp(prefix="stream-processor-kcl-"))
     script = folder.resolve() / "record-processor.sh"
-    package_root = shlex.quote(str(REPO_ROOT))
+    package_root = shlex.quote(str(import_root()))
     script.write_text(
         "#!/bin/sh\n"
         "# Started by the KCL MultiLangDaemon, once per shard lease. Written by `stream-processor consume`.\n"

@@ -1,20 +1,17 @@
 """The local AWS stack: kinesis-local for Kinesis and moto_server for everything else, both on 127.0.0.1.
 
-Used three ways: as a context manager (tests, the demo, the benchmark), and as two shell commands,
-`python -m stream_processor.local.stack start` and `... stop`, which keep the servers' PIDs and ports in a
-state file under `.local/` so the stop command kills exactly what the start command started.
+Used two ways: as a context manager (tests, the demo, the benchmark), and detached (`stream-processor stack
+start` and `... stop`), keeping the servers' PIDs and ports in a state file (under `.local/` in the current
+directory by default) so that stop kills exactly what start started.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
 import signal
-import sys
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -23,12 +20,12 @@ from typing import Any
 import boto3
 
 from stream_processor.aws import AwsSettings
-from stream_processor.local.kinesis import REPO_ROOT, start_kinesis_local
+from stream_processor.local.kinesis import start_kinesis_local
 from stream_processor.local.moto import start_moto
 from stream_processor.local.processes import LOOPBACK, ManagedProcess
 
 DEFAULT_REGION = "us-east-1"
-DEFAULT_STATE_DIR = REPO_ROOT / ".local"
+DEFAULT_STATE_DIR = Path(".local")  # in the current directory (a checkout's is gitignored), never the package
 STATE_FILE_NAME = "stack.json"
 
 # Emulators accept any signature; these keep boto3 and the KCL's Java SDK from looking for real ones.
@@ -117,7 +114,7 @@ def _process_start_time(pid: int) -> str:
     return fields[19] if len(fields) > 19 else ""
 
 
-def _is_alive(record: ServerRecord) -> bool:
+def is_alive(record: ServerRecord) -> bool:
     try:
         os.kill(record.pid, 0)
     except ProcessLookupError:
@@ -129,7 +126,7 @@ def _is_alive(record: ServerRecord) -> bool:
 
 def _stop_recorded(record: ServerRecord, timeout: float = 10.0) -> bool:
     """Stop a server from the state file by its PID (its process group); False when it was already gone."""
-    if not _is_alive(record):
+    if not is_alive(record):
         return False
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
@@ -138,7 +135,7 @@ def _stop_recorded(record: ServerRecord, timeout: float = 10.0) -> bool:
             return True
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not _is_alive(record) or _is_zombie(record.pid):
+            if not is_alive(record) or _is_zombie(record.pid):
                 return True
             time.sleep(0.05)
     return True
@@ -159,9 +156,11 @@ def _record(server: ManagedProcess) -> ServerRecord:
 class LocalStack:
     """kinesis-local and moto_server on loopback, started together and stopped together by PID."""
 
-    def __init__(self, log_dir: Path, region: str = DEFAULT_REGION) -> None:
+    def __init__(self, log_dir: Path, region: str = DEFAULT_REGION, kinesis_local: Path | None = None) -> None:
+        """`kinesis_local`: the npm prefix kinesis-local is installed in (default: `find_kinesis_local`'s)."""
         self.log_dir = log_dir
         self.region = region
+        self.kinesis_local = kinesis_local
         self._kinesis: ManagedProcess | None = None
         self._moto: ManagedProcess | None = None
 
@@ -172,7 +171,7 @@ class LocalStack:
             RuntimeError: a server is not installed or did not start (the message says how to fix it).
         """
         try:
-            self._kinesis = start_kinesis_local(self.log_dir)
+            self._kinesis = start_kinesis_local(self.log_dir, prefix=self.kinesis_local)
             self._moto = start_moto(self.log_dir)
         except BaseException:
             self.stop()
@@ -243,31 +242,33 @@ class LocalStack:
 # --- the start/stop/status commands -------------------------------------------------------------------
 
 
-def _state_path(state_dir: Path) -> Path:
+def state_path(state_dir: Path) -> Path:
     return state_dir / STATE_FILE_NAME
 
 
 def read_state(state_dir: Path = DEFAULT_STATE_DIR) -> StackState | None:
     """The running stack recorded by `start`, or None."""
-    path = _state_path(state_dir)
+    path = state_path(state_dir)
     if not path.exists():
         return None
     return StackState.from_json(path.read_text())
 
 
-def start_detached(state_dir: Path = DEFAULT_STATE_DIR, region: str = DEFAULT_REGION) -> StackState:
+def start_detached(
+    state_dir: Path = DEFAULT_STATE_DIR, region: str = DEFAULT_REGION, kinesis_local: Path | None = None
+) -> StackState:
     """Start a stack that outlives this process and record it in the state file.
 
     Raises:
         RuntimeError: a stack recorded there is still running, or a server did not start.
     """
     existing = read_state(state_dir)
-    if existing is not None and (_is_alive(existing.kinesis) or _is_alive(existing.moto)):
-        raise RuntimeError(f"a local stack is already running (see {_state_path(state_dir)}); stop it first")
-    stack = LocalStack(state_dir / "logs", region).start()
+    if existing is not None and (is_alive(existing.kinesis) or is_alive(existing.moto)):
+        raise RuntimeError(f"a local stack is already running (see {state_path(state_dir)}); stop it first")
+    stack = LocalStack(state_dir.resolve() / "logs", region, kinesis_local).start()
     state = stack.state()
     state_dir.mkdir(parents=True, exist_ok=True)
-    _state_path(state_dir).write_text(state.to_json() + "\n")
+    state_path(state_dir).write_text(state.to_json() + "\n")
     return state
 
 
@@ -277,57 +278,5 @@ def stop_detached(state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
     if state is None:
         return []
     stopped = [record.name for record in (state.moto, state.kinesis) if _stop_recorded(record)]
-    _state_path(state_dir).unlink(missing_ok=True)
+    state_path(state_dir).unlink(missing_ok=True)
     return stopped
-
-
-def _print_state(state: StackState) -> None:
-    for record in (state.kinesis, state.moto):
-        status = "running" if _is_alive(record) else "NOT RUNNING"
-        print(f"{record.name:<14} {record.url:<28} pid {record.pid:<8} {status}")
-    print(f"region         {state.region}")
-    print(f"logs           {state.log_dir}")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="stack",
-        description="Start, stop or show the local AWS stack (kinesis-local + moto_server on 127.0.0.1).",
-    )
-    parser.add_argument("action", choices=("start", "stop", "status", "env"))
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="where the state file lives")
-    parser.add_argument("--region", default=DEFAULT_REGION)
-    args = parser.parse_args(argv)
-    state_dir: Path = args.state_dir
-    try:
-        if args.action == "start":
-            _print_state(start_detached(state_dir, args.region))
-            print(f"stop it with: python -m stream_processor.local.stack stop --state-dir {state_dir}")
-            return 0
-        if args.action == "stop":
-            stopped = stop_detached(state_dir)
-            print(f"stopped: {', '.join(stopped)}" if stopped else "no local stack was running")
-            return 0
-        recorded = read_state(state_dir)
-        if recorded is None:
-            print("no local stack is recorded (start one with: stack start)", file=sys.stderr)
-            return 1
-        state = recorded
-        if args.action == "env":
-            # boto3 (1.28+) and the AWS CLI read these: Kinesis goes to kinesis-local, the rest to moto.
-            print(f"export AWS_ENDPOINT_URL={state.moto.url}")
-            print(f"export AWS_ENDPOINT_URL_KINESIS={state.kinesis.url}")
-            print(f"export AWS_REGION={state.region} AWS_DEFAULT_REGION={state.region}")
-            for key, value in FAKE_CREDENTIALS.items():
-                print(f"export {key}={value}")
-            return 0
-        _print_state(state)
-        alive = _is_alive(state.kinesis) and _is_alive(state.moto)
-        return 0 if alive else 1
-    except RuntimeError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

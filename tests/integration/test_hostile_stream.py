@@ -23,7 +23,7 @@ import pytest
 from stream_processor.decode import encode_subscription_record
 from stream_processor.local.receiver import ReceivedPost, SlackReceiver
 from stream_processor.local.stack import LocalStack
-from stream_processor.traffic import TrafficGenerator, seed_triggers
+from stream_processor.local.traffic import TrafficGenerator, seed_triggers
 from tests.integration.test_kcl_consumer import (  # noqa: F401 - fixtures are used by name
     Worker,
     _kcl_jars,

@@ -34,7 +34,7 @@ import pytest
 from stream_processor.decode import encode_subscription_record
 from stream_processor.local.receiver import SlackReceiver
 from stream_processor.local.stack import LocalStack
-from stream_processor.traffic import TrafficGenerator, seed_triggers
+from stream_processor.local.traffic import TrafficGenerator, seed_triggers
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 

@@ -28,12 +28,12 @@ from stream_processor.dead_letters import SQSDeadLetterStore
 from stream_processor.decode import decode_bytes, encode_subscription_record
 from stream_processor.dedupe import DynamoDBDedupeStore
 from stream_processor.local.receiver import SlackReceiver
+from stream_processor.local.traffic import TrafficGenerator, seed_triggers
 from stream_processor.matcher import build_matcher
 from stream_processor.model import Position, RawRecord
 from stream_processor.pipeline import Pipeline
 from stream_processor.sources import lambda_kinesis, lambda_s3
 from stream_processor.sources.lambda_runtime import ContainerRuntime
-from stream_processor.traffic import TrafficGenerator, seed_triggers
 
 pytestmark = pytest.mark.integration
 

@@ -130,7 +130,7 @@ def _running(pid: int) -> bool:
 
 def _stack_command(action: str, state_dir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "stream_processor.local.stack", action, "--state-dir", str(state_dir)],
+        [sys.executable, "-m", "stream_processor", "stack", action, "--state-dir", str(state_dir)],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,

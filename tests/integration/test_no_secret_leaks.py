@@ -30,12 +30,12 @@ from stream_processor.dead_letters import SQLiteDeadLetterStore
 from stream_processor.decode import encode_subscription_record
 from stream_processor.local.processes import free_port
 from stream_processor.local.receiver import SlackReceiver
+from stream_processor.local.traffic import seed_triggers
 from stream_processor.metrics import ShardMetrics
 from stream_processor.pipeline import Pipeline
 from stream_processor.reload import ConfigWatcher
 from stream_processor.secrets import SecretResolver
 from stream_processor.sources.kcl import KclRecordProcessor
-from stream_processor.traffic import seed_triggers
 from tests.conftest import REPO_ROOT
 from tests.support.kclpy_inputs import KinesisRecord, ProcessRecordsInput
 

@@ -29,7 +29,7 @@ from stream_processor.dead_letters import SQLiteDeadLetterStore
 from stream_processor.decode import encode_subscription_record
 from stream_processor.local.receiver import ReceivedPost, SlackReceiver
 from stream_processor.local.stack import LocalStack
-from stream_processor.traffic import TrafficGenerator, seed_triggers
+from stream_processor.local.traffic import TrafficGenerator, seed_triggers
 
 # The KCL consumer's fixtures and helpers; `receiver` and `config_path` are redefined below (timed posts,
 # Slack rules only), and start_worker picks them up by name.

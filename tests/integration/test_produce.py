@@ -12,11 +12,11 @@ import orjson
 import pytest
 
 from stream_processor.cli import main
-from stream_processor.commands.produce import SubscriptionProducer
 from stream_processor.decode import decode_records
+from stream_processor.local.producer import SubscriptionProducer
 from stream_processor.local.stack import LocalStack
+from stream_processor.local.traffic import TrafficGenerator
 from stream_processor.model import Position, RawRecord
-from stream_processor.traffic import TrafficGenerator
 
 pytestmark = pytest.mark.integration
 

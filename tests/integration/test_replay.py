@@ -17,6 +17,7 @@ from stream_processor.decode import decode_bytes
 from stream_processor.kcl.leases import SHARD_END, read_leases
 from stream_processor.local.receiver import SlackReceiver
 from stream_processor.local.stack import LocalStack
+from stream_processor.local.traffic import TrafficGenerator, pack_subscription_records, seed_triggers
 from stream_processor.matcher import LibjqMatcher
 from stream_processor.model import CloudTrailEvent
 from stream_processor.pipeline import Pipeline
@@ -28,7 +29,6 @@ from stream_processor.sources.replay import (
     list_shards,
     run_replay,
 )
-from stream_processor.traffic import TrafficGenerator, pack_subscription_records, seed_triggers
 from tests.conftest import REPO_ROOT
 from tests.integration.test_status import create_lease_table, lease, merge, put_to_shard, unique_application
 

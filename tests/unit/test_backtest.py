@@ -20,10 +20,10 @@ from stream_processor.cli import main
 from stream_processor.commands import backtest
 from stream_processor.config import load_config
 from stream_processor.decode import decode_bytes
+from stream_processor.local.traffic import TrafficGenerator, seed_triggers
 from stream_processor.matcher import LibjqMatcher
 from stream_processor.model import CloudTrailEvent
 from stream_processor.sources.files import ArchiveObject, DateRange
-from stream_processor.traffic import TrafficGenerator, seed_triggers
 from stream_processor.wiring import Limits
 from tests.conftest import CORPUS, REPO_ROOT, corpus_path
 

@@ -14,9 +14,9 @@ import orjson
 import pytest
 
 from stream_processor.config import load_config
+from stream_processor.local.traffic import TrafficGenerator
 from stream_processor.matcher import LibjqMatcher
 from stream_processor.model import CloudTrailEvent, Position
-from stream_processor.traffic import TrafficGenerator
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -16,9 +16,9 @@ import orjson
 import pytest
 
 from stream_processor.config import Rule, load_config
+from stream_processor.local.traffic import SCENARIOS, TrafficGenerator
 from stream_processor.matcher import LibjqMatcher, Matcher, build_matcher
 from stream_processor.model import CloudTrailEvent, Position
-from stream_processor.traffic import SCENARIOS, TrafficGenerator
 from tests.conftest import corpus_path
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

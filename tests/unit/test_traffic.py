@@ -13,15 +13,15 @@ import pytest
 
 from stream_processor.config import Rule
 from stream_processor.decode import decode_record
-from stream_processor.matcher import LibjqMatcher
-from stream_processor.model import CloudTrailEvent, Position, RawRecord
-from stream_processor.traffic import (
+from stream_processor.local.traffic import (
     SCENARIOS,
     TrafficGenerator,
     control_message_record,
     pack_subscription_records,
     seed_triggers,
 )
+from stream_processor.matcher import LibjqMatcher
+from stream_processor.model import CloudTrailEvent, Position, RawRecord
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SEED_RULES = (
