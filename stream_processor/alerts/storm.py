@@ -15,12 +15,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 
-from stream_processor.model import Alert, CloudTrailEvent, Position
+from stream_processor.model import Alert, CloudTrailEvent, Digest, Position
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,35 +32,6 @@ class StormPolicy:
     keep_closed_seconds: float = 900.0
     """How long a closed window's count is kept after its digest: a batch that arrived in the window may
     still be sending (one Slack post a second) and must find the window full, not a fresh one."""
-
-
-@dataclass(frozen=True, slots=True)
-class Digest:
-    """What a closed window folded: sent as one alert whose output is the digest text."""
-
-    rule_name: str
-    description: str
-    group: str
-    destination_id: str
-    window_start: float
-    window_seconds: float
-    count: int
-    first_time: str
-    last_time: str
-    top_event_names: tuple[tuple[str, int], ...]
-    sample: CloudTrailEvent
-
-    @property
-    def text(self) -> str:
-        names = ", ".join(f"{name} ({count:,})" for name, count in self.top_event_names)
-        by = f" by {self.group}" if self.group else ""
-        return (
-            f"{self.count:,} more {self.rule_name} alerts{by} in the {self.window_seconds:.0f} s window from "
-            f"{_iso(self.window_start)}; first event {self.first_time}, last {self.last_time}; top eventNames: {names}"
-        )
-
-    def alert(self) -> Alert:
-        return Alert(self.rule_name, f"Digest: {self.description}".strip(), self.text, self.sample)
 
 
 class StormFolder:
@@ -259,7 +229,3 @@ class StormFolder:
 
     def close(self) -> None:
         self._connection.close()
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

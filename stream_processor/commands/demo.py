@@ -40,12 +40,13 @@ from stream_processor.commands.produce import (
     mix_in,
     trigger_events,
 )
-from stream_processor.config import Config, load_config
+from stream_processor.config import load_config
 from stream_processor.decode import decode_bytes
 from stream_processor.local.kinesis import REPO_ROOT
 from stream_processor.local.receiver import ReceivedPost, SlackReceiver
 from stream_processor.local.stack import LocalStack
 from stream_processor.matcher import build_matcher
+from stream_processor.model import Config
 
 SEED_CONFIG = REPO_ROOT / "examples" / "seed.toml"
 DEFAULT_WORK_DIR = REPO_ROOT / ".local" / "demo"

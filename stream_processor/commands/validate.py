@@ -12,8 +12,9 @@ from typing import Any
 
 from stream_processor.aws import AwsSettings
 from stream_processor.commands.common import settings_from_args
-from stream_processor.config import Config, Rule, config_location_from_env, load_config
+from stream_processor.config import config_location_from_env, load_config, sending_problems
 from stream_processor.errors import EXIT_AWS_ACCESS, EXIT_AWS_UNAVAILABLE, AwsError, ConfigError
+from stream_processor.model import Config, Rule
 from stream_processor.wiring import ONE_SHOT, add_aws_arguments
 
 DESCRIPTION = """\
@@ -109,7 +110,7 @@ def check_file(location: str, aws: AwsSettings) -> FileResult:
     except ConfigError as error:
         aws_code = error.exit_code if error.exit_code in (EXIT_AWS_ACCESS, EXIT_AWS_UNAVAILABLE) else EXIT_INVALID
         return FileResult(location, INVALID, list(error.problems), exit_code=aws_code)  # 3/4: a secret AWS withheld
-    refused = config.sending_problems()  # loads, but could not go live
+    refused = sending_problems(config)  # loads, but could not go live
     notes = [note.removeprefix(f"{location}: ") for note in config.notes]
     if refused:
         return FileResult(location, INVALID, refused, notes, config, EXIT_INVALID)
