@@ -59,7 +59,7 @@ class Rule:
 
     Here, not in `config/`: the matcher compiles it, the renderer titles alerts with it, the pipeline routes
     by it; `config/` only builds it. The fields after `index` are our extensions; their defaults are what a
-    tattletail rule means. `dedupe_window` is in seconds. `title` and `group_by` are jq programs (validated
+    tattletail rule means. `storm_window` is in seconds. `title` and `group_by` are jq programs (validated
     at load).
     """
 
@@ -73,7 +73,7 @@ class Rule:
     runbook: str | None = None
     tags: tuple[str, ...] = ()
     enabled: bool = True
-    dedupe_window: float | None = None
+    storm_window: float | None = None
     group_by: str | None = None
     tests: tuple[RuleTest, ...] = ()
     references: tuple[str, ...] = ()
@@ -110,6 +110,8 @@ class Config:
     source: str = "<memory>"
     notes: tuple[str, ...] = ()
     """What loading changed, not a problem (Go regex syntax of a tattletail rule read as Oniguruma's)."""
+    warnings: tuple[str, ...] = ()
+    """What the file should change although it loads: a deprecated key, with what to write instead."""
 
     @property
     def enabled_rules(self) -> tuple[Rule, ...]:

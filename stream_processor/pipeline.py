@@ -343,9 +343,9 @@ class Pipeline:
         return result
 
     def _storm_window(self, alert: Alert) -> float | None:
-        """The rule's `dedupe_window`; None: the storm policy's."""
+        """The rule's `storm_window`; None: the storm policy's."""
         rule = self._rules.get(alert.rule_name)
-        return rule.dedupe_window if rule is not None else None
+        return rule.storm_window if rule is not None else None
 
     def _storm_group(self, alert: Alert) -> str:
         """The rule's `group_by` value for this event (e.g. the principal ARN), folded per group."""

@@ -1,6 +1,6 @@
 """Storm folding: at most N alerts per rule, group and destination per window; the rest become one digest.
 
-A rule's `dedupe_window` sets its window; the others use the policy's.
+A rule's `storm_window` sets its window; the others use the policy's.
 
 Thousands of AccessDenied in a minute must not become thousands of Slack posts, and must not vanish
 either. Folded alerts are counted in a SQLite file shared by the shard processes of a host, written
@@ -78,7 +78,7 @@ class StormFolder:
 
         `now` is when the batch arrived: a batch whose admitted alerts take long to send (Slack's one post a
         second) must not spill into later windows and be admitted again there. `window_seconds`: the rule's
-        own window (its `dedupe_window`), else the policy's.
+        own window (its `storm_window`), else the policy's.
         """
         seconds = window_seconds or self.policy.window_seconds
         moment = self.clock() if now is None else now

@@ -51,13 +51,15 @@ EXTENSION_RULE_KEYS: tuple[str, ...] = (
     "runbook",
     "tags",
     "enabled",
-    "dedupe_window",
+    "storm_window",
     "group_by",
     "test",
     "references",
     "false_positives",
 )
 ALL_RULE_KEYS: tuple[str, ...] = (*RULE_KEYS, *EXTENSION_RULE_KEYS)
+RENAMED_RULE_KEYS: Mapping[str, str] = {"dedupe_window": "storm_window"}
+"""Old name -> new name of rule keys still read, each with a warning saying what to write instead."""
 SEVERITIES: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
 TEST_KEYS: tuple[str, ...] = ("event", "event_file", "expect", "event_ids", "output", "title")
 TEST_EXPECTATIONS: tuple[str, ...] = ("match", "no_match", "match_any")
@@ -94,6 +96,7 @@ class ConfigBuilder:
         self.source = source
         self.problems: list[str] = []
         self.notes: list[str] = []
+        self.warnings: list[str] = []
         self.exit_code = EXIT_USAGE
         """3 or 4 when a problem came from AWS (a secret that could not be fetched), else 2."""
         self._resolver = resolver
@@ -108,6 +111,10 @@ class ConfigBuilder:
 
     def problem(self, where: str, message: str) -> None:
         self.problems.append(f"{self.source}: {where}: {message}" if where else f"{self.source}: {message}")
+
+    def warn(self, where: str, message: str) -> None:
+        """Something the file should change although it loads (a deprecated key); `validate` prints it."""
+        self.warnings.append(f"{self.source}: {where}: {message}")
 
     def build(self, document: Mapping[str, Any]) -> Config:
         for key in document:
@@ -144,6 +151,7 @@ class ConfigBuilder:
             destinations=tuple(d for d in destinations if d is not None),
             source=self.source,
             notes=tuple(self.notes),
+            warnings=tuple(self.warnings),
         )
 
     def guarded(
@@ -200,7 +208,8 @@ class ConfigBuilder:
         label = rule_label(index, raw_name if isinstance(raw_name, str) and raw_name else None)
         before = len(self.problems)
 
-        misspelled = self.unknown_keys(label, table, ALL_RULE_KEYS)
+        current = {key: value for key, value in table.items() if key not in RENAMED_RULE_KEYS}
+        misspelled = self.unknown_keys(label, current, ALL_RULE_KEYS)
 
         name = self.string(label, table, "name", 'add name = "..." (a short title shown in every alert)', misspelled)
         jq_match = self.string(
@@ -241,12 +250,7 @@ class ConfigBuilder:
         if not isinstance(enabled, bool):
             self.problem(label, f"enabled must be true or false, got {kind(enabled)}: write enabled = false")
             enabled = True
-        dedupe_window: float | None = None
-        if "dedupe_window" in table:
-            try:
-                dedupe_window = parse_duration(table["dedupe_window"])
-            except ValueError as error:
-                self.problem(label, f"dedupe_window {error}")
+        storm_window = self.storm_window(label, table)
         group_by = self.jq_option(label, table, "group_by", "'.userIdentity.arn'")
         references = self.texts(label, table, "references", 'write references = ["https://attack.mitre.org/..."]')
         false_positives = self.texts(label, table, "false_positives", 'write false_positives = ["Admin scripts"]')
@@ -272,7 +276,7 @@ class ConfigBuilder:
             runbook=runbook,
             tags=tags,
             enabled=enabled,
-            dedupe_window=dedupe_window,
+            storm_window=storm_window,
             group_by=group_by,
             tests=tests,
             references=references,
@@ -310,6 +314,31 @@ class ConfigBuilder:
                 continue
             self.problem(label, f"{key} {violation} (refused in rules: rewrite the program without it)")
         return value if compile_error is None else None
+
+    def storm_window(self, label: str, table: Mapping[str, Any]) -> float | None:
+        """`storm_window` in seconds, or None (the storm policy's window). Its old name `dedupe_window` is still
+        read, with a warning: it never set deduplication (that is by eventID, whatever the window)."""
+        new, old = "storm_window", "dedupe_window"
+        if new in table and old in table:
+            self.problem(label, f"has both {new} and {old} (its old name): keep {new}")
+            return None
+        key = new if new in table else old
+        if key not in table:
+            return None
+        value = table[key]
+        try:
+            seconds = parse_duration(value)
+        except ValueError as error:
+            self.problem(label, f"{key} {error}")
+            return None
+        if key == old:
+            written = quote(value) if isinstance(value, str) else str(value)
+            self.warn(
+                label,
+                f"{old} is deprecated, it sets the storm window (alerts folded into a digest): "
+                f"write {new} = {written} instead",
+            )
+        return seconds
 
     def go_regex(self, label: str, key: str, program: str) -> str:
         """`program` with Go (RE2) regex syntax read as tattletail read it (`go_regex`); what cannot be is a
