@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from stream_processor.alerts.destinations.base import destination_class, known_types
 from stream_processor.aws import AwsSettings
 from stream_processor.config.durations import parse_duration
+from stream_processor.config.go_regex import translate_program
 from stream_processor.config.messages import (
     closest,
     destination_label,
@@ -34,7 +35,6 @@ from stream_processor.config.messages import (
     unknown_key,
 )
 from stream_processor.errors import EXIT_USAGE, ConfigError
-from stream_processor.go_regex import translate_program
 from stream_processor.matcher.bounds import bounds_violations
 from stream_processor.matcher.libjq import compile_jq
 from stream_processor.matcher.sandbox import sandbox_violations
