@@ -318,7 +318,8 @@ class ConfigBuilder:
     def storm_window(self, label: str, table: Mapping[str, Any]) -> float | None:
         """`storm_window` in seconds, or None (the storm policy's window). Its old name `dedupe_window` is still
         read, with a warning: it never set deduplication (that is by eventID, whatever the window)."""
-        new, old = "storm_window", "dedupe_window"
+        old = "dedupe_window"
+        new = RENAMED_RULE_KEYS[old]
         if new in table and old in table:
             self.problem(label, f"has both {new} and {old} (its old name): keep {new}")
             return None
