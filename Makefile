@@ -38,6 +38,7 @@ $(STAMP): pyproject.toml
 lint: setup cfn-lint checkov
 	$(BIN)/ruff check stream_processor tests benchmarks
 	$(BIN)/mypy --strict stream_processor
+	$(BIN)/lint-imports --no-cache
 
 cfn-lint: setup
 	$(BIN)/cfn-lint infra/cloudformation/*.yaml

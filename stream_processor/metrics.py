@@ -29,9 +29,12 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PromCounter
 from prometheus_client.registry import Collector
 
-from stream_processor.local.processes import LOOPBACK
+from stream_processor.model import BatchOutcome
 
 log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+"""Where `/metrics` listens unless told otherwise: loopback only, the endpoint has no authentication."""
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 PREFIX = "stream_processor"
@@ -42,7 +45,7 @@ JSON_LOG_TYPE = "shard_metrics"
 
 @dataclass(frozen=True, slots=True)
 class BatchCounts:
-    """What one batch outcome adds to the counters (a duck-typed `BatchOutcome` in, plain numbers out)."""
+    """What one batch outcome adds to the counters (a `BatchOutcome` in, plain numbers out)."""
 
     records: int = 0
     events: int = 0
@@ -60,8 +63,8 @@ class BatchCounts:
     folded: int = 0
 
     @classmethod
-    def of(cls, outcome: Any, records: int = 0) -> BatchCounts:
-        """Count a `pipeline.BatchOutcome`; delivery counters are per destination id, matches per rule."""
+    def of(cls, outcome: BatchOutcome, records: int = 0) -> BatchCounts:
+        """Count a `BatchOutcome`; delivery counters are per destination id, matches per rule."""
         decoded = outcome.decoded
         matched = outcome.matched
         delivered: Counter[str] = Counter()
@@ -81,7 +84,7 @@ class BatchCounts:
             control=decoded.control_messages,
             matches=Counter(match.rule_name for match in matched.matches),
             rule_errors=Counter(error.rule_name for error in matched.errors),
-            quarantined=Counter(rule.rule_name for rule in getattr(matched, "quarantined", ())),
+            quarantined=Counter(rule.rule_name for rule in matched.quarantined),
             delivered=delivered,
             retried=retried,
             failed=failed,
@@ -191,7 +194,7 @@ class ShardMetrics:
             buckets=BATCH_BUCKETS,
         )
 
-    def observe(self, outcome: Any, *, records: int, seconds: float | None, millis_behind: int | None) -> None:
+    def observe(self, outcome: BatchOutcome, *, records: int, seconds: float | None, millis_behind: int | None) -> None:
         """Count one batch (an idle poll too: its digests are deliveries); `seconds` None leaves the histogram."""
         counts = BatchCounts.of(outcome, records)
         self.add(counts, seconds)
@@ -351,7 +354,7 @@ def prepare_multiprocess_dir(path: Path) -> Path:
 class MetricsServer:
     """`/metrics` over HTTP for every process writing to `path` (consume's record processors)."""
 
-    def __init__(self, path: Path, host: str = LOOPBACK, port: int = 0) -> None:
+    def __init__(self, path: Path, host: str = DEFAULT_HOST, port: int = 0) -> None:
         self.path = path
         self.host = host
         self.requested_port = port

@@ -1,13 +1,18 @@
-"""Typed hand-offs between the stages: source → decode → match → dedupe → route → deliver → commit.
+"""The floor: plain data types every stage shares, from the rule file to the batch outcome a source commits.
 
-Every stage takes and returns these frozen dataclasses, never bare dicts, so a stage can be swapped
-(a faster matcher, another source) without the others noticing.
+source → decode → match → dedupe → route → deliver → commit: every stage takes and returns these
+dataclasses, never bare dicts, so a stage can be swapped (a faster matcher, another source) without the
+others noticing. This module imports nothing of the project; a type belongs here when more than one stage
+(or a stage and the config that feeds it) reads it. Types that are one component's own vocabulary stay with
+it: a dedupe claim (`dedupe.ClaimOutcome`), a parked entry (`dead_letters.DeadLetter`), a rule test's result
+(`rule_tests.RuleTestResult`), the storm policy (`alerts.storm.StormPolicy`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar, dataclass_transform
 
 _Class = TypeVar("_Class", bound=type)
@@ -22,6 +27,111 @@ def per_event(cls: _Class) -> _Class:
     tenth of decoding. mypy --strict still checks them as frozen, so no code of ours assigns to a field.
     """
     return dataclass(slots=True, unsafe_hash=True)(cls)  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- the rule file
+
+
+@dataclass(frozen=True, slots=True)
+class RuleTest:
+    """One `[[rule.test]]`: example events and what the rule must make of them.
+
+    `event` is the inline event as JSON text (TOML tables become JSON; hashable, unlike a dict);
+    `event_file` is a path as written, relative to `source` (the file the test came from).
+    `expect`: match (every event), no_match (none), match_any (at least one event of the file).
+    `event_ids`: only these events of the file are held to `expect` (match or no_match); the rest are free.
+    `output` and `title` are the expected rendered jq output and title (None: not checked).
+    """
+
+    index: int
+    expect: str
+    event: str | None = None
+    event_file: str | None = None
+    output: str | None = None
+    title: str | None = None
+    source: str = "<memory>"
+    event_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One `[[rule]]`: `index` is its 1-based position in the file, for error messages.
+
+    Here, not in `config/`: the matcher compiles it, the renderer titles alerts with it, the pipeline routes
+    by it; `config/` only builds it. The fields after `index` are our extensions; their defaults are what a
+    tattletail rule means. `storm_window` is in seconds. `title` and `group_by` are jq programs (validated
+    at load).
+    """
+
+    name: str
+    jq_match: str
+    description: str = ""
+    destinations: tuple[str, ...] = ()
+    index: int = 0
+    severity: str | None = None
+    title: str | None = None
+    runbook: str | None = None
+    tags: tuple[str, ...] = ()
+    enabled: bool = True
+    storm_window: float | None = None
+    group_by: str | None = None
+    tests: tuple[RuleTest, ...] = ()
+    references: tuple[str, ...] = ()
+    false_positives: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationConfig:
+    """One `[[destination]]`: `options` holds the type's own keys (webhook_url, sns_arn, to_emails, ...).
+
+    Here, not in `config/`: each destination is constructed from it, and `config/` validates it against the
+    destination classes; keeping it on the floor is what lets `config/` sit above the destinations. Values
+    are strings, except list options such as `to_emails`, which are tuples of strings. `options` is left out
+    of the repr because it holds secrets (webhook URLs).
+    """
+
+    id: str
+    type: str
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    references: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    """Option name -> the secret reference it was resolved from (`ssm:/...`); names, never values."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A validated rule file: what the pipeline is built from and what a reload swaps in.
+
+    Whether it may go live (every enabled rule has a destination, each destination can send) is asked of
+    the destinations, so it is `stream_processor.config.sending_problems`, not a method here.
+    """
+
+    rules: tuple[Rule, ...]
+    destinations: tuple[DestinationConfig, ...]
+    source: str = "<memory>"
+    notes: tuple[str, ...] = ()
+    """What loading changed, not a problem (Go regex syntax of a tattletail rule read as Oniguruma's)."""
+    warnings: tuple[str, ...] = ()
+    """What the file should change although it loads: a deprecated key, with what to write instead."""
+
+    @property
+    def enabled_rules(self) -> tuple[Rule, ...]:
+        """The rules to match: a rule with `enabled = false` is loaded and validated, never matched."""
+        return tuple(rule for rule in self.rules if rule.enabled)
+
+    def rule(self, name: str) -> Rule:
+        for rule in self.rules:
+            if rule.name == name:
+                return rule
+        raise KeyError(name)
+
+    def destination(self, destination_id: str) -> DestinationConfig:
+        for destination in self.destinations:
+            if destination.id == destination_id:
+                return destination
+        raise KeyError(destination_id)
+
+
+# --------------------------------------------------------------------------- records and events
 
 
 @per_event
@@ -105,6 +215,9 @@ class DecodeResult:
         self.events_released += other.events_released
 
 
+# --------------------------------------------------------------------------- matches
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
     """A rule matched an event; `output` is the rule's first jq output (never None or False)."""
@@ -146,9 +259,15 @@ class MatchResult:
     quarantined: list[QuarantinedRule] = field(default_factory=list)
 
 
+# --------------------------------------------------------------------------- alerts and outcomes
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """What a destination renders: the rule's name and description, the jq output and the event."""
+    """What a destination renders: the rule's name and description, the jq output and the event.
+
+    The one alert type: a storm digest is sent as one too (`Digest.alert`), and dead letters hold one.
+    """
 
     rule_name: str
     description: str
@@ -176,3 +295,74 @@ class DeliveryResult:
     delivered: bool
     attempts: int
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """What a closed storm window folded: sent as one alert whose output is the digest text.
+
+    Here, not in `alerts/storm.py`: a batch outcome carries the digests still being sent (`BatchOutcome`),
+    and the source that reads the outcome must not need the storm store to read its type.
+    """
+
+    rule_name: str
+    description: str
+    group: str
+    destination_id: str
+    window_start: float
+    window_seconds: float
+    count: int
+    first_time: str
+    last_time: str
+    top_event_names: tuple[tuple[str, int], ...]
+    sample: CloudTrailEvent
+
+    @property
+    def text(self) -> str:
+        names = ", ".join(f"{name} ({count:,})" for name, count in self.top_event_names)
+        by = f" by {self.group}" if self.group else ""
+        start = datetime.fromtimestamp(self.window_start, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return (
+            f"{self.count:,} more {self.rule_name} alerts{by} in the {self.window_seconds:.0f} s window from "
+            f"{start}; first event {self.first_time}, last {self.last_time}; top eventNames: {names}"
+        )
+
+    def alert(self) -> Alert:
+        return Alert(self.rule_name, f"Digest: {self.description}".strip(), self.text, self.sample)
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """Everything a source needs to decide whether it may commit the batch.
+
+    Here, not in `pipeline.py`: the pipeline writes it, and the sources (checkpoint or not) and the metrics
+    (counters) read it; on the floor, they read it typed without importing the pipeline.
+    """
+
+    decoded: DecodeResult
+    matched: MatchResult
+    alerts: list[Alert] = field(default_factory=list)
+    deliveries: list[DeliveryResult] = field(default_factory=list)
+    duplicates: int = 0
+    folded: int = 0
+    digests: list[Alert] = field(default_factory=list)
+    parked: list[DeliveryResult] = field(default_factory=list)
+    parked_inputs: int = 0
+    parking_errors: list[str] = field(default_factory=list)
+    pending_digests: list[tuple[Digest, DeliveryResult]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[DeliveryResult]:
+        return [result for result in self.deliveries if not result.delivered]
+
+    @property
+    def unfinished(self) -> list[DeliveryResult]:
+        """Failed deliveries that are not parked either: these forbid a checkpoint."""
+        parked = {id(result) for result in self.parked}
+        return [result for result in self.failed if id(result) not in parked]
+
+    @property
+    def complete(self) -> bool:
+        """True when every alert reached every one of its destinations or is parked as a dead letter,
+        and all malformed input is parked (or there is no dead-letter store to park it in)."""
+        return not self.unfinished and not self.parking_errors

@@ -10,14 +10,13 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from stream_processor.alerts.delivery import AlertDeliverer
 from stream_processor.alerts.destinations import create_destination
 from stream_processor.alerts.render import build_alert
-from stream_processor.alerts.storm import Digest, StormFolder
+from stream_processor.alerts.storm import StormFolder
 from stream_processor.aws import AwsSettings
-from stream_processor.config import Config, Rule
 from stream_processor.dead_letters import DeadLetterStore
 from stream_processor.decode import DEFAULT_BUDGET, DecodeBudget, decode_record, event_identity
 from stream_processor.dedupe import ClaimOutcome, DedupeStore, dedupe_key
@@ -28,12 +27,15 @@ from stream_processor.matcher.budget import RuleBudget
 from stream_processor.matcher.libjq import event_output
 from stream_processor.model import (
     Alert,
+    BatchOutcome,
+    Config,
     DecodeResult,
     DeliveryResult,
     MalformedInput,
     MatchResult,
     QuarantinedRule,
     RawRecord,
+    Rule,
     RuleRuntimeError,
 )
 from stream_processor.safe_text import one_line
@@ -41,39 +43,6 @@ from stream_processor.safe_text import one_line
 log = logging.getLogger(__name__)
 
 AlertSink = Callable[[Alert], None]
-
-
-@dataclass(slots=True)
-class BatchOutcome:
-    """Everything a source needs to decide whether it may commit the batch."""
-
-    decoded: DecodeResult
-    matched: MatchResult
-    alerts: list[Alert] = field(default_factory=list)
-    deliveries: list[DeliveryResult] = field(default_factory=list)
-    duplicates: int = 0
-    folded: int = 0
-    digests: list[Alert] = field(default_factory=list)
-    parked: list[DeliveryResult] = field(default_factory=list)
-    parked_inputs: int = 0
-    parking_errors: list[str] = field(default_factory=list)
-    pending_digests: list[tuple[Digest, DeliveryResult]] = field(default_factory=list)
-
-    @property
-    def failed(self) -> list[DeliveryResult]:
-        return [result for result in self.deliveries if not result.delivered]
-
-    @property
-    def unfinished(self) -> list[DeliveryResult]:
-        """Failed deliveries that are not parked either: these forbid a checkpoint."""
-        parked = {id(result) for result in self.parked}
-        return [result for result in self.failed if id(result) not in parked]
-
-    @property
-    def complete(self) -> bool:
-        """True when every alert reached every one of its destinations or is parked as a dead letter,
-        and all malformed input is parked (or there is no dead-letter store to park it in)."""
-        return not self.unfinished and not self.parking_errors
 
 
 MALFORMED_SAMPLE_BYTES_PER_BATCH = 32 * 1024 * 1024
@@ -374,9 +343,9 @@ class Pipeline:
         return result
 
     def _storm_window(self, alert: Alert) -> float | None:
-        """The rule's `dedupe_window`; None: the storm policy's."""
+        """The rule's `storm_window`; None: the storm policy's."""
         rule = self._rules.get(alert.rule_name)
-        return rule.dedupe_window if rule is not None else None
+        return rule.storm_window if rule is not None else None
 
     def _storm_group(self, alert: Alert) -> str:
         """The rule's `group_by` value for this event (e.g. the principal ARN), folded per group."""

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from stream_processor.config import S3_SCHEME, Config, load_config, split_s3_location
+from stream_processor.config import S3_SCHEME, load_config, sending_problems, split_s3_location
 from stream_processor.errors import ConfigError
+from stream_processor.model import Config
 
 if TYPE_CHECKING:
     from stream_processor.aws import AwsSettings
@@ -122,7 +123,7 @@ class ConfigWatcher:
         config = self.poll()
         if config is None:
             return False
-        refused = config.sending_problems() if getattr(target, "deliverer", None) is not None else []
+        refused = sending_problems(config) if getattr(target, "deliverer", None) is not None else []
         if refused:
             self.rejections += 1
             for problem in refused:

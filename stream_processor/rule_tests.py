@@ -20,12 +20,12 @@ from pathlib import Path
 import orjson
 
 from stream_processor.alerts.render import output_text, render_title
-from stream_processor.config import S3_SCHEME, Config, Rule, RuleTest, parse_tests_file
+from stream_processor.config import S3_SCHEME, parse_tests_file
 from stream_processor.decode import decode_bytes
 from stream_processor.errors import ConfigError
 from stream_processor.matcher import build_matcher
 from stream_processor.matcher.base import Matcher
-from stream_processor.model import Alert, CloudTrailEvent, Position
+from stream_processor.model import Alert, CloudTrailEvent, Config, Position, Rule, RuleTest
 
 TESTS_SUFFIX = ".tests.toml"
 TESTS_DIR = "tests"

@@ -33,10 +33,9 @@ from stream_processor.matcher.budget import RuleBudget
 
 if TYPE_CHECKING:
     from stream_processor.alerts.storm import StormFolder
-    from stream_processor.config import Config
     from stream_processor.dead_letters import DeadLetterStore
     from stream_processor.dedupe import DedupeStore
-    from stream_processor.model import Alert
+    from stream_processor.model import Alert, Config
     from stream_processor.pipeline import Pipeline
 
 ENV_STATE_DIR = "STREAM_PROCESSOR_STATE_DIR"
@@ -575,15 +574,17 @@ def build_pipeline(
     A dry run opens no store: it neither claims, parks nor folds (alerts go to `alert_sink`).
 
     Raises:
-        ConfigError: the config cannot send (`Config.sending_problems`), or a store cannot be opened as
+        ConfigError: the config cannot send (`stream_processor.config.sending_problems`), or a store cannot be opened as
             configured (AwsError for AWS set-up failures).
     """
+    from stream_processor.config import sending_problems
     from stream_processor.pipeline import Pipeline
 
     kind = matcher_kind or settings.matcher or "fast"
     limits = settings.limits
-    if send and config.sending_problems():
-        raise ConfigError(config.sending_problems())
+    refused = sending_problems(config) if send else []
+    if refused:
+        raise ConfigError(refused)
     if not send:
         return Pipeline.build(
             config,

@@ -18,8 +18,8 @@ import requests
 from stream_processor.alerts.destinations.base import Destination
 from stream_processor.alerts.redact import REDACTED, REDACTOR, protect_url, url_secrets
 from stream_processor.aws import AwsSettings
-from stream_processor.config import DestinationConfig
 from stream_processor.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
+from stream_processor.model import DestinationConfig
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -14,15 +14,12 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stream_processor.json_out import dumps_text
-from stream_processor.model import Alert, CloudTrailEvent
+from stream_processor.matcher.libjq import event_output
+from stream_processor.model import Alert, CloudTrailEvent, Match, Rule
 from stream_processor.safe_text import show_invisible
-
-if TYPE_CHECKING:
-    from stream_processor.config import Rule
-    from stream_processor.model import Match
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +211,6 @@ def render_title(rule: Rule, event: CloudTrailEvent) -> str | None:
     """
     if rule.title is None:
         return None
-    from stream_processor.matcher.libjq import event_output  # late: config imports the destinations
-
     try:
         value = event_output(rule.title, event)
     except ValueError as error:

@@ -1,6 +1,6 @@
 """Storm folding: at most N alerts per rule, group and destination per window; the rest become one digest.
 
-A rule's `dedupe_window` sets its window; the others use the policy's.
+A rule's `storm_window` sets its window; the others use the policy's.
 
 Thousands of AccessDenied in a minute must not become thousands of Slack posts, and must not vanish
 either. Folded alerts are counted in a SQLite file shared by the shard processes of a host, written
@@ -15,12 +15,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 
-from stream_processor.model import Alert, CloudTrailEvent, Position
+from stream_processor.model import Alert, CloudTrailEvent, Digest, Position
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,35 +32,6 @@ class StormPolicy:
     keep_closed_seconds: float = 900.0
     """How long a closed window's count is kept after its digest: a batch that arrived in the window may
     still be sending (one Slack post a second) and must find the window full, not a fresh one."""
-
-
-@dataclass(frozen=True, slots=True)
-class Digest:
-    """What a closed window folded: sent as one alert whose output is the digest text."""
-
-    rule_name: str
-    description: str
-    group: str
-    destination_id: str
-    window_start: float
-    window_seconds: float
-    count: int
-    first_time: str
-    last_time: str
-    top_event_names: tuple[tuple[str, int], ...]
-    sample: CloudTrailEvent
-
-    @property
-    def text(self) -> str:
-        names = ", ".join(f"{name} ({count:,})" for name, count in self.top_event_names)
-        by = f" by {self.group}" if self.group else ""
-        return (
-            f"{self.count:,} more {self.rule_name} alerts{by} in the {self.window_seconds:.0f} s window from "
-            f"{_iso(self.window_start)}; first event {self.first_time}, last {self.last_time}; top eventNames: {names}"
-        )
-
-    def alert(self) -> Alert:
-        return Alert(self.rule_name, f"Digest: {self.description}".strip(), self.text, self.sample)
 
 
 class StormFolder:
@@ -108,7 +78,7 @@ class StormFolder:
 
         `now` is when the batch arrived: a batch whose admitted alerts take long to send (Slack's one post a
         second) must not spill into later windows and be admitted again there. `window_seconds`: the rule's
-        own window (its `dedupe_window`), else the policy's.
+        own window (its `storm_window`), else the policy's.
         """
         seconds = window_seconds or self.policy.window_seconds
         moment = self.clock() if now is None else now
@@ -259,7 +229,3 @@ class StormFolder:
 
     def close(self) -> None:
         self._connection.close()
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

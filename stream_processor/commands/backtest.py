@@ -38,11 +38,10 @@ from stream_processor.commands.common import (
     message_console,
     settings_from_args,
 )
-from stream_processor.config import Config
 from stream_processor.decode import decode_file
 from stream_processor.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
 from stream_processor.gc_tuning import tune_for_throughput
-from stream_processor.model import Alert, DecodeResult, MatchResult
+from stream_processor.model import Alert, Config, DecodeResult, MatchResult
 from stream_processor.sources.files import (
     ALL_DATES,
     S3_SCHEME,

@@ -12,8 +12,9 @@ import os
 
 from rich.console import Console
 
-from stream_processor.config import Config, config_location_from_env, load_config
+from stream_processor.config import config_location_from_env, load_config
 from stream_processor.errors import ConfigError
+from stream_processor.model import Config
 from stream_processor.secrets import SecretResolver, UnresolvedSecrets
 from stream_processor.wiring import HOST, Settings, Shape
 

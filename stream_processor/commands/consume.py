@@ -28,7 +28,7 @@ from stream_processor.errors import ConfigError
 from stream_processor.kcl.consumer import ConsumerRequest, prepare_consumer, run_consumer
 from stream_processor.kcl.daemon import JARS_ENV
 from stream_processor.kcl.properties import INITIAL_POSITIONS, METRICS_LEVELS, default_worker_id
-from stream_processor.local.processes import LOOPBACK
+from stream_processor.metrics import DEFAULT_HOST
 from stream_processor.wiring import (
     HOST,
     Settings,
@@ -94,7 +94,7 @@ def add_parser(subparsers: Any) -> None:
         metavar="PORT",
         help="serve Prometheus /metrics of every shard process on this port (0: a free one; default: off)",
     )
-    observe.add_argument("--metrics-host", default=LOOPBACK, help="address for /metrics (default: loopback only)")
+    observe.add_argument("--metrics-host", default=DEFAULT_HOST, help="address for /metrics (default: loopback only)")
     parser.add_argument("--metrics-level", choices=METRICS_LEVELS, help="KCL metrics (default: NONE locally, SUMMARY)")
     kcl = parser.add_argument_group("KCL")
     kcl.add_argument("--kcl-jars", metavar="DIR", help=f"the daemon's jars (default: ${JARS_ENV} or infra/kcl/jars)")

@@ -21,11 +21,11 @@ from stream_processor.commands.common import (
     message_console,
     settings_from_args,
 )
-from stream_processor.config import Rule, parse_duration
+from stream_processor.config import parse_duration
 from stream_processor.dead_letters import ALERT, INPUT, DeadLetter, DeadLetterStore
 from stream_processor.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ConfigError, DeadLetterStoreError
 from stream_processor.json_out import dumps_text
-from stream_processor.model import Match
+from stream_processor.model import Match, Rule
 from stream_processor.pipeline import Pipeline
 from stream_processor.wiring import (
     HOST,

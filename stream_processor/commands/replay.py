@@ -29,10 +29,9 @@ from stream_processor.commands.common import (
 )
 from stream_processor.commands.match import _JsonlPrinter, _TextPrinter
 from stream_processor.commands.status import add_stream_arguments
-from stream_processor.config import Config
 from stream_processor.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ConfigError, StreamProcessorError
 from stream_processor.kcl.leases import LeaseTableError, checkpoint_start, read_leases
-from stream_processor.model import Alert
+from stream_processor.model import Alert, Config
 from stream_processor.pipeline import Pipeline
 from stream_processor.sources.replay import (
     ReplayTotals,

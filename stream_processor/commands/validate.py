@@ -12,8 +12,9 @@ from typing import Any
 
 from stream_processor.aws import AwsSettings
 from stream_processor.commands.common import settings_from_args
-from stream_processor.config import Config, Rule, config_location_from_env, load_config
+from stream_processor.config import config_location_from_env, load_config, sending_problems
 from stream_processor.errors import EXIT_AWS_ACCESS, EXIT_AWS_UNAVAILABLE, AwsError, ConfigError
+from stream_processor.model import Config, Rule
 from stream_processor.wiring import ONE_SHOT, add_aws_arguments
 
 DESCRIPTION = """\
@@ -66,7 +67,7 @@ def add_parser(subparsers: Any) -> None:
         "--format",
         choices=("text", "json"),
         default="text",
-        help="json: one document on stdout with every file's status, problems, notes (and --explain), for CI",
+        help="json: one document on stdout with every file's status, problems, warnings, notes (and --explain), for CI",
     )
     add_aws_arguments(parser)
     parser.set_defaults(run=run)
@@ -82,6 +83,8 @@ class FileResult:
     notes: list[str] = field(default_factory=list)
     config: Config | None = None
     exit_code: int = EXIT_OK
+    warnings: list[str] = field(default_factory=list)
+    """What the file should change although it loads (a deprecated key): file, rule and what to write."""
 
     def to_json(self, explain: bool) -> dict[str, Any]:
         document: dict[str, Any] = {"location": self.location, "status": self.status, "problems": self.problems}
@@ -89,6 +92,7 @@ class FileResult:
             document["rules"] = len(self.config.rules)
             document["enabled_rules"] = len(self.config.enabled_rules)
             document["destinations"] = len(self.config.destinations)
+        document["warnings"] = self.warnings
         document["notes"] = self.notes
         if explain and self.config is not None:
             index = {rule.name: rule.index for rule in self.config.rules}
@@ -109,11 +113,12 @@ def check_file(location: str, aws: AwsSettings) -> FileResult:
     except ConfigError as error:
         aws_code = error.exit_code if error.exit_code in (EXIT_AWS_ACCESS, EXIT_AWS_UNAVAILABLE) else EXIT_INVALID
         return FileResult(location, INVALID, list(error.problems), exit_code=aws_code)  # 3/4: a secret AWS withheld
-    refused = config.sending_problems()  # loads, but could not go live
+    refused = sending_problems(config)  # loads, but could not go live
     notes = [note.removeprefix(f"{location}: ") for note in config.notes]
+    warnings = list(config.warnings)
     if refused:
-        return FileResult(location, INVALID, refused, notes, config, EXIT_INVALID)
-    return FileResult(location, OK, [], notes, config)
+        return FileResult(location, INVALID, refused, notes, config, EXIT_INVALID, warnings)
+    return FileResult(location, OK, [], notes, config, warnings=warnings)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -153,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_text(result: FileResult, explain: bool) -> None:
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if result.status == NOT_CHECKED:
         for problem in result.problems:
             print(problem, file=sys.stderr)

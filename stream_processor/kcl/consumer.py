@@ -34,7 +34,7 @@ from stream_processor.kcl.properties import (
     parse_extra_properties,
     render_properties,
 )
-from stream_processor.local.processes import LOOPBACK
+from stream_processor.metrics import DEFAULT_HOST
 from stream_processor.wiring import Settings
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class ConsumerRequest:
     java: str | None = None
     kcl_jars: str | None = None
     metrics_port: int | None = None
-    metrics_host: str = LOOPBACK
+    metrics_host: str = DEFAULT_HOST
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from stream_processor.matcher.base import Matcher, is_match
 from stream_processor.matcher.fast import FastMatcher, build_matcher, explain, index_fields
-from stream_processor.matcher.libjq import LibjqMatcher
+from stream_processor.matcher.libjq import LibjqMatcher, compile_jq
 from stream_processor.matcher.sandbox import sandbox_violations
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "LibjqMatcher",
     "Matcher",
     "build_matcher",
+    "compile_jq",
     "explain",
     "index_fields",
     "is_match",

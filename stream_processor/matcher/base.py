@@ -6,8 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
-from stream_processor.config import Rule
-from stream_processor.model import CloudTrailEvent, MatchResult
+from stream_processor.model import CloudTrailEvent, MatchResult, Rule
 
 
 def is_match(first_output: Any) -> bool:

@@ -17,7 +17,6 @@ from typing import Any
 import jq
 import orjson
 
-from stream_processor.config import Rule
 from stream_processor.matcher.base import Matcher
 from stream_processor.matcher.budget import Quarantine, RuleBudget, RuleOverBudget, Watchdog
 from stream_processor.matcher.index import Formula, RuleIndex, Top, condition, render_path
@@ -28,7 +27,7 @@ from stream_processor.matcher.jqruntime import JqError, to_output
 from stream_processor.matcher.libjq import _NO_OUTPUT, first_output
 from stream_processor.matcher.libjq_worker import ERROR, NO_OUTPUT, OUTPUT, SAME, SKIPPED, LibjqWorker, Result
 from stream_processor.matcher.projection import Trie, analyse, merge, projector
-from stream_processor.model import CloudTrailEvent, Match, MatchResult, QuarantinedRule, RuleRuntimeError
+from stream_processor.model import CloudTrailEvent, Match, MatchResult, QuarantinedRule, Rule, RuleRuntimeError
 
 log = logging.getLogger(__name__)
 

@@ -5,14 +5,14 @@ It has no time budget: it is what the fast path is checked against, not a way to
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import jq
 
-from stream_processor.config import Rule
 from stream_processor.matcher.base import Matcher, is_match
-from stream_processor.model import CloudTrailEvent, Match, MatchResult, RuleRuntimeError
+from stream_processor.model import CloudTrailEvent, Match, MatchResult, Rule, RuleRuntimeError
 
 _NO_OUTPUT = object()
 
@@ -53,6 +53,17 @@ def first_output(program: Any, value: Any) -> Any:
         return _NO_OUTPUT
 
 
+@functools.lru_cache(maxsize=4096)
+def compile_jq(program: str) -> Any:
+    """libjq's compiled program, once per distinct text (rule titles and group_by are rendered per alert, and
+    validation compiles every program it checks).
+
+    Raises:
+        ValueError: the program does not compile.
+    """
+    return jq.compile(program)
+
+
 def event_output(program_text: str, event: CloudTrailEvent) -> Any:
     """A rule's side program (`title`, `group_by`) on one event: its first output, or None when it has none.
 
@@ -62,8 +73,6 @@ def event_output(program_text: str, event: CloudTrailEvent) -> Any:
     Raises:
         ValueError: the program failed on this event (jq's message), or could not run at all.
     """
-    from stream_processor.config import compile_jq  # late: config imports the matcher's checks
-
     try:
         output = next(iter(compile_jq(program_text).input_text(event.raw.decode("utf-8", "replace"))), None)
     except ValueError:

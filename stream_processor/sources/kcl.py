@@ -29,7 +29,7 @@ from amazon_kclpy.v3.processor import RecordProcessorBase
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential, wait_random
 
 from stream_processor.gc_tuning import PeriodicCollector
-from stream_processor.model import Position, RawRecord
+from stream_processor.model import BatchOutcome, Config, Position, RawRecord
 
 if TYPE_CHECKING:
     from stream_processor.metrics import ShardMetrics
@@ -49,20 +49,14 @@ EXIT_CHECKPOINT_FAILED = 76
 ExitFunction = Callable[[int], NoReturn]
 
 
-class BatchOutcomeLike(Protocol):
-    @property
-    def complete(self) -> bool: ...
-
-    @property
-    def failed(self) -> Sequence[Any]: ...
-
-
 class BatchPipeline(Protocol):
     """What the processor needs of `stream_processor.pipeline.Pipeline` (a fake in unit tests)."""
 
-    def process_records(self, records: Sequence[RawRecord]) -> BatchOutcomeLike: ...
+    def process_records(self, records: Sequence[RawRecord]) -> BatchOutcome: ...
 
-    def flush(self) -> BatchOutcomeLike: ...
+    def flush(self) -> BatchOutcome: ...
+
+    def reconfigure(self, config: Config) -> None: ...
 
 
 class Checkpointer(Protocol):
@@ -227,7 +221,7 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
         if self.watcher is None:
             return
         rejected = self.watcher.rejections
-        applied = self.watcher.apply(self.pipeline)  # type: ignore[arg-type]  # the real Pipeline has reconfigure
+        applied = self.watcher.apply(self.pipeline)
         if self.metrics is not None and (applied or self.watcher.rejections != rejected):
             self.metrics.reload(applied)
 
@@ -240,7 +234,7 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
     ) -> None:
         records = [to_raw_record(record, self.shard_id) for record in kcl_records]
         started = time.perf_counter()
-        outcome: Any = self.pipeline.process_records(records)
+        outcome = self.pipeline.process_records(records)
         if self.metrics is not None:
             seconds = time.perf_counter() - started if records else None
             self.metrics.observe(outcome, records=len(records), seconds=seconds, millis_behind=millis_behind)
@@ -263,7 +257,7 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
             log.error("pending storm digests could be neither delivered nor parked on shard %s", self.shard_id)
         return outcome.complete
 
-    def on_incomplete_batch(self, outcome: BatchOutcomeLike) -> None:
+    def on_incomplete_batch(self, outcome: BatchOutcome) -> None:
         """Something of the batch is neither delivered nor parked as a dead letter: do not checkpoint.
 
         With a dead-letter store this happens only when parking itself failed (or, without one, when a
@@ -286,13 +280,11 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
         log.error("stopping without checkpoint on shard %s: the KCL replays from the last checkpoint", self.shard_id)
         self._exit(EXIT_DELIVERY_FAILED)
 
-    def _log_outcome(self, records: Sequence[RawRecord], outcome: Any) -> None:
-        decoded = getattr(outcome, "decoded", None)
-        if decoded is None:
-            return
+    def _log_outcome(self, records: Sequence[RawRecord], outcome: BatchOutcome) -> None:
+        decoded = outcome.decoded
         for malformed in decoded.malformed[: self.FAILURES_LOGGED]:
             log.warning("malformed input at %s (%s): %s", malformed.position, malformed.kind, malformed.reason)
-        alerts = len(getattr(outcome, "alerts", ()))
+        alerts = len(outcome.alerts)
         # A shard delivers a batch every fraction of a second: one line each only when it says something.
         log.log(
             logging.INFO if alerts or decoded.malformed else logging.DEBUG,

@@ -27,10 +27,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from stream_processor.alerts.aws_errors import error_code
-from stream_processor.model import Position, RawRecord
+from stream_processor.model import BatchOutcome, Position, RawRecord
 
 if TYPE_CHECKING:
-    from stream_processor.pipeline import BatchOutcome, Pipeline
+    from stream_processor.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from stream_processor import config as rule_file
 from stream_processor.cli import main
 from stream_processor.config import parse_config
 from stream_processor.errors import ConfigError
@@ -27,7 +28,7 @@ def load_problems(text: str) -> list[str]:
 
 
 def sending_problems(text: str) -> list[str]:
-    return parse_config(text, "t.toml").sending_problems()
+    return rule_file.sending_problems(parse_config(text, "t.toml"))
 
 
 @pytest.mark.parametrize(
@@ -106,7 +107,7 @@ def test_a_rule_without_destinations_cannot_send(tmp_path: Path, capsys: pytest.
     text = '[[rule]]\nname = "Orphan"\njq_match = "true"\n'
     text += '[[rule]]\nname = "Later"\njq_match = "true"\nenabled = false\n'
     config = parse_config(text, "t.toml")  # loads: a dry run and test-rules need no destination
-    (problem,) = config.sending_problems()  # the disabled one is fine
+    (problem,) = rule_file.sending_problems(config)  # the disabled one is fine
     assert 'rule #1 "Orphan": has no destinations: its alerts would go nowhere' in problem
     with pytest.raises(ConfigError):
         build_pipeline(config, Settings(), send=True)

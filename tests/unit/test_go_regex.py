@@ -9,8 +9,8 @@ import pytest
 
 from stream_processor.cli import main
 from stream_processor.config import parse_config
+from stream_processor.config.go_regex import translate_pattern, translate_program
 from stream_processor.errors import ConfigError
-from stream_processor.go_regex import translate_pattern, translate_program
 from stream_processor.matcher import build_matcher
 from stream_processor.model import CloudTrailEvent, Position
 

@@ -1,4 +1,4 @@
-"""Rule extensions: severity, title, runbook, tags, enabled, dedupe_window, group_by; and how alerts show them."""
+"""Rule extensions: severity, title, runbook, tags, enabled, storm_window, group_by; and how alerts show them."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_a_tattletail_rule_gets_the_neutral_defaults() -> None:
     rule = load_config(str(SEED)).rules[0]
 
     assert (rule.severity, rule.title, rule.runbook, rule.tags) == (None, None, None, ())
-    assert rule.enabled is True and rule.dedupe_window is None and rule.group_by is None and rule.tests == ()
+    assert rule.enabled is True and rule.storm_window is None and rule.group_by is None and rule.tests == ()
 
 
 def test_every_extension_loads() -> None:
@@ -62,7 +62,7 @@ def test_every_extension_loads() -> None:
         'runbook = "https://wiki.example.com/runbooks/access-keys"\n'
         'tags = ["T1098.001", "persistence"]\n'
         "enabled = false\n"
-        'dedupe_window = "1h30m"\n'
+        'storm_window = "1h30m"\n'
         "group_by = '.userIdentity.arn'\n"
     )
 
@@ -71,7 +71,7 @@ def test_every_extension_loads() -> None:
     assert rule.runbook == "https://wiki.example.com/runbooks/access-keys"
     assert rule.tags == ("T1098.001", "persistence")
     assert rule.enabled is False
-    assert rule.dedupe_window == 5400.0
+    assert rule.storm_window == 5400.0
     assert rule.group_by == ".userIdentity.arn"
 
 
@@ -102,8 +102,28 @@ def test_a_disabled_rule_is_still_validated() -> None:
         ('"10M"', 600.0),
     ],
 )
-def test_dedupe_window_accepts_seconds_and_durations(value: object, seconds: float) -> None:
-    assert load_rule(f"dedupe_window = {value}").dedupe_window == seconds
+def test_storm_window_accepts_seconds_and_durations(value: object, seconds: float) -> None:
+    assert load_rule(f"storm_window = {value}").storm_window == seconds
+
+
+@pytest.mark.parametrize(("value", "written"), [('"10m"', 'storm_window = "10m"'), ("600", "storm_window = 600")])
+def test_the_old_dedupe_window_key_is_still_read_with_a_warning(value: str, written: str) -> None:
+    config = parse_config(rule_text(f"dedupe_window = {value}"), SOURCE)
+
+    assert config.rules[0].storm_window == 600.0
+    (warning,) = config.warnings
+    assert warning.startswith(f'{SOURCE}: rule #1 "r": dedupe_window is deprecated, it sets the storm window')
+    assert warning.endswith(f"write {written} instead")
+
+
+def test_the_new_storm_window_key_loads_without_a_warning() -> None:
+    assert parse_config(rule_text('storm_window = "10m"'), SOURCE).warnings == ()
+
+
+def test_both_window_keys_on_one_rule_are_a_problem() -> None:
+    (problem,) = problems_of(rule_text('storm_window = "10m"\ndedupe_window = "5m"'))
+
+    assert problem.endswith('"r": has both storm_window and dedupe_window (its old name): keep storm_window')
 
 
 @pytest.mark.parametrize(
@@ -123,10 +143,12 @@ def test_dedupe_window_accepts_seconds_and_durations(value: object, seconds: flo
         ('tags = ["a", 1]', "tags[2] must be a non-empty string, got an integer"),
         ('tags = ["a", "a"]', 'tags lists "a" twice'),
         ('enabled = "no"', "enabled must be true or false, got a string"),
-        ('dedupe_window = "ten minutes"', 'dedupe_window "ten minutes" is not a duration'),
+        ('storm_window = "ten minutes"', 'storm_window "ten minutes" is not a duration'),
+        ("storm_window = 0", "storm_window must be more than zero seconds"),
+        ("storm_window = -5", "storm_window must be more than zero seconds"),
+        ("storm_window = true", "storm_window must be a number of seconds"),
         ("dedupe_window = 0", "dedupe_window must be more than zero seconds"),
-        ("dedupe_window = -5", "dedupe_window must be more than zero seconds"),
-        ("dedupe_window = true", "dedupe_window must be a number of seconds"),
+        ('storm_windw = "10m"', 'unknown key "storm_windw": did you mean "storm_window"?'),
         ('severty = "high"', 'unknown key "severty": did you mean "severity"?'),
         ('references = "https://a"', 'references must be a list of strings, got a string: write references = ["https'),
         ('false_positives = ["ok", ""]', "false_positives[2] must be a non-empty string, got an empty string"),

@@ -181,9 +181,9 @@ def test_folds_made_while_a_digest_is_out_go_into_the_next_digest(tmp_path: Path
     assert later.count == 1
 
 
-def test_a_rules_dedupe_window_sets_its_own_storm_window(tmp_path: Path) -> None:
-    # GIVEN two rules on the same storm, one with a 10-minute dedupe_window, the other on the 60 s default
-    slow = Rule("Access Denied, slow", 'select(.errorCode == "AccessDenied")', "", ("slack",), 2, dedupe_window=600)
+def test_a_rules_storm_window_sets_its_own_storm_window(tmp_path: Path) -> None:
+    # GIVEN two rules on the same storm, one with a 10-minute storm_window, the other on the 60 s default
+    slow = Rule("Access Denied, slow", 'select(.errorCode == "AccessDenied")', "", ("slack",), 2, storm_window=600)
     config = Config((RULE, slow), (DestinationConfig("slack", "recording"),))
     slack = RecordingDestination(config.destinations[0])
     clock = Clock()

@@ -307,6 +307,31 @@ def test_json_output_has_every_files_status_problems_and_notes(
     assert translated["status"] == "ok" and "reads (?<name>...)" in translated["notes"][0]
 
 
+def test_a_deprecated_key_is_a_warning_naming_the_file_the_rule_and_the_new_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    old = tmp_path / "old.toml"
+    old.write_text(
+        '[[rule]]\nname = "Denied"\njq_match = \'select(.errorCode == "AccessDenied")\'\ndedupe_window = "10m"\n'
+        'destinations = ["out"]\n[[destination]]\nid = "out"\ntype = "stdout"\n'
+    )
+    warning = (
+        f'{old}: rule #1 "Denied": dedupe_window is deprecated, it sets the storm window (alerts folded into a '
+        'digest): write storm_window = "10m" instead'
+    )
+
+    assert main(["validate", str(old)]) == 0  # still valid: the old key is read
+    out, err = capsys.readouterr()
+    assert out == f"{old}: OK: 1 rule, 1 destination\n"
+    assert err == f"warning: {warning}\n"
+
+    assert main(["validate", "--format", "json", str(old)]) == 0
+    (file,) = json.loads(capsys.readouterr().out)["files"]
+    assert (file["status"], file["warnings"]) == ("ok", [warning])
+
+
 def test_json_output_of_a_file_aws_would_not_hand_out(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,12 +8,12 @@ import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from stream_processor.aws import AwsSettings
-from stream_processor.config import DestinationConfig
 from stream_processor.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
-from stream_processor.model import Alert
+from stream_processor.model import Alert, DestinationConfig
 
 FORMAT_KEY = "format"
 DEFAULT_FORMAT = "default"
@@ -112,9 +112,7 @@ def known_types() -> list[str]:
     """Every destination type shipped, for "did you mean" messages."""
     import pkgutil
 
-    from stream_processor.alerts import destinations
-
-    names = [m.name for m in pkgutil.iter_modules(destinations.__path__) if m.name != "base"]
+    names = [m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if m.name != "base"]
     return sorted(names)
 
 

@@ -28,9 +28,8 @@ from stream_processor.alerts.render import (
     summarize,
 )
 from stream_processor.aws import AwsSettings
-from stream_processor.config import DestinationConfig
 from stream_processor.json_out import dumps_text
-from stream_processor.model import Alert
+from stream_processor.model import Alert, DestinationConfig
 
 DEFAULT_EVENTS_URL: Final = "https://events.pagerduty.com/v2/enqueue"
 SEVERITY_MAP: Final[Mapping[str | None, str]] = {

@@ -18,9 +18,8 @@ from stream_processor.alerts.http import JsonPostDestination, http_url_problem, 
 from stream_processor.alerts.redact import REDACTED
 from stream_processor.alerts.render import slack_payload
 from stream_processor.aws import AwsSettings
-from stream_processor.config import DestinationConfig
 from stream_processor.json_out import dumps_text
-from stream_processor.model import Alert
+from stream_processor.model import Alert, DestinationConfig
 
 
 @register

@@ -1,33 +1,45 @@
-"""Loads and validates the rule file (tattletail's `tattletail.toml` schema plus our extensions).
+"""The validator: walks a parsed rule file and collects every problem before raising, so one run of
+`stream-processor validate` shows them all.
 
-Validation collects every problem of a file before raising, so one run of `stream-processor validate`
-shows them all. Each problem is one line naming the file, the rule or destination, and what to change.
-Destination option values are never echoed: a webhook URL is a secret.
+Each problem is one line naming the file, the rule or destination, and what to change. Destination option
+values are never echoed: a webhook URL is a secret. It sits above what it validates: the destination
+classes say which options they take, the matcher which jq programs rules may use.
 """
 
 from __future__ import annotations
 
-import difflib
-import functools
 import json
-import math
 import os
-import re
-import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-import jq
-
-from stream_processor.errors import EXIT_AWS_ACCESS, EXIT_USAGE, AwsError, ConfigError
-
-if TYPE_CHECKING:
-    from stream_processor.aws import AwsSettings
-    from stream_processor.secrets import SecretResolver
+from stream_processor.alerts.destinations.base import destination_class, known_types
+from stream_processor.aws import AwsSettings
+from stream_processor.config.durations import parse_duration
+from stream_processor.config.go_regex import translate_program
+from stream_processor.config.messages import (
+    closest,
+    destination_label,
+    did_you_mean,
+    distinct_names,
+    example_value,
+    is_name,
+    json_kind,
+    kind,
+    non_json_path,
+    one_line,
+    quote,
+    rule_label,
+    unknown_destination,
+    unknown_key,
+)
+from stream_processor.errors import EXIT_USAGE, ConfigError
+from stream_processor.matcher.bounds import bounds_violations
+from stream_processor.matcher.libjq import compile_jq
+from stream_processor.matcher.sandbox import sandbox_violations
+from stream_processor.model import Config, DestinationConfig, Rule, RuleTest
+from stream_processor.secrets import SecretReferenceError, SecretResolver, is_reference
 
 # The keys each table may hold. tattletail's schema; later issues add their extensions here.
 TOP_LEVEL_KEYS: tuple[str, ...] = ("rule", "destination")
@@ -39,13 +51,15 @@ EXTENSION_RULE_KEYS: tuple[str, ...] = (
     "runbook",
     "tags",
     "enabled",
-    "dedupe_window",
+    "storm_window",
     "group_by",
     "test",
     "references",
     "false_positives",
 )
 ALL_RULE_KEYS: tuple[str, ...] = (*RULE_KEYS, *EXTENSION_RULE_KEYS)
+RENAMED_RULE_KEYS: Mapping[str, str] = {"dedupe_window": "storm_window"}
+"""Old name -> new name of rule keys still read, each with a warning saying what to write instead."""
 SEVERITIES: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
 TEST_KEYS: tuple[str, ...] = ("event", "event_file", "expect", "event_ids", "output", "title")
 TEST_EXPECTATIONS: tuple[str, ...] = ("match", "no_match", "match_any")
@@ -54,342 +68,35 @@ DESTINATION_KEYS: tuple[str, ...] = ("id", "type")  # plus the type's REQUIRED_K
 LIST_OPTION_KEYS: frozenset[str] = frozenset({"to_emails"})
 # Destination options that hold a table of strings (the webhook's `headers`).
 TABLE_OPTION_KEYS: frozenset[str] = frozenset({"headers"})
-
-S3_SCHEME = "s3://"
-ENV_CONFIG_BUCKET = "S3_CONFIG_BUCKET"
-ENV_CONFIG_PATH = "S3_CONFIG_PATH"
-_LABEL_LIMIT = 80
 _Checked = TypeVar("_Checked")
 
 
-@dataclass(frozen=True, slots=True)
-class RuleTest:
-    """One `[[rule.test]]`: example events and what the rule must make of them.
-
-    `event` is the inline event as JSON text (TOML tables become JSON; hashable, unlike a dict);
-    `event_file` is a path as written, relative to `source` (the file the test came from).
-    `expect`: match (every event), no_match (none), match_any (at least one event of the file).
-    `event_ids`: only these events of the file are held to `expect` (match or no_match); the rest are free.
-    `output` and `title` are the expected rendered jq output and title (None: not checked).
-    """
-
-    index: int
-    expect: str
-    event: str | None = None
-    event_file: str | None = None
-    output: str | None = None
-    title: str | None = None
-    source: str = "<memory>"
-    event_ids: tuple[str, ...] = ()
+def sending_problems(config: Config) -> list[str]:
+    """Why `config` cannot go live although it loads: an enabled rule without destinations would match and send
+    its alerts nowhere, or a destination cannot send as configured. `validate`, every sending pipeline and a hot
+    reload refuse it; dry runs and rule tests do not need destinations."""
+    problems = [
+        f"{config.source}: {rule_label(rule.index, rule.name)}: has no destinations: its alerts would go nowhere; "
+        'add destinations = ["..."] (a [[destination]] id), or enabled = false while the rule is being written'
+        for rule in config.enabled_rules
+        if not rule.destinations
+    ]
+    for destination in config.destinations:
+        check = getattr(destination_class(destination.type), "sending_problems", None)
+        label = f"destination {quote(destination.id)} (type {destination.type})"
+        for problem in check(destination.options) if check else ():
+            problems.append(f"{config.source}: {label}: {problem}")
+    return problems
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One `[[rule]]`: `index` is its 1-based position in the file, for error messages.
-
-    The fields after `index` are our extensions; their defaults are what a tattletail rule means.
-    `dedupe_window` is in seconds. `title` and `group_by` are jq programs (validated at load).
-    """
-
-    name: str
-    jq_match: str
-    description: str = ""
-    destinations: tuple[str, ...] = ()
-    index: int = 0
-    severity: str | None = None
-    title: str | None = None
-    runbook: str | None = None
-    tags: tuple[str, ...] = ()
-    enabled: bool = True
-    dedupe_window: float | None = None
-    group_by: str | None = None
-    tests: tuple[RuleTest, ...] = ()
-    references: tuple[str, ...] = ()
-    false_positives: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class DestinationConfig:
-    """One `[[destination]]`: `options` holds the type's own keys (webhook_url, sns_arn, to_emails, ...).
-
-    Values are strings, except list options such as `to_emails`, which are tuples of strings. `options` is
-    left out of the repr because it holds secrets (webhook URLs).
-    """
-
-    id: str
-    type: str
-    options: Mapping[str, Any] = field(default_factory=dict, repr=False)
-    references: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
-    """Option name -> the secret reference it was resolved from (`ssm:/...`); names, never values."""
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    """A validated rule file."""
-
-    rules: tuple[Rule, ...]
-    destinations: tuple[DestinationConfig, ...]
-    source: str = "<memory>"
-    notes: tuple[str, ...] = ()
-    """What loading changed, not a problem (Go regex syntax of a tattletail rule read as Oniguruma's)."""
-
-    @property
-    def enabled_rules(self) -> tuple[Rule, ...]:
-        """The rules to match: a rule with `enabled = false` is loaded and validated, never matched."""
-        return tuple(rule for rule in self.rules if rule.enabled)
-
-    def sending_problems(self) -> list[str]:
-        """Why this config cannot go live although it loads: an enabled rule without destinations would match
-        and send its alerts nowhere. `validate`, every sending pipeline and a hot reload refuse it; dry runs and
-        rule tests do not need destinations."""
-        from stream_processor.alerts.destinations.base import destination_class
-
-        problems = [
-            f"{self.source}: {_rule_label(rule.index, rule.name)}: has no destinations: its alerts would go nowhere; "
-            'add destinations = ["..."] (a [[destination]] id), or enabled = false while the rule is being written'
-            for rule in self.enabled_rules
-            if not rule.destinations
-        ]
-        for destination in self.destinations:
-            check = getattr(destination_class(destination.type), "sending_problems", None)
-            label = f"destination {_quote(destination.id)} (type {destination.type})"
-            for problem in check(destination.options) if check else ():
-                problems.append(f"{self.source}: {label}: {problem}")
-        return problems
-
-    def rule(self, name: str) -> Rule:
-        for rule in self.rules:
-            if rule.name == name:
-                return rule
-        raise KeyError(name)
-
-    def destination(self, destination_id: str) -> DestinationConfig:
-        for destination in self.destinations:
-            if destination.id == destination_id:
-                return destination
-        raise KeyError(destination_id)
-
-
-# --------------------------------------------------------------------------- locations
-
-
-def config_location_from_env(environ: Mapping[str, str]) -> str | None:
-    """tattletail's `S3_CONFIG_BUCKET` + `S3_CONFIG_PATH` as an `s3://bucket/key` location, or None.
-
-    Raises:
-        ConfigError: only one of the two is set (tattletail would silently fall back to its bundled file).
-    """
-    bucket = environ.get(ENV_CONFIG_BUCKET, "").strip()
-    key = environ.get(ENV_CONFIG_PATH, "")
-    if not bucket and not key:
-        return None
-    if not bucket or not key:
-        present, missing = (ENV_CONFIG_BUCKET, ENV_CONFIG_PATH) if bucket else (ENV_CONFIG_PATH, ENV_CONFIG_BUCKET)
-        raise ConfigError(f"{present} is set but {missing} is not: set both (bucket and object key) or neither")
-    return f"{S3_SCHEME}{bucket}/{key}"
-
-
-def split_s3_location(location: str) -> tuple[str, str]:
-    """(bucket, key) of `s3://bucket/key`; the key is kept verbatim (S3 keys may start with `/`).
-
-    Raises:
-        ConfigError: not of the form `s3://bucket/key`.
-    """
-    bucket, _, key = location[len(S3_SCHEME) :].partition("/")
-    if not location.startswith(S3_SCHEME) or not bucket or not key:
-        raise ConfigError(f"{location}: not an S3 location of the form s3://bucket/key: give the bucket and the key")
-    return bucket, key
-
-
-def load_config(location: str, aws: AwsSettings | None = None, *, resolver: SecretResolver | None = None) -> Config:
-    """Read, parse and validate the rule file at a local path or `s3://bucket/key`.
-
-    Secret references in destinations (`env:`, `ssm:`, `secretsmanager:`) are resolved by `resolver`; without
-    one, a resolver over `aws` and this process's environment is made when the file has references. A
-    reloader keeps its own resolver and calls `resolver.refresh()` before loading again.
-
-    Raises:
-        ConfigError: the file cannot be read, or it has problems; `problems` lists every one.
-    """
-    data = _read_s3(location, aws) if location.startswith(S3_SCHEME) else _read_local(location)
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
-        raise ConfigError(
-            f"{location}: not valid UTF-8 (at line {line}, column {column}): save the rule file as UTF-8 text"
-        ) from None
-    try:
-        return parse_config(text, location, resolver=resolver, aws=aws)
-    except ConfigError:
-        raise
-    except RecursionError:
-        raise ConfigError(f"{location}: nested too deeply to be read: simplify the file") from None
-    except Exception as error:  # the type only: a message could hold a secret being resolved
-        raise ConfigError(f"{location}: could not be loaded ({type(error).__name__}): check the file") from None
-
-
-def _read_local(location: str) -> bytes:
-    path = Path(location).expanduser()
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{location}: file not found: check the path (a tattletail.toml, or s3://bucket/key for S3); "
-            "examples/seed.toml shows the format"
-        ) from None
-    except IsADirectoryError:
-        raise ConfigError(f"{location}: is a directory: give the rule file inside it (e.g. tattletail.toml)") from None
-    except PermissionError:
-        raise ConfigError(f"{location}: permission denied: make the file readable by this user") from None
-    except OSError as error:
-        raise ConfigError(f"{location}: cannot be read ({error.strerror}): check the path") from None
-
-
-def _read_s3(location: str, aws: AwsSettings | None) -> bytes:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from stream_processor.alerts.aws_errors import describe_failure, error_code
-    from stream_processor.aws import AwsSettings
-
-    bucket, key = split_s3_location(location)
-    client = (aws or AwsSettings()).client("s3")
-    try:
-        body = client.get_object(Bucket=bucket, Key=key)["Body"]
-        return cast(bytes, body.read())
-    except ClientError as error:
-        code = error_code(error)
-        if code in ("NoSuchKey", "404", "NotFound"):
-            raise ConfigError(
-                f"{location}: no object {key!r} in bucket {bucket!r}: upload the rule file there "
-                f"(aws s3 cp tattletail.toml {location}) or fix the key ({ENV_CONFIG_PATH})"
-            ) from None
-        if code == "NoSuchBucket":
-            raise ConfigError(
-                f"{location}: bucket {bucket!r} does not exist (or not in this account/endpoint): "
-                f"fix the bucket name ({ENV_CONFIG_BUCKET})"
-            ) from None
-        if code in ("AccessDenied", "403", "Forbidden"):
-            raise AwsError(
-                f"{location}: access denied: grant s3:GetObject on arn:aws:s3:::{bucket}/{key} to this identity "
-                "(and kms:Decrypt when the bucket uses SSE-KMS)",
-                EXIT_AWS_ACCESS,
-            ) from None
-        failure = describe_failure(error)
-        if failure is not None and failure.kind != "service":
-            raise AwsError(f"{location}: {failure.message}", failure.exit_code) from None
-        raise ConfigError(f"{location}: S3 refused the read ({code or 'error'}): {_one_line(str(error))}") from None
-    except BotoCoreError as error:
-        failure = describe_failure(error)
-        if failure is not None:
-            raise AwsError(f"{location}: {failure.message}", failure.exit_code) from None
-        raise ConfigError(
-            f"{location}: cannot read from S3 ({type(error).__name__}): {_one_line(str(error))}: "
-            "check credentials, region and endpoint"
-        ) from None
-
-
-# --------------------------------------------------------------------------- parsing and validation
-
-
-def parse_config(
-    text: str, source: str, *, resolver: SecretResolver | None = None, aws: AwsSettings | None = None
-) -> Config:
-    """Parse and validate a rule file's text; `source` names it in every message.
-
-    Raises:
-        ConfigError: the text is not TOML, or it breaks the schema; `problems` lists every problem found.
-    """
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{source}: not valid TOML: {error}: fix the syntax there") from None
-    except RecursionError:
-        raise ConfigError(f"{source}: not readable TOML: nested too deeply") from None
-    return _ConfigBuilder(source, resolver, aws).build(document)
-
-
-def parse_tests_file(text: str, source: str) -> dict[str, tuple[RuleTest, ...]]:
-    """Rule tests kept beside a rule file: `[[rule]]` tables with only `name` and `[[rule.test]]`.
-
-    Returns rule name -> its tests, in file order (names are checked against the config by the caller).
-
-    Raises:
-        ConfigError: not TOML, or a test breaks the schema; `problems` lists every problem found.
-    """
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{source}: not valid TOML: {error}: fix the syntax there") from None
-    builder = _ConfigBuilder(source)
-    for key in document:
-        if key != "rule":
-            builder.problem("", f"unknown top-level key {_quote(key)}: a tests file holds [[rule]] tables only")
-    tests: dict[str, tuple[RuleTest, ...]] = {}
-    for index, table in builder.tables(document, "rule"):
-        raw_name = table.get("name")
-        label = _rule_label(index, raw_name if isinstance(raw_name, str) and raw_name else None)
-        builder.unknown_keys(label, table, ("name", "test"))
-        how = 'add name = "..." (the name of the rule these tests are for)'
-        name = builder.string(label, table, "name", how, set())
-        found = builder.rule_tests(label, table)
-        if name is not None:
-            if name in tests:
-                builder.problem(label, "the same rule appears twice: put all its [[rule.test]] under one [[rule]]")
-            tests[name] = tests.get(name, ()) + found
-    if builder.problems:
-        raise ConfigError(builder.problems)
-    return tests
-
-
-@functools.lru_cache(maxsize=4096)
-def compile_jq(program: str) -> Any:
-    """libjq's compiled program, once per distinct text (rule titles and group_by are rendered per alert).
-
-    Raises:
-        ValueError: the program does not compile.
-    """
-    return jq.compile(program)
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from a number of seconds or a duration such as `"90s"`, `"10m"`, `"1h30m"`, `"1d"`.
-
-    Raises:
-        ValueError: not a positive, finite duration (the message says what is accepted).
-    """
-    if isinstance(value, bool):
-        raise ValueError('must be a number of seconds or a duration such as "10m", got a boolean')
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower().replace(" ", "")
-        if not text or not _DURATION.fullmatch(text):
-            raise ValueError(
-                f'{_quote(value)} is not a duration: write seconds (600) or a duration such as "90s", '
-                '"10m", "1h30m", "1d"'
-            )
-        seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text))
-    else:
-        raise ValueError(f'must be a number of seconds or a duration such as "10m", got {_kind(value)}')
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError("must be more than zero seconds")
-    return seconds
-
-
-_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-_DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhd])+")
-
-
-class _ConfigBuilder:
+class ConfigBuilder:
     """Walks one parsed document, collecting every problem instead of stopping at the first."""
 
     def __init__(self, source: str, resolver: SecretResolver | None = None, aws: AwsSettings | None = None) -> None:
         self.source = source
         self.problems: list[str] = []
         self.notes: list[str] = []
+        self.warnings: list[str] = []
         self.exit_code = EXIT_USAGE
         """3 or 4 when a problem came from AWS (a secret that could not be fetched), else 2."""
         self._resolver = resolver
@@ -399,39 +106,41 @@ class _ConfigBuilder:
     def resolver(self) -> SecretResolver:
         """The given resolver, else one over `aws` and the process environment, made on first need."""
         if self._resolver is None:
-            from stream_processor.secrets import SecretResolver
-
             self._resolver = SecretResolver(self._aws, os.environ)
         return self._resolver
 
     def problem(self, where: str, message: str) -> None:
         self.problems.append(f"{self.source}: {where}: {message}" if where else f"{self.source}: {message}")
 
+    def warn(self, where: str, message: str) -> None:
+        """Something the file should change although it loads (a deprecated key); `validate` prints it."""
+        self.warnings.append(f"{self.source}: {where}: {message}")
+
     def build(self, document: Mapping[str, Any]) -> Config:
         for key in document:
             if key not in TOP_LEVEL_KEYS:
-                self.problem("", f"unknown top-level key {_quote(key)}{_did_you_mean(key, TOP_LEVEL_KEYS)}")
+                self.problem("", f"unknown top-level key {quote(key)}{did_you_mean(key, TOP_LEVEL_KEYS)}")
         rule_tables = self.tables(document, "rule")
         destination_tables = self.tables(document, "destination")
 
         # Problems come out in reading order: rules first (as files usually are), then destinations.
-        defined = _distinct_names(table.get("id") for _, table in destination_tables)
+        defined = distinct_names(table.get("id") for _, table in destination_tables)
         rules = [
-            self.guarded(_rule_label, index, table, lambda i, t: self.rule(i, t, defined))
+            self.guarded(rule_label, index, table, lambda i, t: self.rule(i, t, defined))
             for index, table in rule_tables
         ]
         self.report_repeats(
             [(index, table.get("name")) for index, table in rule_tables],
-            _rule_label,
+            rule_label,
             "name is already used by rule #{first}: rule names must be unique (alerts and counts are keyed by "
             "them), rename one",
         )
         destinations = [
-            self.guarded(_destination_label, index, table, self.destination) for index, table in destination_tables
+            self.guarded(destination_label, index, table, self.destination) for index, table in destination_tables
         ]
         self.report_repeats(
             [(index, table.get("id")) for index, table in destination_tables],
-            _destination_label,
+            destination_label,
             "id is already used by destination #{first}: ids must be unique, rename one",
         )
 
@@ -442,6 +151,7 @@ class _ConfigBuilder:
             destinations=tuple(d for d in destinations if d is not None),
             source=self.source,
             notes=tuple(self.notes),
+            warnings=tuple(self.warnings),
         )
 
     def guarded(
@@ -459,7 +169,7 @@ class _ConfigBuilder:
             what = "nested too deeply to be checked"
         except Exception as error:  # the type only: a message could hold a secret being resolved
             what = f"could not be checked ({type(error).__name__})"
-        name = table.get("name") if label is _rule_label else table.get("id")
+        name = table.get("name") if label is rule_label else table.get("id")
         self.problem(label(index, name if isinstance(name, str) and name else None), f"{what}: simplify it")
         return None
 
@@ -467,7 +177,7 @@ class _ConfigBuilder:
         """Report each repeated name against the index of its first use."""
         first: dict[str, int] = {}
         for index, name in named:
-            if not _is_name(name):
+            if not is_name(name):
                 continue
             if name in first:
                 self.problem(label(index, name), message.format(first=first[name]))
@@ -481,24 +191,25 @@ class _ConfigBuilder:
             self.problem("", f"{key} must be an array of tables: write [[{key}]] (double brackets), not [{key}]")
             return []
         if not isinstance(value, list):
-            self.problem("", f"{key} must be an array of tables written [[{key}]], got {_kind(value)}")
+            self.problem("", f"{key} must be an array of tables written [[{key}]], got {kind(value)}")
             return []
         tables: list[tuple[int, Mapping[str, Any]]] = []
         for index, item in enumerate(value, start=1):
             if isinstance(item, dict):
                 tables.append((index, item))
             else:
-                self.problem("", f"{key} #{index} must be a table written [[{key}]], got {_kind(item)}")
+                self.problem("", f"{key} #{index} must be a table written [[{key}]], got {kind(item)}")
         return tables
 
     # ------------------------------------------------------------------ rules
 
     def rule(self, index: int, table: Mapping[str, Any], destination_ids: Sequence[str]) -> Rule | None:
         raw_name = table.get("name")
-        label = _rule_label(index, raw_name if isinstance(raw_name, str) and raw_name else None)
+        label = rule_label(index, raw_name if isinstance(raw_name, str) and raw_name else None)
         before = len(self.problems)
 
-        misspelled = self.unknown_keys(label, table, ALL_RULE_KEYS)
+        current = {key: value for key, value in table.items() if key not in RENAMED_RULE_KEYS}
+        misspelled = self.unknown_keys(label, current, ALL_RULE_KEYS)
 
         name = self.string(label, table, "name", 'add name = "..." (a short title shown in every alert)', misspelled)
         jq_match = self.string(
@@ -511,7 +222,7 @@ class _ConfigBuilder:
         )
         description = table.get("description", "")
         if not isinstance(description, str):
-            self.problem(label, f'description must be a string, got {_kind(description)}: write description = "..."')
+            self.problem(label, f'description must be a string, got {kind(description)}: write description = "..."')
             description = ""
         destinations = self.destination_list(label, table)
 
@@ -527,9 +238,9 @@ class _ConfigBuilder:
 
         for position, destination_id in enumerate(destinations):
             if destination_id not in destination_ids:
-                self.problem(label, _unknown_destination(destination_id, destination_ids))
+                self.problem(label, unknown_destination(destination_id, destination_ids))
             elif destination_id in destinations[:position]:
-                self.problem(label, f"destinations lists {_quote(destination_id)} twice: remove the repeat")
+                self.problem(label, f"destinations lists {quote(destination_id)} twice: remove the repeat")
 
         severity = self.severity(label, table)
         title = self.jq_option(label, table, "title", "'\"Access key for \\(.requestParameters.userName)\"'")
@@ -537,14 +248,9 @@ class _ConfigBuilder:
         tags = self.tags(label, table)
         enabled = table.get("enabled", True)
         if not isinstance(enabled, bool):
-            self.problem(label, f"enabled must be true or false, got {_kind(enabled)}: write enabled = false")
+            self.problem(label, f"enabled must be true or false, got {kind(enabled)}: write enabled = false")
             enabled = True
-        dedupe_window: float | None = None
-        if "dedupe_window" in table:
-            try:
-                dedupe_window = parse_duration(table["dedupe_window"])
-            except ValueError as error:
-                self.problem(label, f"dedupe_window {error}")
+        storm_window = self.storm_window(label, table)
         group_by = self.jq_option(label, table, "group_by", "'.userIdentity.arn'")
         references = self.texts(label, table, "references", 'write references = ["https://attack.mitre.org/..."]')
         false_positives = self.texts(label, table, "false_positives", 'write false_positives = ["Admin scripts"]')
@@ -570,7 +276,7 @@ class _ConfigBuilder:
             runbook=runbook,
             tags=tags,
             enabled=enabled,
-            dedupe_window=dedupe_window,
+            storm_window=storm_window,
             group_by=group_by,
             tests=tests,
             references=references,
@@ -585,8 +291,8 @@ class _ConfigBuilder:
         value = table["severity"]
         if isinstance(value, str) and value.strip().lower() in SEVERITIES:
             return value.strip().lower()
-        shown = _quote(value) if isinstance(value, str) else _kind(value)
-        hint = _did_you_mean(value, SEVERITIES) if isinstance(value, str) else ""
+        shown = quote(value) if isinstance(value, str) else kind(value)
+        hint = did_you_mean(value, SEVERITIES) if isinstance(value, str) else ""
         self.problem(label, f"severity {shown} is not one of {', '.join(SEVERITIES)}{hint}")
         return None
 
@@ -596,7 +302,7 @@ class _ConfigBuilder:
             return None
         value = table[key]
         if not isinstance(value, str) or not value.strip():
-            got = "empty" if isinstance(value, str) else f"must be a jq program (a string), got {_kind(value)}"
+            got = "empty" if isinstance(value, str) else f"must be a jq program (a string), got {kind(value)}"
             self.problem(label, f"{key} {'is ' if got == 'empty' else ''}{got}: write {key} = {example}")
             return None
         value = self.go_regex(label, key, value)
@@ -609,11 +315,35 @@ class _ConfigBuilder:
             self.problem(label, f"{key} {violation} (refused in rules: rewrite the program without it)")
         return value if compile_error is None else None
 
+    def storm_window(self, label: str, table: Mapping[str, Any]) -> float | None:
+        """`storm_window` in seconds, or None (the storm policy's window). Its old name `dedupe_window` is still
+        read, with a warning: it never set deduplication (that is by eventID, whatever the window)."""
+        old = "dedupe_window"
+        new = RENAMED_RULE_KEYS[old]
+        if new in table and old in table:
+            self.problem(label, f"has both {new} and {old} (its old name): keep {new}")
+            return None
+        key = new if new in table else old
+        if key not in table:
+            return None
+        value = table[key]
+        try:
+            seconds = parse_duration(value)
+        except ValueError as error:
+            self.problem(label, f"{key} {error}")
+            return None
+        if key == old:
+            written = quote(value) if isinstance(value, str) else str(value)
+            self.warn(
+                label,
+                f"{old} is deprecated, it sets the storm window (alerts folded into a digest): "
+                f"write {new} = {written} instead",
+            )
+        return seconds
+
     def go_regex(self, label: str, key: str, program: str) -> str:
         """`program` with Go (RE2) regex syntax read as tattletail read it (`go_regex`); what cannot be is a
         problem with its fix, what was translated a note."""
-        from stream_processor.go_regex import translate_program
-
         translation = translate_program(program)
         for refusal in translation.refusals:
             self.problem(label, f"{key}: {refusal}")
@@ -627,11 +357,11 @@ class _ConfigBuilder:
         value = table["runbook"]
         how = 'write runbook = "https://wiki.example.com/runbooks/..."'
         if not isinstance(value, str):
-            self.problem(label, f"runbook must be a URL (a string), got {_kind(value)}: {how}")
+            self.problem(label, f"runbook must be a URL (a string), got {kind(value)}: {how}")
             return None
         parts = urlsplit(value.strip())
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            self.problem(label, f"runbook {_quote(value)} is not an http(s) URL: {how}")
+            self.problem(label, f"runbook {quote(value)} is not an http(s) URL: {how}")
             return None
         return value.strip()
 
@@ -639,18 +369,18 @@ class _ConfigBuilder:
         value = table.get("tags", [])
         how = 'write tags = ["T1098", "persistence"]'
         if isinstance(value, str):
-            self.problem(label, f"tags must be a list of strings, got a string: write tags = [{_quote(value)}]")
+            self.problem(label, f"tags must be a list of strings, got a string: write tags = [{quote(value)}]")
             return ()
         if not isinstance(value, list):
-            self.problem(label, f"tags must be a list of strings, got {_kind(value)}: {how}")
+            self.problem(label, f"tags must be a list of strings, got {kind(value)}: {how}")
             return ()
         tags: list[str] = []
         for position, item in enumerate(value, start=1):
             if not isinstance(item, str) or not item.strip():
-                got = "an empty string" if isinstance(item, str) else _kind(item)
+                got = "an empty string" if isinstance(item, str) else kind(item)
                 self.problem(label, f"tags[{position}] must be a non-empty string, got {got}: {how}")
             elif item in tags:
-                self.problem(label, f"tags lists {_quote(item)} twice: remove the repeat")
+                self.problem(label, f"tags lists {quote(item)} twice: remove the repeat")
             else:
                 tags.append(item)
         return tuple(tags)
@@ -659,17 +389,17 @@ class _ConfigBuilder:
         """An optional list of non-empty strings (`references`, `false_positives`: kept for readers)."""
         value = table.get(key, [])
         if isinstance(value, str):
-            self.problem(label, f"{key} must be a list of strings, got a string: write {key} = [{_quote(value)}]")
+            self.problem(label, f"{key} must be a list of strings, got a string: write {key} = [{quote(value)}]")
             return ()
         if not isinstance(value, list):
-            self.problem(label, f"{key} must be a list of strings, got {_kind(value)}: {how}")
+            self.problem(label, f"{key} must be a list of strings, got {kind(value)}: {how}")
             return ()
         texts: list[str] = []
         for position, item in enumerate(value, start=1):
             if isinstance(item, str) and item.strip():
                 texts.append(item)
             else:
-                got = "an empty string" if isinstance(item, str) else _kind(item)
+                got = "an empty string" if isinstance(item, str) else kind(item)
                 self.problem(label, f"{key}[{position}] must be a non-empty string, got {got}: {how}")
         return tuple(texts)
 
@@ -680,13 +410,13 @@ class _ConfigBuilder:
             self.problem(label, "test must be an array of tables: write [[rule.test]] (double brackets)")
             return ()
         if not isinstance(value, list):
-            self.problem(label, f"test must be an array of tables written [[rule.test]], got {_kind(value)}")
+            self.problem(label, f"test must be an array of tables written [[rule.test]], got {kind(value)}")
             return ()
         tests: list[RuleTest] = []
         for index, item in enumerate(value, start=1):
             where = f"{label}: test #{index}"
             if not isinstance(item, dict):
-                self.problem(where, f"must be a table written [[rule.test]], got {_kind(item)}")
+                self.problem(where, f"must be a table written [[rule.test]], got {kind(item)}")
                 continue
             test = self.rule_test(where, index, item)
             if test is not None:
@@ -702,8 +432,8 @@ class _ConfigBuilder:
             if "expect" not in misspelled:
                 self.problem(where, 'missing expect: add expect = "match", "no_match" or "match_any"')
         elif expect not in TEST_EXPECTATIONS:
-            shown = _quote(expect) if isinstance(expect, str) else _kind(expect)
-            hint = _did_you_mean(expect, TEST_EXPECTATIONS) if isinstance(expect, str) else ""
+            shown = quote(expect) if isinstance(expect, str) else kind(expect)
+            hint = did_you_mean(expect, TEST_EXPECTATIONS) if isinstance(expect, str) else ""
             self.problem(where, f'expect {shown} is not "match", "no_match" or "match_any"{hint}')
         elif expect == "match_any" and event_ids:
             self.problem(where, 'expect = "match_any" with event_ids: keep one (event_ids names what must match)')
@@ -720,7 +450,7 @@ class _ConfigBuilder:
             if isinstance(value, str) and value.strip():
                 event_file = value
             else:
-                got = "is empty" if isinstance(value, str) else f"must be a path (a string), got {_kind(value)}"
+                got = "is empty" if isinstance(value, str) else f"must be a path (a string), got {kind(value)}"
                 self.problem(where, f'event_file {got}: write event_file = "events/create-access-key.json"')
         elif not misspelled & {"event", "event_file"}:
             self.problem(
@@ -733,7 +463,7 @@ class _ConfigBuilder:
             if key in table:
                 value = table[key]
                 if not isinstance(value, str):
-                    self.problem(where, f"{key} must be the expected text (a string), got {_kind(value)}")
+                    self.problem(where, f"{key} must be the expected text (a string), got {kind(value)}")
                 elif expect == "no_match":
                     self.problem(where, f'{key} is checked only for expect = "match": remove it or expect a match')
                 elif expect == "match_any":
@@ -760,14 +490,14 @@ class _ConfigBuilder:
         value = table["event_ids"]
         how = 'write event_ids = ["7f234c0f-61d9-4d9e-add6-f767474d9be6"] (eventIDs of the event_file)'
         if not isinstance(value, list) or not value:
-            self.problem(where, f"event_ids must be a non-empty list of eventIDs, got {_kind(value)}: {how}")
+            self.problem(where, f"event_ids must be a non-empty list of eventIDs, got {kind(value)}: {how}")
             return ()
         ids: list[str] = []
         for position, item in enumerate(value, start=1):
             if not isinstance(item, str) or not item.strip():
                 self.problem(where, f"event_ids[{position}] must be an eventID (a non-empty string): {how}")
             elif item in ids:
-                self.problem(where, f"event_ids lists {_quote(item)} twice: remove the repeat")
+                self.problem(where, f"event_ids lists {quote(item)} twice: remove the repeat")
             else:
                 ids.append(item)
         return tuple(ids)
@@ -782,11 +512,11 @@ class _ConfigBuilder:
                 self.problem(where, f"event is not valid JSON ({error}): fix it, or write the event as a TOML table")
                 return None
             if not isinstance(parsed, dict):
-                self.problem(where, f"event must be a JSON object, got {_json_kind(parsed)}: {how}")
+                self.problem(where, f"event must be a JSON object, got {json_kind(parsed)}: {how}")
                 return None
             return json.dumps(parsed, ensure_ascii=False)
         if isinstance(value, dict):
-            bad = _non_json_path(value, "event")
+            bad = non_json_path(value, "event")
             if bad is not None:
                 self.problem(
                     where,
@@ -794,7 +524,7 @@ class _ConfigBuilder:
                 )
                 return None
             return json.dumps(value, ensure_ascii=False)
-        self.problem(where, f"event must be a table or a JSON string, got {_kind(value)}: {how}")
+        self.problem(where, f"event must be a table or a JSON string, got {kind(value)}: {how}")
         return None
 
     def destination_list(self, label: str, table: Mapping[str, Any]) -> tuple[str, ...]:
@@ -803,11 +533,11 @@ class _ConfigBuilder:
         if isinstance(value, str):
             self.problem(
                 label,
-                f"destinations must be a list of destination ids, got a string: write destinations = [{_quote(value)}]",
+                f"destinations must be a list of destination ids, got a string: write destinations = [{quote(value)}]",
             )
             return (value,)  # still checked against the defined ids
         if not isinstance(value, list):
-            self.problem(label, f"destinations must be a list of destination ids, got {_kind(value)}: {example}")
+            self.problem(label, f"destinations must be a list of destination ids, got {kind(value)}: {example}")
             return ()
         ids: list[str] = []
         for position, item in enumerate(value, start=1):
@@ -816,20 +546,18 @@ class _ConfigBuilder:
             else:
                 self.problem(
                     label,
-                    f"destinations[{position}] must be a destination id (a string), got {_kind(item)}: {example}",
+                    f"destinations[{position}] must be a destination id (a string), got {kind(item)}: {example}",
                 )
         return tuple(ids)
 
     # ------------------------------------------------------------------ destinations
 
     def destination(self, index: int, table: Mapping[str, Any]) -> DestinationConfig | None:
-        from stream_processor.alerts.destinations.base import known_types
-
         raw_id = table.get("id")
-        label = _destination_label(index, raw_id if isinstance(raw_id, str) and raw_id else None)
+        label = destination_label(index, raw_id if isinstance(raw_id, str) and raw_id else None)
         before = len(self.problems)
 
-        misspelled = {_closest(key, DESTINATION_KEYS) for key in table if key not in DESTINATION_KEYS}
+        misspelled = {closest(key, DESTINATION_KEYS) for key in table if key not in DESTINATION_KEYS}
         how_id = 'add id = "..." (the name rules use in destinations)'
         destination_id = self.string(label, table, "id", how_id, misspelled)
         how_type = f'add type = "..." (one of: {", ".join(known_types())})'
@@ -838,7 +566,7 @@ class _ConfigBuilder:
         if type_name is None:
             for key in options:  # without a type the valid keys are unknown: report only what no type accepts
                 if not _is_any_type_key(key):
-                    self.problem(label, _unknown_key(key, DESTINATION_KEYS))
+                    self.problem(label, unknown_key(key, DESTINATION_KEYS))
             return None
 
         label = f"{label} (type {type_name})"
@@ -851,7 +579,7 @@ class _ConfigBuilder:
         misspelled = self.unknown_keys(label, table, valid)
         for key in required:
             if key not in options and key not in misspelled:
-                self.problem(label, f"missing {key} (required for type {type_name}): add {key} = {_example(key)}")
+                self.problem(label, f"missing {key} (required for type {type_name}): add {key} = {example_value(key)}")
         clean: dict[str, Any] = {}
         references: dict[str, str] = {}
         for key, value in options.items():
@@ -877,8 +605,6 @@ class _ConfigBuilder:
 
         Messages name the destination, the field and the reference, never a resolved value.
         """
-        from stream_processor.secrets import SecretReferenceError, is_reference
-
         def one(field_name: str, text: str) -> str | None:
             if not is_reference(text):
                 return text
@@ -902,21 +628,19 @@ class _ConfigBuilder:
         return value
 
     def destination_type(self, label: str, type_name: str) -> type[Any] | None:
-        from stream_processor.alerts.destinations.base import destination_class, known_types
-
         try:
             return destination_class(type_name)
         except KeyError:
             types = known_types()
             self.problem(
                 label,
-                f"unknown destination type {_quote(type_name)}{_did_you_mean(type_name, types)}"
+                f"unknown destination type {quote(type_name)}{did_you_mean(type_name, types)}"
                 f" (known types: {', '.join(types) or 'none installed'})",
             )
         except Exception as error:  # a broken destination module must not hide the file's other problems
             self.problem(
                 label,
-                f"destination type {_quote(type_name)} failed to load ({type(error).__name__}): "
+                f"destination type {quote(type_name)} failed to load ({type(error).__name__}): "
                 "this is a bug in stream-processor, not in your file",
             )
         return None
@@ -926,7 +650,7 @@ class _ConfigBuilder:
         if key in TABLE_OPTION_KEYS:
             how = f'write {key} = {{ "X-Team" = "security", Authorization = "env:HOOK_TOKEN" }}'
             if not isinstance(value, dict):
-                self.problem(label, f"{key} must be a table of strings, got {_kind(value)}: {how}")
+                self.problem(label, f"{key} must be a table of strings, got {kind(value)}: {how}")
                 return None
             bad = [name for name, item in value.items() if not isinstance(item, str) or not item.strip()]
             for name in bad:
@@ -938,13 +662,13 @@ class _ConfigBuilder:
             if isinstance(value, str):
                 self.problem(label, f'{key} must be a list of strings, got a string: write {key} = ["..."]')
             else:
-                self.problem(label, f"{key} must be a non-empty list of non-empty strings, got {_kind(value)}")
+                self.problem(label, f"{key} must be a non-empty list of non-empty strings, got {kind(value)}")
             return None
         if not isinstance(value, str):
-            self.problem(label, f"{key} must be a string, got {_kind(value)}: write {key} = {_example(key)}")
+            self.problem(label, f"{key} must be a string, got {kind(value)}: write {key} = {example_value(key)}")
             return None
         if not value.strip():
-            self.problem(label, f"{key} is empty: set it to {_example(key)}")
+            self.problem(label, f"{key} is empty: set it to {example_value(key)}")
             return None
         return value
 
@@ -955,8 +679,8 @@ class _ConfigBuilder:
         misspelled: set[str | None] = set()
         for key in table:
             if key not in valid:
-                self.problem(label, _unknown_key(key, valid))
-                misspelled.add(_closest(key, valid))
+                self.problem(label, unknown_key(key, valid))
+                misspelled.add(closest(key, valid))
         return misspelled
 
     def string(
@@ -972,7 +696,7 @@ class _ConfigBuilder:
             return None
         value = table[key]
         if not isinstance(value, str):
-            self.problem(label, f"{key} must be a string, got {_kind(value)}: {how.removeprefix('add ')}")
+            self.problem(label, f"{key} must be a string, got {kind(value)}: {how.removeprefix('add ')}")
             return None
         if not value.strip():
             self.problem(label, f"{key} is empty: {how.removeprefix('add ')}")
@@ -990,16 +714,13 @@ def _jq_compile_error(program: str) -> str | None:
     except ValueError as error:
         lines = [line.strip() for line in str(error).splitlines()]
         errors = [line.rstrip(":") for line in lines if line.startswith("jq: error")]
-        return "; ".join(errors) if errors else _one_line(str(error))
+        return "; ".join(errors) if errors else one_line(str(error))
     return None
 
 
 def _sandbox_violations(program: str) -> list[str]:
     """What `program` uses that rules may not ($ENV, input, halt, ...), from `matcher/sandbox.py`, and what
     could run or allocate without bound on one event (`repeat`, recursive `def`, ...), from `matcher/bounds.py`."""
-    from stream_processor.matcher.bounds import bounds_violations  # late: matcher imports this module
-    from stream_processor.matcher.sandbox import sandbox_violations
-
     found = sandbox_violations(program)
     unreadable = ("cannot be checked", "is nested too deeply")
     if any(message.startswith(unreadable) for message in found):  # the bounds check could not read it either
@@ -1009,8 +730,6 @@ def _sandbox_violations(program: str) -> list[str]:
 
 def _is_any_type_key(key: str) -> bool:
     """Whether some shipped destination type accepts `key` (used when a destination has no type)."""
-    from stream_processor.alerts.destinations.base import destination_class, known_types
-
     for type_name in known_types():
         try:
             cls = destination_class(type_name)
@@ -1020,126 +739,3 @@ def _is_any_type_key(key: str) -> bool:
             return True
     return False
 
-
-# --------------------------------------------------------------------------- message helpers
-
-
-def _is_name(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip())
-
-
-def _distinct_names(values: Iterable[Any]) -> list[str]:
-    """The usable names among `values`, each once, in file order."""
-    return list(dict.fromkeys(value for value in values if _is_name(value)))
-
-
-def _rule_label(index: int, name: str | None) -> str:
-    return f"rule #{index} {_quote(name)}" if name is not None else f"rule #{index} (no name)"
-
-
-def _destination_label(index: int, destination_id: str | None) -> str:
-    return f"destination #{index} {_quote(destination_id)}" if destination_id is not None else f"destination #{index}"
-
-
-def _quote(text: str) -> str:
-    """A user's string in double quotes on one line, escaped and capped."""
-    if len(text) > _LABEL_LIMIT:
-        text = text[: _LABEL_LIMIT - 1] + "…"
-    return json.dumps(text, ensure_ascii=False)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _closest(word: str, candidates: Iterable[str]) -> str | None:
-    """The candidate `word` most likely misspells (same letters in another case first), or None."""
-    options = list(candidates)
-    folded = [c for c in options if c.casefold() == word.casefold()]
-    close = folded or difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
-def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    close = _closest(word, candidates)
-    return f": did you mean {_quote(close)}?" if close is not None else ""
-
-
-def _unknown_key(key: str, valid: Sequence[str]) -> str:
-    hint = _did_you_mean(key, valid)
-    if hint:
-        return f"unknown key {_quote(key)}{hint}"
-    return f"unknown key {_quote(key)}: remove it (valid keys: {', '.join(valid)})"
-
-
-def _unknown_destination(destination_id: str, defined: Sequence[str]) -> str:
-    message = f"destination {_quote(destination_id)} is not defined"
-    hint = _did_you_mean(destination_id, defined)
-    if hint:
-        return message + hint
-    if defined:
-        return f"{message}: use one of {', '.join(_quote(d) for d in defined)} or add a [[destination]] with that id"
-    return f"{message}: add a [[destination]] with that id"
-
-
-def _example(key: str) -> str:
-    examples = {
-        "webhook_url": '"https://hooks.slack.com/services/..."',
-        "sns_arn": '"arn:aws:sns:REGION:ACCOUNT:TOPIC"',
-        "to_emails": '["security@example.com"]',
-        "from_email": '"alerts@example.com"',
-        "url": '"https://receiver.example.com/hooks/cloudtrail"',
-        "hmac_secret": '"ssm:/stream-processor/webhook-hmac"',
-        "routing_key": '"ssm:/stream-processor/pagerduty-routing-key"',
-        "events_url": '"https://events.pagerduty.com/v2/enqueue"',
-    }
-    return examples.get(key, '"..."')
-
-
-def _json_kind(value: Any) -> str:
-    """A JSON type name for a parsed JSON value."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"
-
-
-def _non_json_path(value: Any, path: str) -> str | None:
-    """The path of the first TOML date/time inside `value` (JSON cannot hold one), or None."""
-    if isinstance(value, datetime | date | time):
-        return path
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = _non_json_path(item, f"{path}.{key}")
-            if found is not None:
-                return found
-    if isinstance(value, list):
-        for position, item in enumerate(value):
-            found = _non_json_path(item, f"{path}[{position}]")
-            if found is not None:
-                return found
-    return None
-
-
-def _kind(value: Any) -> str:
-    """A TOML type name for a value, never the value itself."""
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, datetime | date | time):
-        return "a date/time"
-    return type(value).__name__
