@@ -19,7 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -546,6 +546,8 @@ class DynamoDBStormStore(StormStore):
     # ---- admit
 
     def _admit_or_fold(self, key: WindowKey, seconds: float, fold: Fold) -> bool:
+        # A `group_by` value is event data: cut here, so the digest's key names the same item.
+        key = replace(key, group=key.group[: self.MAX_GROUP_CHARS])
         while True:
             if not self._known_full(key):
                 if self._count_sent(key, seconds):
@@ -584,7 +586,7 @@ class DynamoDBStormStore(StormStore):
             "attribute_not_exists(#sent) OR #sent < :max",
             {
                 ":rule": {"S": key.rule},
-                ":grp": {"S": key.group[: self.MAX_GROUP_CHARS]},
+                ":grp": {"S": key.group},
                 ":dest": {"S": key.destination},
                 ":start": {"N": repr(key.start)},
                 ":seconds": {"N": repr(seconds)},

@@ -352,6 +352,10 @@ def test_dynamodb_keeps_a_storm_of_huge_events_within_its_item_limit(
     assert digest.count == dynamodb_store.MAX_NAMES + 6
     assert dict(digest.top_event_names).get("(other)") == 6
     assert digest.sample.event_name == "Name000"
+    assert digest.group == "g" * dynamodb_store.MAX_GROUP_CHARS
+    dynamodb_store.done(digest)
+    clock.now += dynamodb_store.policy.claim_seconds
+    assert dynamodb_store.due(force=True) == []  # done took it off the window it came from: not sent again
 
 
 def test_dynamodb_cuts_an_oversized_sample_to_its_summary(dynamodb_store: DynamoDBStormStore, clock: Clock) -> None:
