@@ -503,8 +503,9 @@ class DynamoDBStormStore(StormStore):
 
     Items: string key `id`; TTL on `expiration` (epoch seconds) is a backstop only: an empty closed window is
     deleted by `due`, and one whose digest could never be sent expires `TTL_SECONDS` after it closed. An item
-    has DynamoDB's 400 KB limit: the sample is cut to its summary fields past `SAMPLE_MAX_BYTES`, and names past
-    the `MAX_NAMES` most common are counted as `OTHER_NAMES`.
+    has DynamoDB's 400 KB limit and its key 2 KB: the sample is cut to its summary fields past
+    `SAMPLE_MAX_BYTES`, eventNames past a window's first `MAX_NAMES` distinct ones are counted as `OTHER_NAMES`,
+    and a `group_by` value is cut to `MAX_GROUP_CHARS` (hashed into the key when long).
     """
 
     TTL_SECONDS = 7 * 24 * 3600.0
