@@ -505,7 +505,8 @@ class DynamoDBStormStore(StormStore):
     deleted by `due`, and one whose digest could never be sent expires `TTL_SECONDS` after it closed. An item
     has DynamoDB's 400 KB limit and its key 2 KB: the sample is cut to its summary fields past
     `SAMPLE_MAX_BYTES`, eventNames past a window's first `MAX_NAMES` distinct ones are counted as `OTHER_NAMES`,
-    and a `group_by` value is cut to `MAX_GROUP_CHARS` (hashed into the key when long).
+    eventName and eventTime are cut to `MAX_FIELD_CHARS`, and a `group_by` value to `MAX_GROUP_CHARS` (hashed
+    into the key when long).
     """
 
     TTL_SECONDS = 7 * 24 * 3600.0
@@ -526,6 +527,7 @@ class DynamoDBStormStore(StormStore):
         "recipientAccountId",
     )
     SAMPLE_FIELD_CHARS = 1024
+    MAX_FIELD_CHARS = 256
     MAX_KEY_BYTES = 1024
     MAX_GROUP_CHARS = 4096
 
@@ -602,6 +604,10 @@ class DynamoDBStormStore(StormStore):
     def _fold(self, key: WindowKey, seconds: float, fold: Fold) -> bool:
         """Add `fold` to its (full) window; False when the window no longer exists."""
         item_id = self._id(key)
+        # eventName and eventTime are event data too: bounded, so no event can push the item past 400 KB.
+        fold = replace(
+            fold, event_name=fold.event_name[: self.MAX_FIELD_CHARS], event_time=fold.event_time[: self.MAX_FIELD_CHARS]
+        )
         values = {
             ":desc": {"S": fold.description},
             ":sample": {"B": self._sample(fold)},

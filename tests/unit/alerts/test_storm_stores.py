@@ -346,11 +346,12 @@ def test_dynamodb_keeps_a_storm_of_huge_events_within_its_item_limit(
     for i in range(dynamodb_store.MAX_NAMES + 5):
         assert not dynamodb_store.admit(alert(f"Name{i:03}", n=i), "slack", "g" * 5000, now=clock.now)
     assert not dynamodb_store.admit(big, "slack", "g" * 5000, now=clock.now)
+    assert not dynamodb_store.admit(alert("N" * 300_000, "2" * 300_000, n=999), "slack", "g" * 5000, now=clock.now)
     # THEN the digest still counts every one, names the most common, and shows the sample's summary
     clock.now += 60
     [digest] = dynamodb_store.due()
-    assert digest.count == dynamodb_store.MAX_NAMES + 6
-    assert dict(digest.top_event_names).get("(other)") == 6
+    assert digest.count == dynamodb_store.MAX_NAMES + 7
+    assert dict(digest.top_event_names).get("(other)") == 7
     assert digest.sample.event_name == "Name000"
     assert digest.group == "g" * dynamodb_store.MAX_GROUP_CHARS
     dynamodb_store.done(digest)
