@@ -15,7 +15,7 @@ from dataclasses import replace
 from stream_processor.alerts.delivery import AlertDeliverer
 from stream_processor.alerts.destinations import create_destination
 from stream_processor.alerts.render import build_alert
-from stream_processor.alerts.storm import StormFolder
+from stream_processor.alerts.storm import StormStore
 from stream_processor.aws import AwsSettings
 from stream_processor.dead_letters import DeadLetterStore
 from stream_processor.decode import DEFAULT_BUDGET, DecodeBudget, decode_record, event_identity
@@ -101,7 +101,7 @@ class Pipeline:
         alert_sink: AlertSink | None = None,
         ledger: DedupeStore | None = None,
         dead_letters: DeadLetterStore | None = None,
-        storm: StormFolder | None = None,
+        storm: StormStore | None = None,
         sleep: Callable[[float], None] = time.sleep,
         budget: DecodeBudget = DEFAULT_BUDGET,
     ) -> None:
@@ -131,7 +131,7 @@ class Pipeline:
         alert_sink: AlertSink | None = None,
         ledger: DedupeStore | None = None,
         dead_letters: DeadLetterStore | None = None,
-        storm: StormFolder | None = None,
+        storm: StormStore | None = None,
         rule_budget: RuleBudget | None = None,
         decode_budget: DecodeBudget = DEFAULT_BUDGET,
     ) -> Pipeline:

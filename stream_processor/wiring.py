@@ -8,13 +8,16 @@ processor gets them as command-line flags (`Settings.to_argv`), read back by the
   (`consume`: its work dir);
 - dedupe ledger: `--dedupe sqlite[:PATH] | memory | dynamodb:TABLE | none`, `STREAM_PROCESSOR_DEDUPE_TABLE`;
 - dead letters: `--dead-letters sqlite[:PATH] | sqs:QUEUE_URL | none`, `STREAM_PROCESSOR_DEAD_LETTER_QUEUE_URL`;
-- storm windows: `--storm sqlite[:PATH] | none`, `--storm-max`, `--storm-window`;
+- storm windows: `--storm sqlite[:PATH] | memory | dynamodb:TABLE | none`, `STREAM_PROCESSOR_STORM_TABLE`,
+  `--storm-max`, `--storm-window`;
 - AWS: `--region`, `--profile`, `--endpoint-url`, and the SDK's own variables (`aws.py`);
 - limits: `--rule-budget-ms` (`STREAM_PROCESSOR_RULE_BUDGET_MS`) and the decode budgets `--max-record-bytes`,
   `--max-file-bytes`, `--max-record-items`, `--max-event-bytes` (`STREAM_PROCESSOR_MAX_RECORD_BYTES`, ...).
 
 A host with a disk (`consume`, `replay --send`, `dead-letters`) keeps ledger, dead letters and storm windows in
 SQLite files of the state dir unless something durable is named; Lambda and one-shot `match --send` keep none.
+Storm windows are the live consumers' own: `replay`, redrive and `match` fold only when `--storm` says so, never
+because the environment names the consumers' table.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from stream_processor.errors import ConfigError
 from stream_processor.matcher.budget import RuleBudget
 
 if TYPE_CHECKING:
-    from stream_processor.alerts.storm import StormFolder
+    from stream_processor.alerts.storm import StormStore
     from stream_processor.dead_letters import DeadLetterStore
     from stream_processor.dedupe import DedupeStore
     from stream_processor.model import Alert, Config
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
 ENV_STATE_DIR = "STREAM_PROCESSOR_STATE_DIR"
 ENV_DEDUPE_TABLE = "STREAM_PROCESSOR_DEDUPE_TABLE"
 ENV_DEAD_LETTER_QUEUE_URL = "STREAM_PROCESSOR_DEAD_LETTER_QUEUE_URL"
+ENV_STORM_TABLE = "STREAM_PROCESSOR_STORM_TABLE"
 ENV_MATCHER = "STREAM_PROCESSOR_MATCHER"
 ENV_RULE_BUDGET_MS = "STREAM_PROCESSOR_RULE_BUDGET_MS"
 # The decode budgets: flag and variable per DecodeBudget field.
@@ -62,7 +66,7 @@ STORM_FILE = "storm.sqlite3"
 SQLITE, MEMORY, DYNAMODB, SQS, NONE = "sqlite", "memory", "dynamodb", "sqs", "none"
 LEDGER_KINDS = (SQLITE, MEMORY, DYNAMODB, NONE)
 DEAD_LETTER_KINDS = (SQLITE, SQS, NONE)
-STORM_KINDS = (SQLITE, NONE)
+STORM_KINDS = (SQLITE, MEMORY, DYNAMODB, NONE)
 _NEEDS_TARGET = frozenset({DYNAMODB, SQS})
 _SQS_URL_REGION = re.compile(r"^https://sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?/", re.IGNORECASE)
 _ARN_REGION = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:([a-z0-9-]+):")
@@ -107,14 +111,17 @@ class Shape:
     ledger: str = SQLITE
     dead_letters: str = SQLITE
     storm: str = SQLITE
+    storm_from_env: bool = True
+    """Whether `STREAM_PROCESSOR_STORM_TABLE` applies: the live consumers' windows, not a replay's."""
 
 
 HOST = Shape()
 """A host with a disk (`consume`, `replay --send`, `dead-letters`): SQLite files in the state dir."""
-ONE_SHOT = Shape(ledger=NONE, dead_letters=NONE, storm=NONE)
+ONE_SHOT = Shape(ledger=NONE, dead_letters=NONE, storm=NONE, storm_from_env=False)
 """`match --send`: sends what it matched once; what fails is reported and in the exit status."""
 LAMBDA = Shape(ledger=NONE, dead_letters=NONE, storm=NONE)
-"""Lambda: no disk that outlives the container; the templates set the DynamoDB ledger and the SQS queue."""
+"""Lambda: no disk that outlives the container; the templates set the DynamoDB ledger, the SQS queue and the
+DynamoDB storm table."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,8 +272,10 @@ class Settings:
             ("--storm", flag("storm"), STORM_KINDS),
             ("--no-storm", NONE if flag("no_storm") else None, STORM_KINDS),
             ("--storm-db", flag("storm_db") and f"{SQLITE}:{flag('storm_db')}", STORM_KINDS),
+            (ENV_STORM_TABLE, _env_store(environ, ENV_STORM_TABLE, DYNAMODB) if shape.storm_from_env else None,
+             STORM_KINDS),
             ("default", shape.storm, STORM_KINDS),
-        )
+        )  # fmt: skip
         aws = AwsSettings.from_environ(
             environ,
             region=flag("region"),
@@ -437,7 +446,10 @@ def add_state_arguments(
         group.add_argument(
             "--storm",
             metavar="STORE",
-            help=f"storm windows (alerts folded into digests): sqlite[:PATH] or none (default: {shape.storm})",
+            help="storm windows (alerts folded into digests): sqlite[:PATH] (one host), memory (one process), "
+            "dynamodb:TABLE (many hosts), none (default: "
+            + (f"dynamodb:${ENV_STORM_TABLE} when set, else " if shape.storm_from_env else "")
+            + f"{shape.storm})",
         )
         group.add_argument("--storm-max", type=int, help="alerts per rule, group and destination per window (10)")
         group.add_argument("--storm-window", type=float, metavar="SECONDS", help="storm window in seconds (60)")
@@ -542,11 +554,11 @@ def open_dead_letters(settings: Settings) -> DeadLetterStore | None:
     return None
 
 
-def open_storm(settings: Settings) -> StormFolder | None:
-    from stream_processor.alerts.storm import StormFolder, StormPolicy
+def open_storm(settings: Settings) -> StormStore | None:
+    from stream_processor.alerts.storm import DynamoDBStormStore, MemoryStormStore, SQLiteStormStore, StormPolicy
 
     storm = settings.storm
-    if storm.store.kind != SQLITE:
+    if not storm.store.enabled:
         return None
     defaults = StormPolicy()
     policy = replace(
@@ -556,7 +568,14 @@ def open_storm(settings: Settings) -> StormFolder | None:
         ),
         window_seconds=defaults.window_seconds if storm.window_seconds is None else storm.window_seconds,
     )
-    return StormFolder(storm.store.target or settings.state_dir / STORM_FILE, policy)
+    store = storm.store
+    if store.kind == MEMORY:
+        return MemoryStormStore(policy)
+    if store.kind == DYNAMODB:
+        assert store.target is not None
+        client = region_for_store(store, settings.aws, "dynamodb").client("dynamodb")
+        return DynamoDBStormStore(client, store.target, policy)
+    return SQLiteStormStore(store.target or settings.state_dir / STORM_FILE, policy)
 
 
 def build_pipeline(
@@ -614,6 +633,7 @@ __all__ = [
     "ENV_DEAD_LETTER_QUEUE_URL",
     "ENV_DEDUPE_TABLE",
     "ENV_STATE_DIR",
+    "ENV_STORM_TABLE",
     "HOST",
     "LAMBDA",
     "LEDGER_FILE",

@@ -37,7 +37,7 @@ from stream_processor.wiring import (
     open_dead_letters,
 )
 
-REDRIVE = replace(HOST, storm=NONE)
+REDRIVE = replace(HOST, storm=NONE, storm_from_env=False)
 """Redrive sends each parked alert on its own: no storm folding; the ledger keeps sent ones from repeating."""
 
 

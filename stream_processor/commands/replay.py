@@ -47,7 +47,7 @@ from stream_processor.sources.replay import (
 from stream_processor.wiring import HOST, NONE, Settings, add_limit_arguments, add_state_arguments, build_pipeline
 
 MATCHERS = ("fast", "libjq")
-REPLAY = replace(HOST, storm=NONE)
+REPLAY = replace(HOST, storm=NONE, storm_from_env=False)
 """A host's SQLite ledger and dead letters (the live consumer's, with --state-dir); storms are not folded unless
 --storm names a store: a replay must not share the live consumer's storm windows by accident."""
 FROM_CHECKPOINT = "checkpoint"

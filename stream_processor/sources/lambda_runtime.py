@@ -16,7 +16,14 @@ from stream_processor.config import config_location_from_env, load_config
 from stream_processor.errors import ConfigError
 from stream_processor.pipeline import Pipeline
 from stream_processor.safe_text import install_log_filter
-from stream_processor.wiring import ENV_DEAD_LETTER_QUEUE_URL, ENV_DEDUPE_TABLE, LAMBDA, Settings, build_pipeline
+from stream_processor.wiring import (
+    ENV_DEAD_LETTER_QUEUE_URL,
+    ENV_DEDUPE_TABLE,
+    ENV_STORM_TABLE,
+    LAMBDA,
+    Settings,
+    build_pipeline,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +43,9 @@ class LambdaSettings:
     every other entry point reads them (here without flags).
 
     The rule file comes from tattletail's `S3_CONFIG_BUCKET` + `S3_CONFIG_PATH`, else `CONFIG_PATH` (a path
-    inside the deployment package, or `s3://bucket/key`). The ledger and dead letters are on when
-    `STREAM_PROCESSOR_DEDUPE_TABLE` and `STREAM_PROCESSOR_DEAD_LETTER_QUEUE_URL` are set (the templates set
-    both); Lambda has no disk that outlives a container, so nothing defaults to SQLite.
+    inside the deployment package, or `s3://bucket/key`). The ledger, dead letters and storm folding are on when
+    `STREAM_PROCESSOR_DEDUPE_TABLE`, `STREAM_PROCESSOR_DEAD_LETTER_QUEUE_URL` and `STREAM_PROCESSOR_STORM_TABLE`
+    are set (the templates set them); Lambda has no disk that outlives a container, so nothing defaults to SQLite.
     """
 
     config_location: str
@@ -127,4 +134,11 @@ def _configure_logging(environ: Mapping[str, str]) -> None:
     logging.getLogger("stream_processor").setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
 
 
-__all__ = ["ENV_DEAD_LETTER_QUEUE_URL", "ENV_DEDUPE_TABLE", "ContainerRuntime", "LambdaSettings", "lambda_pipeline"]
+__all__ = [
+    "ENV_DEAD_LETTER_QUEUE_URL",
+    "ENV_DEDUPE_TABLE",
+    "ENV_STORM_TABLE",
+    "ContainerRuntime",
+    "LambdaSettings",
+    "lambda_pipeline",
+]

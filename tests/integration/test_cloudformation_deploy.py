@@ -3,8 +3,8 @@ with the resource types its CloudFormation lacks added by tests/support/moto_cfn
 handler and the ECS consumer's settings run against what the stacks created.
 
 What must hold, read from the deployed stacks (never from the templates' text): the Lambda function and the
-consumer task use the state stack's DynamoDB ledger, its SQS dead-letter queue and its Secrets Manager secret,
-and their roles name exactly those resources.
+consumer task use the state stack's DynamoDB ledger and storm table, its SQS dead-letter queue and its Secrets
+Manager secret, and their roles name exactly those resources.
 """
 
 from __future__ import annotations
@@ -181,6 +181,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             "StreamName": feed["StreamName"],
             "StreamKeyId": feed["StreamKeyId"],
             "DedupeTableName": state["DedupeTableName"],
+            "StormTableName": state["StormTableName"],
             "DeadLetterQueueArn": state["DeadLetterQueueArn"],
             "StateKmsKeyArn": state["KmsKeyArn"],
             "SecretArns": state["WebhookSecretArn"],
@@ -226,6 +227,12 @@ def parked_alerts(settings: Settings, event_id: str) -> list[tuple[str, str]]:
 def ledger_keys(deployment: Deployment) -> set[str]:
     items = deployment.client("dynamodb").scan(TableName=deployment.state["DedupeTableName"])["Items"]
     return {item["id"]["S"] for item in items}
+
+
+def storm_windows(deployment: Deployment) -> set[tuple[str, str]]:
+    """(rule, destination) of every window in the state stack's storm table that counted an alert sent."""
+    items = deployment.client("dynamodb").scan(TableName=deployment.state["StormTableName"])["Items"]
+    return {(item["rule"]["S"], item["destination"]["S"]) for item in items if int(item["sent"]["N"]) > 0}
 
 
 def role_policy_text(deployment: Deployment, role_arn: str) -> str:
@@ -281,6 +288,7 @@ def test_the_roles_name_the_state_stacks_resources(deployment: Deployment, role_
         role_arn = function["Role"]
     text = role_policy_text(deployment, role_arn)
     assert f"table/{deployment.state['DedupeTableName']}" in text
+    assert f"table/{deployment.state['StormTableName']}" in text
     assert deployment.state["DeadLetterQueueArn"] in text
     assert deployment.state["WebhookSecretArn"] in text
     assert deployment.state_key_arn in text  # the state key, through DynamoDB, SQS and Secrets Manager
@@ -318,6 +326,7 @@ def test_the_s3_function_uses_the_stacks_ledger_queue_and_secret(
     settings = runtime.settings(os.environ).settings
     assert settings.ledger == Store("dynamodb", deployment.state["DedupeTableName"])
     assert settings.dead_letters == Store("sqs", deployment.state["DeadLetterQueueUrl"])
+    assert settings.storm.store == Store("dynamodb", deployment.state["StormTableName"])
     # AND Slack got the alert through the stack's secret, the failing destination's alert is in the stack's queue
     assert (summary["alerts"], summary["delivered"], summary["parked"]) == (1, 1, 1)
     assert len(deployment.receiver.delivered) == posted_before + 1
@@ -360,9 +369,10 @@ def test_the_consumer_task_uses_the_stacks_ledger_queue_and_secret(
     processor = shlex.split(exec_line.removeprefix("exec "))
     settings = settings_from_args(build_parser().parse_args(processor[3:]))
 
-    # THEN every record processor uses the state stack's ledger and queue
+    # THEN every record processor uses the state stack's ledger, storm table and queue
     assert settings.ledger == Store("dynamodb", deployment.state["DedupeTableName"])
     assert settings.dead_letters == Store("sqs", deployment.state["DeadLetterQueueUrl"])
+    assert settings.storm.store == Store("dynamodb", deployment.state["StormTableName"])
     assert settings.aws.region == REGION
 
     # AND a batch through the pipeline those settings build claims in that table, parks in that queue, and
@@ -387,3 +397,5 @@ def test_the_consumer_task_uses_the_stacks_ledger_queue_and_secret(
         dedupe_key("Create AccessKey", event_id, "Slack Audit")
     ]
     assert parked_alerts(settings, event_id) == [("Gone SNS", event_id)]
+    # AND its alerts were counted in the stack's storm table, whose windows every task and function shares
+    assert ("Create AccessKey", "Slack Audit") in storm_windows(deployment)

@@ -13,7 +13,7 @@ import pytest
 from stream_processor.alerts.delivery import AlertDeliverer, DeliveryPolicy
 from stream_processor.alerts.destinations.base import Destination
 from stream_processor.alerts.destinations.stdout import StdoutDestination
-from stream_processor.alerts.storm import StormFolder, StormPolicy
+from stream_processor.alerts.storm import SQLiteStormStore, StormPolicy
 from stream_processor.config import Config, DestinationConfig, Rule
 from stream_processor.dead_letters import SQLiteDeadLetterStore
 from stream_processor.dedupe import MemoryDedupeStore
@@ -185,7 +185,7 @@ def test_title_and_group_by_run_on_an_event_nested_past_pythons_recursion_limit(
     )  # fmt: skip
     config = Config((rule,), (DestinationConfig("out", "recording"),))
     out = RecordingDestination(config.destinations[0])
-    storm = StormFolder(tmp_path / "storm.sqlite3", StormPolicy())
+    storm = SQLiteStormStore(tmp_path / "storm.sqlite3", StormPolicy())
     pipeline = Pipeline(config, build_matcher((rule,)), AlertDeliverer({"out": out}, DeliveryPolicy.immediate()),
                         storm=storm)  # fmt: skip
 

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from stream_processor.alerts.delivery import AlertDeliverer, DeliveryPolicy
-from stream_processor.alerts.storm import StormFolder, StormPolicy
+from stream_processor.alerts.storm import SQLiteStormStore, StormPolicy
 from stream_processor.config import Config, DestinationConfig, Rule
 from stream_processor.dead_letters import SQLiteDeadLetterStore
 from stream_processor.dedupe import MemoryDedupeStore
@@ -52,7 +52,9 @@ def storm_records(count: int, per_record: int = 500) -> list[RawRecord]:
 
 def build(tmp_path: Path, clock: Clock) -> tuple[Pipeline, RecordingDestination]:
     slack = RecordingDestination(CONFIG.destinations[0])
-    folder = StormFolder(tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=10, window_seconds=60), clock)
+    folder = SQLiteStormStore(
+        tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=10, window_seconds=60), clock
+    )
     deliverer = AlertDeliverer({"slack": slack}, DeliveryPolicy.immediate())
     return Pipeline(CONFIG, LibjqMatcher((RULE,)), deliverer, ledger=MemoryDedupeStore(), storm=folder), slack
 
@@ -111,7 +113,9 @@ def test_group_by_folds_each_principal_separately(tmp_path: Path) -> None:
     config = Config((rule,), (DestinationConfig("slack", "recording"),))
     slack = RecordingDestination(config.destinations[0])
     clock = Clock()
-    folder = StormFolder(tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=2, window_seconds=60), clock)
+    folder = SQLiteStormStore(
+        tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=2, window_seconds=60), clock
+    )
     pipeline = Pipeline(
         config, LibjqMatcher((rule,)), AlertDeliverer({"slack": slack}, DeliveryPolicy.immediate()), storm=folder
     )
@@ -153,7 +157,7 @@ def test_a_batch_that_takes_longer_than_a_window_to_send_still_folds(tmp_path: P
     clock = Clock()
     slack = SlowDestination(CONFIG.destinations[0])
     slack.clock = clock
-    folder = StormFolder(tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=5, window_seconds=5), clock)
+    folder = SQLiteStormStore(tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=5, window_seconds=5), clock)
     pipeline = Pipeline(
         CONFIG, LibjqMatcher((RULE,)), AlertDeliverer({"slack": slack}, DeliveryPolicy.immediate()), storm=folder
     )
@@ -167,7 +171,9 @@ def test_a_batch_that_takes_longer_than_a_window_to_send_still_folds(tmp_path: P
 
 def test_folds_made_while_a_digest_is_out_go_into_the_next_digest(tmp_path: Path) -> None:
     clock = Clock()
-    folder = StormFolder(tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=1, window_seconds=60), clock)
+    folder = SQLiteStormStore(
+        tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=1, window_seconds=60), clock
+    )
     alerts = [Alert("Access Denied", "", True, CloudTrailEvent(b"{}", {"eventName": "GetObject"}, Position("s")))] * 4
     assert folder.admit(alerts[0], "slack", now=clock.now)
     assert not folder.admit(alerts[1], "slack", now=clock.now)
@@ -188,7 +194,9 @@ def test_a_rules_storm_window_sets_its_own_storm_window(tmp_path: Path) -> None:
     slack = RecordingDestination(config.destinations[0])
     clock = Clock()
     clock.now = 1_800_000_000.0 - (1_800_000_000.0 % 600)  # both windows start now
-    folder = StormFolder(tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=10, window_seconds=60), clock)
+    folder = SQLiteStormStore(
+        tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=10, window_seconds=60), clock
+    )
     pipeline = Pipeline(
         config, LibjqMatcher(config.rules), AlertDeliverer({"slack": slack}, DeliveryPolicy.immediate()), storm=folder
     )
@@ -214,10 +222,10 @@ def test_a_rules_storm_window_sets_its_own_storm_window(tmp_path: Path) -> None:
 def test_a_storm_file_from_before_per_rule_windows_still_opens_and_digests(tmp_path: Path) -> None:
     path = tmp_path / "storm.sqlite3"
     clock = Clock()
-    folder = StormFolder(path, StormPolicy(max_alerts_per_window=1, window_seconds=60), clock)
+    folder = SQLiteStormStore(path, StormPolicy(max_alerts_per_window=1, window_seconds=60), clock)
     folder._connection.execute("ALTER TABLE storm_windows DROP COLUMN window_seconds")  # the old schema
     folder.close()
-    reopened = StormFolder(path, StormPolicy(max_alerts_per_window=1, window_seconds=60), clock)
+    reopened = SQLiteStormStore(path, StormPolicy(max_alerts_per_window=1, window_seconds=60), clock)
     alert = Alert("Access Denied", "", True, CloudTrailEvent(b"{}", {"eventName": "GetObject"}, Position("s")))
     assert reopened.admit(alert, "slack", now=clock.now)
     assert not reopened.admit(alert, "slack", now=clock.now)
@@ -230,8 +238,8 @@ def test_a_window_stays_capped_while_a_slow_batch_still_folds_into_it_after_its_
     # GIVEN two shard processes sharing the storm file; a batch on shard A arrived in a window that then closed
     clock = Clock()
     policy = StormPolicy(max_alerts_per_window=2, window_seconds=5)
-    shard_a = StormFolder(tmp_path / "storm.sqlite3", policy, clock)
-    shard_b = StormFolder(tmp_path / "storm.sqlite3", policy, clock)
+    shard_a = SQLiteStormStore(tmp_path / "storm.sqlite3", policy, clock)
+    shard_b = SQLiteStormStore(tmp_path / "storm.sqlite3", policy, clock)
     alert = Alert("Access Denied", "", True, CloudTrailEvent(b"{}", {"eventName": "GetObject"}, Position("s")))
     arrived = clock.now
     assert [shard_a.admit(alert, "slack", now=arrived) for _ in range(3)] == [True, True, False]
@@ -267,7 +275,9 @@ def test_a_digest_neither_delivered_nor_parked_stays_pending_and_is_sent_later(t
     clock = Clock()
     slack = RecordingDestination(CONFIG.destinations[0])
     store = Unparkable(tmp_path / "dead.sqlite3")
-    folder = StormFolder(tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=10, window_seconds=60), clock)
+    folder = SQLiteStormStore(
+        tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=10, window_seconds=60), clock
+    )
     deliverer = AlertDeliverer({"slack": slack}, DeliveryPolicy.immediate())
     pipeline = Pipeline(
         CONFIG, LibjqMatcher((RULE,)), deliverer, ledger=MemoryDedupeStore(), dead_letters=store, storm=folder

@@ -26,6 +26,7 @@ from stream_processor.wiring import (
     add_aws_arguments,
     add_state_arguments,
     build_pipeline,
+    open_storm,
     region_for_store,
 )
 
@@ -73,8 +74,10 @@ def parse(argv: list[str], shape_storm: bool = True) -> argparse.Namespace:
             limits=Limits(12.5, DecodeBudget(record_bytes=2 << 20, record_items=500, event_bytes=300_000)),
         ),
         Settings(ledger=Store("memory"), dead_letters=Store("none"), storm=StormSettings(Store("none"))),
+        Settings(ledger=Store("dynamodb", "sp-dedupe"), storm=StormSettings(Store("dynamodb", "sp-storm"), 5)),
+        Settings(storm=StormSettings(Store("memory"))),
     ],
-    ids=["defaults", "everything-set", "memory-and-none"],
+    ids=["defaults", "everything-set", "memory-and-none", "dynamodb-storm", "memory-storm"],
 )
 def test_settings_survive_the_trip_through_the_processor_command_line(settings: Settings) -> None:
     argv = command_line("rules.toml", settings, dry_run=True, reload_interval=2.5, verbose=True)
@@ -107,6 +110,25 @@ def test_consume_hands_its_processors_the_durable_stores_the_environment_names(
     assert settings.aws.region == "eu-west-1"
 
 
+def test_consume_hands_its_processors_the_storm_table_the_environment_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every task of the ECS service folds into one table of windows: one digest per window, not one per task."""
+    config = tmp_path / "rules.toml"
+    config.write_text(SEED)
+    monkeypatch.setenv("STREAM_PROCESSOR_STORM_TABLE", "sp-storm")
+    argv = ["consume", "-c", str(config), "--stream", "s", "--application", "a", "--region", "eu-west-1"]
+    assert main([*argv, "--work-dir", str(tmp_path / "work"), "--storm-max", "3", "--print-properties"]) == 0
+    executable = next(
+        line.split("=", 1)[1].strip() for line in capsys.readouterr().out.splitlines() if line.startswith("executable")
+    )
+    exec_line = next(line for line in Path(executable).read_text().splitlines() if line.startswith("exec "))
+    command = shlex.split(exec_line.removeprefix("exec "))
+    monkeypatch.delenv("STREAM_PROCESSOR_STORM_TABLE")  # the processor reads its command line, not the variable
+    settings = settings_from_args(build_parser().parse_args(command[3:]))
+    assert settings.storm == StormSettings(Store("dynamodb", "sp-storm"), 3)
+
+
 def test_consume_without_durable_stores_keeps_sqlite_files_in_its_work_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -123,11 +145,55 @@ def test_consume_without_durable_stores_keeps_sqlite_files_in_its_work_dir(
 
 
 def test_flags_win_over_the_environment_which_wins_over_the_default() -> None:
-    environ = {"STREAM_PROCESSOR_DEDUPE_TABLE": "from-env", "STREAM_PROCESSOR_DEAD_LETTER_QUEUE_URL": QUEUE}
+    environ = {
+        "STREAM_PROCESSOR_DEDUPE_TABLE": "from-env",
+        "STREAM_PROCESSOR_DEAD_LETTER_QUEUE_URL": QUEUE,
+        "STREAM_PROCESSOR_STORM_TABLE": "storm-from-env",
+    }
     from_env = Settings.from_args(parse([]), environ, HOST)
     assert (from_env.ledger, from_env.dead_letters) == (Store("dynamodb", "from-env"), Store("sqs", QUEUE))
-    flagged = Settings.from_args(parse(["--dedupe", "memory", "--dead-letters", "none"]), environ, HOST)
+    assert from_env.storm.store == Store("dynamodb", "storm-from-env")
+    flagged = Settings.from_args(
+        parse(["--dedupe", "memory", "--dead-letters", "none", "--storm", "sqlite:/x/s.db"]), environ, HOST
+    )
     assert (flagged.ledger, flagged.dead_letters) == (Store("memory"), Store("none"))
+    assert flagged.storm.store == Store("sqlite", "/x/s.db")
+    assert Settings.from_args(parse(["--no-storm"]), environ, HOST).storm.store == Store("none")
+
+
+@pytest.mark.parametrize("command", ["replay", "redrive", "match"])
+def test_replays_and_one_shot_sends_never_fold_into_the_consumers_storm_table(command: str) -> None:
+    """A replay folding into the live windows would hold back the consumers' alerts, or add to their digests."""
+    from stream_processor.commands.dead_letters import REDRIVE
+    from stream_processor.commands.replay import REPLAY
+
+    shape = {"replay": REPLAY, "redrive": REDRIVE, "match": ONE_SHOT}[command]
+    environ = {"STREAM_PROCESSOR_STORM_TABLE": "sp-storm"}
+    assert Settings.from_args(parse([]), environ, shape).storm.store == Store("none")
+    flagged = Settings.from_args(parse(["--storm", "dynamodb:sp-storm"]), environ, shape)
+    assert flagged.storm.store == Store("dynamodb", "sp-storm")
+
+
+@pytest.mark.parametrize(
+    ("spec", "backend"),
+    [
+        ("dynamodb:sp-storm", "DynamoDBStormStore"),
+        ("memory", "MemoryStormStore"),
+        ("sqlite", "SQLiteStormStore"),
+        ("none", None),
+    ],
+)
+def test_open_storm_opens_the_store_the_flag_names(tmp_path: Path, spec: str, backend: str | None) -> None:
+    settings = Settings.from_args(
+        parse(["--storm", spec, "--storm-max", "4", "--state-dir", str(tmp_path), "--region", "eu-west-1"]), {}, HOST
+    )
+    store = open_storm(settings)
+    if backend is None:
+        assert store is None
+        return
+    assert type(store).__name__ == backend
+    assert store is not None and store.policy.max_alerts_per_window == 4
+    store.close()
 
 
 @pytest.mark.parametrize(
@@ -163,8 +229,11 @@ def test_lambda_keeps_no_state_unless_the_environment_names_it() -> None:
     }
     settings = LambdaSettings.from_env(environ).settings
     assert (settings.ledger, settings.dead_letters) == (Store("dynamodb", "sp-dedupe"), Store("sqs", QUEUE))
+    assert settings.storm.store == Store("none")
     assert settings.aws.region == "ap-south-1"
     assert settings == Settings.from_env(environ, LAMBDA)
+    folding = LambdaSettings.from_env({**environ, "STREAM_PROCESSOR_STORM_TABLE": "sp-storm"}).settings
+    assert folding.storm.store == Store("dynamodb", "sp-storm")
 
 
 @pytest.mark.parametrize(

@@ -238,11 +238,11 @@ CONSUMER_NEEDS: dict[str, tuple[str, ...]] = {
     "dynamodb:DescribeTable": KCL_TABLES,
     "dynamodb:UpdateTable": ("table/${AppName}",),
     "dynamodb:Query": ("table/${AppName}/index/*",),
-    "dynamodb:Scan": KCL_TABLES,
-    "dynamodb:UpdateItem": KCL_TABLES,
-    "dynamodb:GetItem": (*KCL_TABLES, "table/${DedupeTableName}"),
+    "dynamodb:Scan": (*KCL_TABLES, "table/${StormTableName}"),
+    "dynamodb:UpdateItem": (*KCL_TABLES, "table/${StormTableName}"),
+    "dynamodb:GetItem": (*KCL_TABLES, "table/${DedupeTableName}", "table/${StormTableName}"),
     "dynamodb:PutItem": (*KCL_TABLES, "table/${DedupeTableName}"),
-    "dynamodb:DeleteItem": (*KCL_TABLES, "table/${DedupeTableName}"),
+    "dynamodb:DeleteItem": (*KCL_TABLES, "table/${DedupeTableName}", "table/${StormTableName}"),
     "cloudwatch:PutMetricData": ("*",),
     "s3:GetObject": ("${ConfigBucket}/${ConfigKey}",),
     "secretsmanager:GetSecretValue": ("${SecretArns}",),
@@ -297,7 +297,7 @@ def test_consumer_container_runs_consume_as_non_root() -> None:
     container = load_template("consumer.yaml")["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]
     assert container["Command"][0] == "consume"
     assert container["User"] not in ("0", "root")
-    env = {item["Name"]: item["Value"] for item in container["Environment"]}
+    env = {item["Name"]: item["Value"] for raw in container["Environment"] for item in _branches(raw)}
     assert env["S3_CONFIG_BUCKET"] == {"Ref": "ConfigBucket"}
     assert env["S3_CONFIG_PATH"] == {"Ref": "ConfigKey"}
 
@@ -369,6 +369,67 @@ def test_state_dedupe_table_matches_the_dynamodb_store() -> None:
     ttl = table["TimeToLiveSpecification"]
     assert ttl["Enabled"] is True
     assert item[ttl["AttributeName"]].keys() == {"N"}, "the TTL attribute must be a number (epoch seconds)"
+
+
+class RecordingDynamoDB:
+    """A DynamoDB client that records the calls DynamoDBStormStore makes (each update succeeds)."""
+
+    def __init__(self) -> None:
+        self.updates: list[dict[str, Any]] = []
+
+    def update_item(self, **kwargs: Any) -> dict[str, Any]:
+        self.updates.append(kwargs)
+        return {}
+
+
+def test_state_storm_table_matches_the_dynamodb_store() -> None:
+    """The table's key and TTL attribute are the ones DynamoDBStormStore writes; kept like the ledger's table."""
+    from stream_processor.alerts.storm import DynamoDBStormStore
+    from stream_processor.model import Alert, CloudTrailEvent, Position
+
+    client = RecordingDynamoDB()
+    store = DynamoDBStormStore(client, "sp-storm")  # type: ignore[arg-type]
+    store.admit(Alert("r", "", True, CloudTrailEvent(b"{}", {}, Position("s"))), "slack")
+    (update,) = client.updates
+    resource = load_template("state.yaml")["Resources"]["StormTable"]
+    table = resource["Properties"]
+    (key,) = table["KeySchema"]
+    assert key["KeyType"] == "HASH" and update["Key"].keys() == {key["AttributeName"]}
+    assert update["Key"][key["AttributeName"]].keys() == {"S"}
+    ttl = table["TimeToLiveSpecification"]
+    assert ttl["Enabled"] is True
+    assert ttl["AttributeName"] in update["ExpressionAttributeNames"].values()
+    assert update["ExpressionAttributeValues"][":exp"].keys() == {"N"}, "the TTL attribute must be epoch seconds"
+    ledger = load_template("state.yaml")["Resources"]["DedupeTable"]
+    for same in ("DeletionPolicy", "UpdateReplacePolicy"):
+        assert resource[same] == ledger[same]
+    for same in ("BillingMode", "SSESpecification", "PointInTimeRecoverySpecification"):
+        assert table[same] == ledger["Properties"][same]
+
+
+@pytest.mark.parametrize("template_name", ["consumer.yaml", "lambda.yaml"])
+def test_the_storm_table_is_optional_and_named_by_the_state_stacks_output(template_name: str) -> None:
+    parameter = load_template(template_name)["Parameters"]["StormTableName"]
+    assert parameter["Default"] == "" and "StormTableName" in parameter["Description"]
+    assert "StormTableName" in load_template("state.yaml")["Outputs"]
+
+
+@pytest.mark.parametrize("role", ["S3FunctionRole", "KinesisFunctionRole"])
+def test_lambda_functions_may_fold_storms_in_the_storm_table_only(role: str) -> None:
+    statements = role_statements(load_template("lambda.yaml"), role)
+    table = "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${StormTableName}"
+    storm = [s for s in statements if table in s.resources]
+    assert {action for s in storm for action in s.actions} == {
+        "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Scan"
+    }  # fmt: skip
+    assert all(s.resources == (table,) for s in storm)
+    assert resources_for(statements, "dynamodb:Scan") == {table}  # no other table may be scanned
+
+
+@pytest.mark.parametrize("function", ["KinesisFunction", "S3Function"])
+def test_lambda_functions_fold_into_the_storm_table(function: str) -> None:
+    variables = load_template("lambda.yaml")["Resources"][function]["Properties"]["Environment"]["Variables"]
+    assert variables["STREAM_PROCESSOR_STORM_TABLE"] == {"Ref": "StormTableName"}  # empty: not read
 
 
 @pytest.mark.parametrize("queue_id", ["DeadLetterQueue", "FailedBatchQueue"])
@@ -470,6 +531,7 @@ def test_state_key_encrypts_the_ledger_queues_and_secret() -> None:
     resources = load_template("state.yaml")["Resources"]
     with_key = {"Fn::If": ["UseCustomerKey", {"Ref": "KmsKeyArn"}, {"Ref": "AWS::NoValue"}]}
     assert resources["DedupeTable"]["Properties"]["SSESpecification"]["KMSMasterKeyId"] == with_key
+    assert resources["StormTable"]["Properties"]["SSESpecification"]["KMSMasterKeyId"] == with_key
     assert resources["WebhookSecret"]["Properties"]["KmsKeyId"] == with_key
     for queue in ("DeadLetterQueue", "FailedBatchQueue"):
         assert resources[queue]["Properties"]["KmsMasterKeyId"] == with_key
@@ -496,8 +558,11 @@ def test_consumer_container_has_a_health_check_on_the_heartbeat_consume_writes()
 
 def test_consumer_tasks_share_the_state_stacks_ledger_and_queue() -> None:
     container = load_template("consumer.yaml")["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]
-    env = {item["Name"]: item["Value"] for item in container["Environment"]}
+    env = {item["Name"]: item["Value"] for raw in container["Environment"] for item in _branches(raw)}
     assert env["STREAM_PROCESSOR_DEDUPE_TABLE"] == {"Ref": "DedupeTableName"}
+    assert env["STREAM_PROCESSOR_STORM_TABLE"] == {"Ref": "StormTableName"}  # only when given
+    assert {"Fn::If": ["HasStormTable", {"Name": "STREAM_PROCESSOR_STORM_TABLE", "Value": {"Ref": "StormTableName"}},
+                       {"Ref": "AWS::NoValue"}]} in container["Environment"]  # fmt: skip
     assert "${QueueName}" in render(env["STREAM_PROCESSOR_DEAD_LETTER_QUEUE_URL"])
     assert "--dedupe" not in container["Command"] and "--dead-letters" not in container["Command"]
 
