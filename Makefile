@@ -43,22 +43,27 @@ $(STAMP): requirements/dev.txt pyproject.toml
 	touch $(STAMP)
 
 # The lock (README, "Dependencies"): pyproject.toml keeps the ranges the package supports, requirements/*.txt the
-# exact versions and hashes every install here uses, resolved by uv for Lambda's and the image's Python 3.11 on
-# Linux. runtime.txt (the package's dependencies: the Lambda package) constrains kcl.txt (runtime plus
-# amazon-kclpy: the consumer image) and dev.txt (runtime, the dev extra and the tools in requirements/tools.in),
-# so the tests run what ships. `make lock` re-resolves after pyproject.toml changed and keeps every pin it can;
-# `make lock-upgrade` moves everything to the newest versions the ranges allow.
+# exact versions and hashes every install here uses, resolved by uv for Python 3.11 on Linux x86_64.
+# runtime.txt (the package's dependencies) constrains kcl.txt (runtime plus amazon-kclpy: the consumer image) and
+# dev.txt (runtime, the dev extra and requirements/tools.in), so the tests run what ships. runtime.txt is resolved
+# for the oldest place it runs, Lambda's python3.11 (Amazon Linux 2, glibc 2.26): the native dependencies as
+# manylinux2014 wheels (google-re2's after 1.1 need glibc 2.27), except jq, whose wheels are manylinux_2_26, a tag
+# uv cannot name (`make lambda`'s pip can, and fails on any pin Lambda cannot load).
+# `make lock` re-resolves after pyproject.toml changed, keeping every pin it can; `make lock-upgrade` moves
+# everything to the newest versions the ranges allow.
 LOCK_TARGET := --python-version 3.11 --python-platform linux
-UV_COMPILE = $(BIN)/uv pip compile --quiet --generate-hashes $(LOCK_TARGET) $(LOCK_UPGRADE) \
-	--custom-compile-command 'make lock'
+RUNTIME_TARGET := --python-version 3.11 --python-platform x86_64-manylinux2014 \
+	--only-binary google-re2 --only-binary orjson --only-binary zlib-ng
+UV_COMPILE = $(BIN)/uv pip compile --quiet --generate-hashes $(LOCK_UPGRADE) --custom-compile-command 'make lock'
 IAC_SCAN_REQUIREMENTS = $(BIN)/python -c "import tomllib; \
 print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['iac-scan'], sep='\n')"
 
 lock: $(STAMP)
-	$(UV_COMPILE) pyproject.toml -o requirements/runtime.txt
-	$(UV_COMPILE) pyproject.toml --extra kcl -c requirements/runtime.txt -o requirements/kcl.txt
-	$(UV_COMPILE) pyproject.toml requirements/tools.in --extra dev -c requirements/runtime.txt -o requirements/dev.txt
-	$(IAC_SCAN_REQUIREMENTS) | $(UV_COMPILE) - -o requirements/checkov.txt
+	$(UV_COMPILE) $(RUNTIME_TARGET) pyproject.toml -o requirements/runtime.txt
+	$(UV_COMPILE) $(LOCK_TARGET) pyproject.toml --extra kcl -c requirements/runtime.txt -o requirements/kcl.txt
+	$(UV_COMPILE) $(LOCK_TARGET) pyproject.toml requirements/tools.in --extra dev -c requirements/runtime.txt \
+		-o requirements/dev.txt
+	$(IAC_SCAN_REQUIREMENTS) | $(UV_COMPILE) $(LOCK_TARGET) - -o requirements/checkov.txt
 
 lock-upgrade: LOCK_UPGRADE := --upgrade
 lock-upgrade: lock

@@ -31,7 +31,7 @@ LOCK_ENVIRONMENT = {"python_version": "3.11", "python_full_version": "3.11.0", "
 PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>\S+)")
 # The native code that decides what a rule matches and how a record decodes: what the tests run must be what
 # Lambda and the image run.
-SAME_AS_TESTED = ("jq", "orjson", "zlib-ng")
+SAME_AS_TESTED = ("jq", "google-re2", "orjson", "zlib-ng")
 
 
 @dataclass(frozen=True)
