@@ -2,10 +2,10 @@
 #
 # The consumer image: `stream-processor consume` runs the KCL MultiLangDaemon (Java) which runs one Python
 # record processor per shard lease. Three stages: Maven fetches the KCL jars named by infra/kcl/pom.xml,
-# a Python stage builds every wheel (amazon-kclpy bundles its jars, taken from the Maven stage's repository
-# instead of downloaded), and the runtime stage is python:3.11-slim with a headless Java 17, running as
-# non-root. `consume` finds the jars inside the installed amazon_kclpy package (set STREAM_PROCESSOR_KCL_JARS
-# or --kcl-jars to use others).
+# a Python stage gathers every wheel at the versions and hashes requirements/kcl.txt locks (amazon-kclpy bundles
+# its jars, taken from the Maven stage's repository instead of downloaded), and the runtime stage is
+# python:3.11-slim with a headless Java 17, running as non-root. `consume` finds the jars inside the installed
+# amazon_kclpy package (set STREAM_PROCESSOR_KCL_JARS or --kcl-jars to use others).
 #
 #   docker build -t stream-processor:0.1.0 .
 #   docker run --rm stream-processor:0.1.0                     # consume --help
@@ -15,7 +15,6 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG MAVEN_IMAGE=maven:3.9-eclipse-temurin-17
-ARG KCLPY_VERSION=3.1.3
 
 # --- 1. the KCL jars -----------------------------------------------------------------------------------
 FROM ${MAVEN_IMAGE} AS kcl-jars
@@ -27,20 +26,21 @@ RUN mvn -q -B -Dmaven.repo.local=/m2 -f infra/kcl/pom.xml dependency:copy-depend
 
 # --- 2. wheels ------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS wheels
-ARG KCLPY_VERSION
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY --from=kcl-jars /m2 /m2
 WORKDIR /src
+COPY requirements/kcl.txt requirements/kcl.txt
+# The dependencies exactly as locked, every download checked against its hash. KCL_MVN_REPO_SEARCH_URL:
+# amazon-kclpy's setup.py copies its jars from this repository into its wheel.
+RUN KCL_MVN_REPO_SEARCH_URL=file:///m2/ pip wheel --wheel-dir /wheels --require-hashes -r requirements/kcl.txt
 COPY pyproject.toml README.md LICENSE ./
 COPY stream_processor ./stream_processor
-# KCL_MVN_REPO_SEARCH_URL: amazon-kclpy's setup.py copies its jars from this repository into its wheel.
-RUN KCL_MVN_REPO_SEARCH_URL=file:///m2/ pip wheel --wheel-dir /wheels . "amazon-kclpy==${KCLPY_VERSION}" \
+RUN pip wheel --wheel-dir /wheels --no-deps . \
  && python -c "import glob, zipfile; w, = glob.glob('/wheels/amazon_kclpy-*.whl'); \
 assert any(n.endswith('.jar') for n in zipfile.ZipFile(w).namelist()), 'amazon-kclpy wheel has no jars'"
 
 # --- 3. runtime -----------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
-ARG KCLPY_VERSION
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -51,8 +51,10 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jre-headless \
  && rm -rf /var/lib/apt/lists/*
 
+# Exactly the wheels of the previous stage (checked there), nothing resolved again; pip check: none is missing.
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels cloudtrail-stream-processor "amazon-kclpy==${KCLPY_VERSION}"
+    pip install --no-index --no-deps /wheels/*.whl \
+ && pip check
 
 # Non-root; its home is the only writable place the consumer needs (KCL properties, SQLite state).
 RUN groupadd --system --gid 10001 app \

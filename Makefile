@@ -1,10 +1,10 @@
-# Everything a fresh machine needs is installed by these targets (Python venv, npm, Maven).
+# Everything a fresh machine needs is installed by these targets: venvs from the lock (requirements/), npm, Maven.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint cfn-lint checkov test-ids demo bench bench-e2e clean kinesis-local kcl lambda lambda-pins
+.PHONY: setup test lint cfn-lint checkov test-ids demo bench bench-e2e clean kinesis-local kcl lambda lock lock-upgrade
 
 setup: $(STAMP) kinesis-local kcl
 
@@ -16,24 +16,57 @@ $(KINESIS_LOCAL): infra/local/package.json infra/local/package-lock.json
 	npm ci --prefix infra/local --no-audit --no-fund
 	touch $(KINESIS_LOCAL)
 
-# KCL MultiLangDaemon jars (infra/kcl/pom.xml) into infra/kcl/jars/, then amazon-kclpy built from the same
-# local Maven repository (its setup.py looks the jars up under KCL_MVN_REPO_SEARCH_URL instead of downloading).
+# KCL MultiLangDaemon jars (infra/kcl/pom.xml) into infra/kcl/jars/, then amazon-kclpy (the version
+# requirements/kcl.txt locks) built from the same local Maven repository: its setup.py looks the jars up under
+# KCL_MVN_REPO_SEARCH_URL instead of downloading them.
 MVN_REPO ?= $(HOME)/.m2/repository
-KCLPY_VERSION := 3.1.3
 KCL_STAMP := infra/kcl/jars/.fetched
-kcl: $(KCL_STAMP)
+KCLPY_STAMP := $(VENV)/.kclpy-installed
+kcl: $(KCL_STAMP) $(KCLPY_STAMP)
 
-$(KCL_STAMP): infra/kcl/pom.xml | $(STAMP)
+$(KCL_STAMP): infra/kcl/pom.xml
 	rm -rf infra/kcl/jars
 	mvn -q -B -Dmaven.repo.local=$(MVN_REPO) -f infra/kcl/pom.xml dependency:copy-dependencies
-	KCL_MVN_REPO_SEARCH_URL=file://$(abspath $(MVN_REPO))/ $(BIN)/pip install --quiet amazon-kclpy==$(KCLPY_VERSION)
 	touch $(KCL_STAMP)
 
-$(STAMP): pyproject.toml
+$(KCLPY_STAMP): requirements/kcl.txt $(KCL_STAMP) $(STAMP)
+	KCL_MVN_REPO_SEARCH_URL=file://$(abspath $(MVN_REPO))/ \
+		$(BIN)/pip install --quiet --require-hashes -r requirements/kcl.txt
+	touch $(KCLPY_STAMP)
+
+# The venv holds exactly requirements/dev.txt (hashes checked), then this project itself, editable, built by the
+# locked setuptools. A changed lock reinstalls (what the lock dropped stays until `make clean`).
+$(STAMP): requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# The lock (README, "Dependencies"): pyproject.toml keeps the ranges the package supports, requirements/*.txt the
+# exact versions and hashes every install here uses, resolved by uv for Python 3.11 on Linux x86_64.
+# runtime.txt (the package's dependencies) constrains kcl.txt (runtime plus amazon-kclpy: the consumer image) and
+# dev.txt (runtime, the dev extra and requirements/tools.in), so the tests run what ships. runtime.txt is resolved
+# for the oldest place it runs, Lambda's python3.11 (Amazon Linux 2, glibc 2.26): the native dependencies as
+# manylinux2014 wheels (google-re2's after 1.1 need glibc 2.27), except jq, whose wheels are manylinux_2_26, a tag
+# uv cannot name (`make lambda`'s pip can, and fails on any pin Lambda cannot load).
+# `make lock` re-resolves after pyproject.toml changed, keeping every pin it can; `make lock-upgrade` moves
+# everything to the newest versions the ranges allow.
+LOCK_TARGET := --python-version 3.11 --python-platform linux
+RUNTIME_TARGET := --python-version 3.11 --python-platform x86_64-manylinux2014 \
+	--only-binary google-re2 --only-binary orjson --only-binary zlib-ng
+UV_COMPILE = $(BIN)/uv pip compile --quiet --generate-hashes $(LOCK_UPGRADE) --custom-compile-command 'make lock'
+IAC_SCAN_REQUIREMENTS = $(BIN)/python -c "import tomllib; \
+print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['iac-scan'], sep='\n')"
+
+lock: $(STAMP)
+	$(UV_COMPILE) $(RUNTIME_TARGET) pyproject.toml -o requirements/runtime.txt
+	$(UV_COMPILE) $(LOCK_TARGET) pyproject.toml --extra kcl -c requirements/runtime.txt -o requirements/kcl.txt
+	$(UV_COMPILE) $(LOCK_TARGET) pyproject.toml requirements/tools.in --extra dev -c requirements/runtime.txt \
+		-o requirements/dev.txt
+	$(IAC_SCAN_REQUIREMENTS) | $(UV_COMPILE) $(LOCK_TARGET) - -o requirements/checkov.txt
+
+lock-upgrade: LOCK_UPGRADE := --upgrade
+lock-upgrade: lock
 
 lint: setup cfn-lint checkov
 	$(BIN)/ruff check stream_processor tests benchmarks
@@ -44,12 +77,13 @@ cfn-lint: setup
 	$(BIN)/cfn-lint infra/cloudformation/*.yaml
 
 # checkov (IaC security scanner) in a venv of its own: its pins would move the project's boto3 and packaging.
-# Its version is pyproject.toml's `iac-scan` extra. Every suppression is in the template, with its reason.
+# pyproject.toml's `iac-scan` extra names it, requirements/checkov.txt locks it. Every suppression is in the
+# template, with its reason.
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
-$(CHECKOV_STAMP): pyproject.toml
+$(CHECKOV_STAMP): requirements/checkov.txt
 	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet "$$($(PYTHON) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['iac-scan'])")"
+	$(CHECKOV_VENV)/bin/pip install --quiet --require-hashes -r requirements/checkov.txt
 	touch $(CHECKOV_STAMP)
 
 checkov: $(CHECKOV_STAMP)
@@ -70,21 +104,20 @@ TEST_WORKERS ?= 2
 test: lint test-ids
 	$(BIN)/pytest -q -rfEs --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
-# The Lambda deployment package (infra/cloudformation/lambda.yaml): this project and its dependencies at the
-# versions infra/lambda/requirements.txt pins (those `make test` ran), built for Lambda's python3.11 (Amazon
-# Linux 2, glibc 2.26, x86_64): manylinux_2_26 wheels (jq's) and older manylinux2014 ones.
+# The Lambda deployment package (infra/cloudformation/lambda.yaml): this project and exactly the dependencies
+# requirements/runtime.txt locks (hashes checked), built for Lambda's python3.11 (Amazon Linux 2, glibc 2.26,
+# x86_64): manylinux_2_26 wheels (jq's) and older manylinux2014 ones. The project's own wheel joins the lock with
+# its hash, so one pip run installs everything and fails if the lock lacks a dependency the project declares.
 LAMBDA_PLATFORMS := --platform manylinux_2_26_x86_64 --platform manylinux2014_x86_64
 lambda: setup
-	rm -rf build/wheel build/lambda build/lambda.zip
-	$(BIN)/pip wheel --quiet --no-deps --wheel-dir build/wheel .
+	rm -rf build/wheel build/lambda build/lambda.zip build/lambda-requirements.txt
+	$(BIN)/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir build/wheel .
+	{ cat requirements/runtime.txt; for wheel in build/wheel/*.whl; do \
+		echo "$$wheel $$($(BIN)/pip hash $$wheel | tail -n 1)"; done; } > build/lambda-requirements.txt
 	$(BIN)/pip install --quiet --target build/lambda $(LAMBDA_PLATFORMS) --implementation cp --python-version 3.11 \
-		--only-binary=:all: -r infra/lambda/requirements.txt build/wheel/cloudtrail_stream_processor-*.whl
+		--only-binary=:all: --require-hashes -r build/lambda-requirements.txt
 	cd build/lambda && $(PYTHON) -m zipfile -c ../lambda.zip *
 	@echo "build/lambda.zip: upload it as lambda.yaml's CodeBucket/CodeKey"
-
-# After a dependency bump: pin the Lambda package to what .venv now has (and run `make test` on it first).
-lambda-pins: setup
-	$(BIN)/python infra/lambda/pin.py > infra/lambda/requirements.txt
 
 demo: setup
 	$(BIN)/stream-processor demo
