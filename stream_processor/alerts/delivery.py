@@ -9,23 +9,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-    wait_none,
-    wait_random,
-)
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base
 
 from stream_processor.alerts.destinations.base import Destination
+from stream_processor.backoff import exponential_backoff
 from stream_processor.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
 from stream_processor.model import Alert, DeliveryResult
+from stream_processor.token_bucket import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +55,8 @@ class DeliveryPolicy:
         return cls(max_attempts=max_attempts, initial_backoff=0.0, max_backoff=0.0, jitter=0.0, timeout=timeout)
 
     def backoff_strategy(self) -> wait_base:
-        """tenacity's exponential backoff with jitter for this policy (no wait at all when both are zero)."""
-        if self.initial_backoff == 0 and self.jitter == 0:
-            return wait_none()
-        return wait_exponential(multiplier=self.initial_backoff, max=self.max_backoff) + wait_random(0, self.jitter)
+        """The shared exponential backoff with this policy's jitter and cap (no wait when both are zero)."""
+        return exponential_backoff(self.initial_backoff, self.max_backoff, jitter=self.jitter)
 
     def with_retry_after(self, backoff: float, retry_after: float | None) -> float:
         """The wait once the destination said `Retry-After`: the larger of both, capped at `max_retry_after`."""
@@ -90,7 +82,7 @@ class AlertDeliverer:
         self.policy = policy or DeliveryPolicy()
         self._sleep = sleep
         self._buckets = {
-            destination_id: _TokenBucket(*destination.RATE_LIMIT, clock=clock)
+            destination_id: TokenBucket(*destination.RATE_LIMIT, clock=clock)
             for destination_id, destination in self.destinations.items()
             if destination.RATE_LIMIT is not None
         }
@@ -101,13 +93,6 @@ class AlertDeliverer:
     def deliver(self, alert: Alert, destination_ids: Sequence[str]) -> list[DeliveryResult]:
         """Send `alert` to each destination id in turn; a failure at one never stops the others."""
         return [self._deliver_one(alert, destination_id) for destination_id in destination_ids]
-
-    def deliver_all(self, routed: Iterable[tuple[Alert, Sequence[str]]]) -> list[DeliveryResult]:
-        """`deliver` for each (alert, destination ids) pair, results in the same order."""
-        results: list[DeliveryResult] = []
-        for alert, destination_ids in routed:
-            results.extend(self.deliver(alert, destination_ids))
-        return results
 
     def close(self) -> None:
         """Close every destination's connections; one failing to close does not keep the others open."""
@@ -140,7 +125,7 @@ class AlertDeliverer:
         def wait(state: RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome is not None else None
             retry_after = error.retry_after if isinstance(error, RetryableDeliveryError) else None
-            return policy.with_retry_after(min(float(backoff(state)), policy.max_backoff), retry_after)
+            return policy.with_retry_after(float(backoff(state)), retry_after)
 
         def before_sleep(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome is not None else None
@@ -195,21 +180,3 @@ class AlertDeliverer:
             reason,
         )
         return DeliveryResult(alert, destination_id, delivered=False, attempts=attempts, reason=reason)
-
-
-class _TokenBucket:
-    """A per-destination rate limit: `take()` says how long to wait before the next send."""
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self.clock = clock
-        self.tokens = float(burst)
-        self.updated = clock()
-
-    def take(self) -> float:
-        now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        self.tokens -= 1.0
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate

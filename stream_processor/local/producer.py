@@ -19,12 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
 
 from stream_processor.aws import AwsSettings
+from stream_processor.backoff import exponential_backoff
 from stream_processor.decode import CONTROL_MESSAGE, DATA_MESSAGE, decode_bytes, encode_subscription_record
 from stream_processor.errors import StreamProcessorError
 from stream_processor.local.stack import DEFAULT_REGION, local_client
 from stream_processor.local.traffic import TrafficGenerator, seed_triggers
+from stream_processor.token_bucket import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -48,46 +51,6 @@ class ProduceSummary:
     @property
     def events_per_second(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
-
-
-class TokenBucket:
-    """Paces events to `rate` per second; at most `burst` saved-up events go at once (`initial` at the start)."""
-
-    def __init__(
-        self,
-        rate: float,
-        burst: float,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        initial: float | None = None,
-    ) -> None:
-        if rate <= 0:
-            raise ValueError(f"rate must be positive, got {rate}")
-        self.rate = rate
-        self.burst = max(burst, 1.0)
-        self._clock = clock
-        self._sleep = sleep
-        self._tokens = self.burst if initial is None else min(initial, self.burst)
-        self._last = clock()
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-
-    def wait_time(self, amount: float) -> float:
-        """Seconds until `amount` tokens are available (0 when they are now)."""
-        self._refill()
-        missing = min(amount, self.burst) - self._tokens
-        return max(missing / self.rate, 0.0)
-
-    def take(self, amount: float) -> None:
-        """Block until `amount` tokens are available, then spend them (a debt beyond `burst` is carried)."""
-        delay = self.wait_time(amount)
-        if delay > 0:
-            self._sleep(delay)
-            self._refill()
-        self._tokens -= amount
 
 
 @dataclass(slots=True)
@@ -178,7 +141,7 @@ class SubscriptionProducer:
                 delay = self._bucket.wait_time(self.per_record)
                 if delay > 0 and self._pending.entries and self._clock() + delay - self._pending.since >= self.linger:
                     self._flush()  # do not hold records back while waiting for the rate
-                self._bucket.take(self.per_record)
+                self._bucket.acquire(self.per_record)
             chunk = _take(iterator, self.per_record)
             if not chunk:
                 break
@@ -248,28 +211,42 @@ class SubscriptionProducer:
             self._on_progress(events)
 
     def _put(self, entries: list[dict[str, Any]]) -> None:
-        """PutRecords, re-sending only the entries that failed, with exponential backoff and jitter."""
+        """PutRecords, re-sending only the entries that failed, with the shared exponential backoff."""
         remaining = entries
-        for attempt in range(self.MAX_ATTEMPTS):
-            if attempt:
-                self._retried += len(remaining)
-                delay = min(self.BACKOFF_CAP, self.BACKOFF_BASE * 2 ** (attempt - 1))
-                self._sleep(delay * (0.5 + self._rng.random() / 2))
+
+        def put_once() -> list[dict[str, Any]]:
+            """One PutRecords of what is left; the entries still to send (none when all were taken)."""
+            nonlocal remaining
             request = [{"Data": entry["Data"], "PartitionKey": entry["PartitionKey"]} for entry in remaining]
             self._calls += 1
             try:
                 response = self.client.put_records(StreamName=self.stream, Records=request)
             except self.client.exceptions.ProvisionedThroughputExceededException:
                 log.debug("PutRecords throttled as a whole; retrying %d entries", len(remaining))
-                continue
+                return remaining
             if not response.get("FailedRecordCount"):
-                return
+                remaining = []
+                return remaining
             results = response["Records"]
             failed = [entry for entry, result in zip(remaining, results, strict=True) if result.get("ErrorCode")]
             codes = {result["ErrorCode"] for result in results if result.get("ErrorCode")}
             log.debug("PutRecords: %d of %d entries failed (%s)", len(failed), len(remaining), ", ".join(codes))
             remaining = failed
-        raise ProduceError(f"{len(remaining)} records still failed after {self.MAX_ATTEMPTS} PutRecords attempts")
+            return remaining
+
+        def count_retried(_: RetryCallState) -> None:
+            self._retried += len(remaining)
+
+        Retrying(
+            stop=stop_after_attempt(self.MAX_ATTEMPTS),
+            wait=exponential_backoff(self.BACKOFF_BASE, self.BACKOFF_CAP, proportional_jitter=True),
+            retry=retry_if_result(bool),
+            sleep=self._sleep,
+            before_sleep=count_retried,
+            retry_error_callback=lambda _: None,
+        )(put_once)
+        if remaining:
+            raise ProduceError(f"{len(remaining)} records still failed after {self.MAX_ATTEMPTS} PutRecords attempts")
 
 
 def _take(iterator: Iterator[bytes], count: int) -> list[bytes]:

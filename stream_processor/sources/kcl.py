@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from amazon_kclpy.checkpoint_error import CheckpointError
 from amazon_kclpy.v3.processor import RecordProcessorBase
-from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential, wait_random
+from tenacity import RetryCallState, Retrying, retry_if_exception
 
+from stream_processor.backoff import exponential_backoff
 from stream_processor.gc_tuning import PeriodicCollector
 from stream_processor.model import BatchOutcome, Config, Position, RawRecord
 
@@ -325,10 +326,11 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
         retrying = Retrying(
             retry=retry_if_exception(_retryable_checkpoint_error),
             stop=self._checkpoint_attempts_exhausted,
-            wait=wait_exponential(
-                multiplier=self.CHECKPOINT_BACKOFF_INITIAL_SECONDS, max=self.CHECKPOINT_BACKOFF_MAX_SECONDS
-            )
-            + wait_random(0, self.CHECKPOINT_BACKOFF_INITIAL_SECONDS),
+            wait=exponential_backoff(
+                self.CHECKPOINT_BACKOFF_INITIAL_SECONDS,
+                self.CHECKPOINT_BACKOFF_MAX_SECONDS,
+                jitter=self.CHECKPOINT_BACKOFF_INITIAL_SECONDS,
+            ),
             sleep=self._sleep,
             before_sleep=self._log_checkpoint_retry,
             reraise=True,

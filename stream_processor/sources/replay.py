@@ -16,7 +16,6 @@ the calling thread, one batch at a time, so memory holds at most one batch per s
 from __future__ import annotations
 
 import logging
-import random
 import re
 import time
 from collections import Counter
@@ -26,7 +25,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_never
+
 from stream_processor.alerts.aws_errors import error_code
+from stream_processor.backoff import exponential_backoff
 from stream_processor.model import BatchOutcome, Position, RawRecord
 
 if TYPE_CHECKING:
@@ -227,19 +229,21 @@ class ShardReader:
         return str(iterator) if iterator else None
 
     def _call(self, operation: str, **arguments: Any) -> Any:
-        """One API call, throttling waited out with exponential backoff and full jitter, never given up on."""
-        delay = self.BACKOFF_INITIAL_SECONDS
-        while True:
-            try:
-                return getattr(self.kinesis, operation)(**arguments)
-            except Exception as error:
-                if error_code(error) != THROTTLED:
-                    raise
-                self.progress.throttled += 1
-                wait_for = random.uniform(delay / 2, delay)  # jitter, not a secret
-                log.info("%s on %s throttled; retrying in %.2f s", operation, self.shard_id, wait_for)
-                self._sleep(wait_for)
-                delay = min(delay * 2, self.BACKOFF_MAX_SECONDS)
+        """One API call, throttling waited out with the shared exponential backoff, never given up on."""
+
+        def count_throttled(state: RetryCallState) -> None:
+            self.progress.throttled += 1
+            log.info("%s on %s throttled; retrying in %.2f s", operation, self.shard_id, state.upcoming_sleep)
+
+        retrying = Retrying(
+            stop=stop_never,
+            wait=exponential_backoff(self.BACKOFF_INITIAL_SECONDS, self.BACKOFF_MAX_SECONDS, proportional_jitter=True),
+            retry=retry_if_exception(lambda error: error_code(error) == THROTTLED),
+            sleep=self._sleep,
+            before_sleep=count_throttled,
+            reraise=True,
+        )
+        return retrying(getattr(self.kinesis, operation), **arguments)
 
     def _pace(self) -> None:
         wait_for = self._last_call + self.MIN_INTERVAL_SECONDS - self._monotonic()

@@ -142,7 +142,7 @@ def test_one_failing_destination_does_not_stop_the_others_and_results_keep_their
     deliverer = AlertDeliverer({"sns": broken, "slack": working}, DeliveryPolicy.immediate(), sleep=SleepRecorder())
     first, second = make_alert("e-1"), make_alert("e-2")
 
-    results = deliverer.deliver_all([(first, ["sns", "slack"]), (second, ["slack", "sns"])])
+    results = deliverer.deliver(first, ["sns", "slack"]) + deliverer.deliver(second, ["slack", "sns"])
 
     assert [(r.alert.event.event_id, r.destination_id, r.delivered) for r in results] == [
         ("e-1", "sns", False),
