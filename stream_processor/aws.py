@@ -17,13 +17,15 @@ import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
-
-import boto3
-from botocore.configprovider import ConfiguredEndpointProvider
+from typing import TYPE_CHECKING, Any, Final
 
 from stream_processor.errors import AwsError
 
+if TYPE_CHECKING:  # boto3 is imported when a session is made: reading a local rule file never pays for it
+    import boto3
+
+S3_SCHEME: Final = "s3://"
+MESSAGE_CHARS: Final = 300
 REGION_HINT = "pass --region, set AWS_REGION (or AWS_DEFAULT_REGION), or give the profile a region"
 
 _SESSIONS: dict[tuple[Any, ...], boto3.session.Session] = {}
@@ -75,6 +77,8 @@ class AwsSettings:
         with _SESSIONS_LOCK:
             session = _SESSIONS.get(key)
             if session is None:
+                import boto3
+
                 try:
                     session = boto3.session.Session(region_name=self.region, profile_name=self.profile)
                 except Exception as error:
@@ -118,6 +122,8 @@ class AwsSettings:
         explicit = dict(self.service_endpoints).get(service) or self.endpoint_url
         if explicit:
             return explicit
+        from botocore.configprovider import ConfiguredEndpointProvider
+
         session = self.session()._session
         try:
             if session.get_config_variable("ignore_configured_endpoint_urls"):
@@ -171,6 +177,45 @@ def forget_sessions() -> None:
     """Drop cached sessions (tests that change the environment between cases)."""
     with _SESSIONS_LOCK:
         _SESSIONS.clear()
+
+
+def split_s3_url(url: str, *, key_required: bool = False) -> tuple[str, str]:
+    """(bucket, key) of `s3://bucket/key`, the key (or prefix, possibly empty) kept verbatim: keys may start with `/`.
+
+    Raises:
+        ValueError: not an `s3://` URL, no bucket, or no key when `key_required`.
+    """
+    if not url.startswith(S3_SCHEME):
+        raise ValueError(f"{url!r} is not an s3:// URL")
+    bucket, _, key = url.removeprefix(S3_SCHEME).partition("/")
+    if not bucket:
+        raise ValueError(f"{url!r} names no bucket")
+    if key_required and not key:
+        raise ValueError(f"{url!r} names no object key: give s3://bucket/key")
+    return bucket, key
+
+
+def _response_part(error: BaseException, part: str) -> Mapping[str, Any]:
+    response: Any = getattr(error, "response", None)
+    value = response.get(part) if isinstance(response, Mapping) else None
+    return value if isinstance(value, Mapping) else {}
+
+
+def error_code(error: BaseException) -> str:
+    """The AWS error code of a botocore `ClientError` (or anything with its `response`), else ''."""
+    return str(_response_part(error, "Error").get("Code") or "")
+
+
+def error_message(error: BaseException) -> str:
+    """AWS's own message of a `ClientError` on one line, capped; '' when there is none."""
+    message = str(_response_part(error, "Error").get("Message") or "")
+    return " ".join(message.split())[:MESSAGE_CHARS]
+
+
+def http_status(error: BaseException) -> int | None:
+    """The HTTP status AWS answered a `ClientError` with, else None."""
+    status = _response_part(error, "ResponseMetadata").get("HTTPStatusCode")
+    return status if isinstance(status, int) else None
 
 
 def _setup_error(error: Exception) -> AwsError:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from stream_processor.alerts.aws_errors import error_code
+from stream_processor.aws import error_code
 from stream_processor.errors import DedupeStoreError, call_backend
 
 Clock = Callable[[], float]

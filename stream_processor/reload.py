@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from stream_processor.config import S3_SCHEME, load_config, sending_problems, split_s3_location
+from stream_processor.aws import S3_SCHEME, split_s3_url
+from stream_processor.config import load_config, sending_problems
 from stream_processor.errors import ConfigError
 from stream_processor.model import Config
 
@@ -174,11 +175,14 @@ class ConfigWatcher:
     def _etag(self) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from stream_processor.alerts.aws_errors import describe_failure, error_code
-        from stream_processor.aws import AwsSettings
+        from stream_processor.alerts.aws_errors import describe_failure
+        from stream_processor.aws import AwsSettings, error_code
         from stream_processor.errors import EXIT_AWS_UNAVAILABLE, AwsError
 
-        bucket, key = split_s3_location(self.location)
+        try:
+            bucket, key = split_s3_url(self.location, key_required=True)
+        except ValueError as error:
+            raise ConfigError(f"{self.location}: {error}") from None
         if self._s3 is None:
             self._s3 = (self.aws or AwsSettings()).client("s3")
         try:

@@ -20,7 +20,8 @@ from pathlib import Path
 import orjson
 
 from stream_processor.alerts.render import output_text, render_title
-from stream_processor.config import S3_SCHEME, parse_tests_file
+from stream_processor.aws import S3_SCHEME
+from stream_processor.config import parse_tests_file
 from stream_processor.decode import decode_bytes
 from stream_processor.errors import ConfigError
 from stream_processor.matcher import build_matcher

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from stream_processor.alerts.aws_errors import error_code
+from stream_processor.aws import error_code
 from stream_processor.model import Alert, CloudTrailEvent, Digest, Position
 
 Clock = Callable[[], float]

@@ -31,7 +31,7 @@ from rich.text import Text
 
 from stream_processor.alerts.aws_errors import describe_failure
 from stream_processor.alerts.render import cap, output_text, summarize
-from stream_processor.aws import AwsSettings
+from stream_processor.aws import S3_SCHEME, AwsSettings, split_s3_url
 from stream_processor.commands.common import (
     add_config_argument,
     load_config_from_args,
@@ -44,14 +44,12 @@ from stream_processor.gc_tuning import tune_for_throughput
 from stream_processor.model import Alert, Config, DecodeResult, MatchResult
 from stream_processor.sources.files import (
     ALL_DATES,
-    S3_SCHEME,
     ArchiveObject,
     DateRange,
     failure_reason,
     list_local,
     list_s3,
     object_chunks,
-    parse_s3_url,
 )
 from stream_processor.wiring import ONE_SHOT, Limits, Settings, add_aws_arguments, add_limit_arguments, build_pipeline
 
@@ -353,7 +351,7 @@ def _listing(sources: list[str], dates: DateRange, s3: Any | None, failures: lis
     """Every object of every source, lazily; a prefix that cannot be listed is a failure, the others go on."""
     for source in sources:
         if source.startswith(S3_SCHEME):
-            bucket, prefix = parse_s3_url(source)
+            bucket, prefix = split_s3_url(source)
             try:
                 yield from list_s3(s3, bucket, prefix, dates)
             except (ClientError, BotoCoreError) as error:

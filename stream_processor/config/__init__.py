@@ -12,12 +12,10 @@ from stream_processor.config.durations import parse_duration
 from stream_processor.config.load import (
     ENV_CONFIG_BUCKET,
     ENV_CONFIG_PATH,
-    S3_SCHEME,
     config_location_from_env,
     load_config,
     parse_config,
     parse_tests_file,
-    split_s3_location,
 )
 from stream_processor.config.validate import (
     ALL_RULE_KEYS,
@@ -41,7 +39,6 @@ __all__ = [
     "EXTENSION_RULE_KEYS",
     "RENAMED_RULE_KEYS",
     "RULE_KEYS",
-    "S3_SCHEME",
     "SEVERITIES",
     "TEST_EXPECTATIONS",
     "TEST_KEYS",
@@ -56,5 +53,4 @@ __all__ = [
     "parse_duration",
     "parse_tests_file",
     "sending_problems",
-    "split_s3_location",
 ]

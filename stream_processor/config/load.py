@@ -14,15 +14,14 @@ from typing import cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from stream_processor.alerts.aws_errors import describe_failure, error_code
-from stream_processor.aws import AwsSettings
+from stream_processor.alerts.aws_errors import describe_failure
+from stream_processor.aws import S3_SCHEME, AwsSettings, error_code, split_s3_url
 from stream_processor.config.messages import one_line, quote, rule_label
 from stream_processor.config.validate import ConfigBuilder
 from stream_processor.errors import EXIT_AWS_ACCESS, AwsError, ConfigError
 from stream_processor.model import Config, RuleTest
 from stream_processor.secrets import SecretResolver
 
-S3_SCHEME = "s3://"
 ENV_CONFIG_BUCKET = "S3_CONFIG_BUCKET"
 ENV_CONFIG_PATH = "S3_CONFIG_PATH"
 
@@ -41,18 +40,6 @@ def config_location_from_env(environ: Mapping[str, str]) -> str | None:
         present, missing = (ENV_CONFIG_BUCKET, ENV_CONFIG_PATH) if bucket else (ENV_CONFIG_PATH, ENV_CONFIG_BUCKET)
         raise ConfigError(f"{present} is set but {missing} is not: set both (bucket and object key) or neither")
     return f"{S3_SCHEME}{bucket}/{key}"
-
-
-def split_s3_location(location: str) -> tuple[str, str]:
-    """(bucket, key) of `s3://bucket/key`; the key is kept verbatim (S3 keys may start with `/`).
-
-    Raises:
-        ConfigError: not of the form `s3://bucket/key`.
-    """
-    bucket, _, key = location[len(S3_SCHEME) :].partition("/")
-    if not location.startswith(S3_SCHEME) or not bucket or not key:
-        raise ConfigError(f"{location}: not an S3 location of the form s3://bucket/key: give the bucket and the key")
-    return bucket, key
 
 
 def load_config(location: str, aws: AwsSettings | None = None, *, resolver: SecretResolver | None = None) -> Config:
@@ -102,7 +89,12 @@ def _read_local(location: str) -> bytes:
 
 
 def _read_s3(location: str, aws: AwsSettings | None) -> bytes:
-    bucket, key = split_s3_location(location)
+    try:
+        bucket, key = split_s3_url(location, key_required=True)
+    except ValueError:
+        raise ConfigError(
+            f"{location}: not an S3 location of the form s3://bucket/key: give the bucket and the key"
+        ) from None
     client = (aws or AwsSettings()).client("s3")
     try:
         body = client.get_object(Bucket=bucket, Key=key)["Body"]

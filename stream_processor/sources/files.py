@@ -18,9 +18,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from stream_processor.alerts.aws_errors import error_code, error_message
+from stream_processor.aws import S3_SCHEME, error_code, error_message, split_s3_url
 
-S3_SCHEME = "s3://"
 CHUNK_BYTES = 1024 * 1024
 
 # `.../CloudTrail/<region>/YYYY/MM/DD/` (and CloudTrail-Digest, CloudTrail-Insight): also matches partial
@@ -80,20 +79,6 @@ def read_chunks(stream: BinaryIO, size: int = CHUNK_BYTES) -> Iterator[bytes]:
         yield chunk
 
 
-def parse_s3_url(url: str) -> tuple[str, str]:
-    """`s3://bucket/prefix` as (bucket, prefix).
-
-    Raises:
-        ValueError: not an s3:// URL with a bucket.
-    """
-    if not url.startswith(S3_SCHEME):
-        raise ValueError(f"{url!r} is not an s3:// URL")
-    bucket, _, prefix = url.removeprefix(S3_SCHEME).partition("/")
-    if not bucket:
-        raise ValueError(f"{url!r} names no bucket")
-    return bucket, prefix
-
-
 def list_local(path: Path, dates: DateRange = ALL_DATES) -> Iterator[ArchiveObject]:
     """A file, or every file under a folder (sorted, hidden files skipped), pruned by the date path.
 
@@ -144,7 +129,7 @@ def object_chunks(source: ArchiveObject, s3_client: Any | None = None) -> Iterat
     if source.name.startswith(S3_SCHEME):
         if s3_client is None:
             raise ValueError("an S3 object but no S3 client")
-        bucket, key = parse_s3_url(source.name)
+        bucket, key = split_s3_url(source.name)
         body = s3_client.get_object(Bucket=bucket, Key=key)["Body"]
         try:
             yield from body.iter_chunks(CHUNK_BYTES)

@@ -9,7 +9,7 @@ from typing import ClassVar
 import pytest
 
 from stream_processor.alerts.destinations.base import Destination, register
-from stream_processor.aws import AwsSettings
+from stream_processor.aws import AwsSettings, split_s3_url
 from stream_processor.config import (
     RULE_KEYS,
     Config,
@@ -18,7 +18,6 @@ from stream_processor.config import (
     config_location_from_env,
     load_config,
     parse_config,
-    split_s3_location,
 )
 from stream_processor.errors import ConfigError
 from stream_processor.model import Alert
@@ -486,10 +485,10 @@ def test_config_location_from_env_refuses_half_a_location(present: str) -> None:
 
 
 def test_s3_keys_are_kept_verbatim() -> None:
-    assert split_s3_location("s3://b/dir/tattletail.toml") == ("b", "dir/tattletail.toml")
-    assert split_s3_location("s3://b//leading-slash.toml") == ("b", "/leading-slash.toml")
+    assert split_s3_url("s3://b/dir/tattletail.toml", key_required=True) == ("b", "dir/tattletail.toml")
+    assert split_s3_url("s3://b//leading-slash.toml", key_required=True) == ("b", "/leading-slash.toml")
     with pytest.raises(ConfigError, match="s3://bucket/key"):
-        split_s3_location("s3://only-bucket")
+        load_config("s3://only-bucket")
 
 
 @pytest.fixture(scope="module")
@@ -548,3 +547,17 @@ def test_missing_s3_object_says_what_to_do(moto_server: AwsSettings, config_buck
 def test_missing_s3_bucket_says_what_to_do(moto_server: AwsSettings) -> None:
     with pytest.raises(ConfigError, match=r"bucket 'no-such-bucket-x1' does not exist .*S3_CONFIG_BUCKET"):
         load_config("s3://no-such-bucket-x1/tattletail.toml", moto_server)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [("s3:/b/k", "is not an s3:// URL"), ("s3:///k", "names no bucket"), ("s3://b", "names no object key")],
+)
+def test_split_s3_url_says_what_is_wrong(url: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        split_s3_url(url, key_required=True)
+
+
+def test_an_s3_prefix_may_be_empty() -> None:
+    assert split_s3_url("s3://bucket") == ("bucket", "")
+    assert split_s3_url("s3://bucket/AWSLogs/") == ("bucket", "AWSLogs/")
