@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -23,6 +22,7 @@ import orjson
 from stream_processor import json_out
 from stream_processor.errors import DeadLetterStoreError, call_backend
 from stream_processor.model import Alert, CloudTrailEvent, DeliveryResult, MalformedInput, Position
+from stream_processor.sqlite_connection import open_sqlite
 
 ALERT = "alert"
 INPUT = "input"
@@ -231,11 +231,7 @@ class SQLiteDeadLetterStore(DeadLetterStore):
         self.max_age_seconds = max_age_seconds
         self.max_letters = max_letters
         self._pruned_at = float("-inf")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._connection = sqlite3.connect(
-            str(self.path), timeout=self.BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-        )
-        self._connection.execute("PRAGMA journal_mode=WAL")
+        self._connection = open_sqlite(self.path, busy_timeout_seconds=self.BUSY_TIMEOUT_SECONDS)
         self._connection.execute(
             "CREATE TABLE IF NOT EXISTS dead_letters (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,"
             " origin TEXT NOT NULL, sequence TEXT, sub_sequence INTEGER, reason TEXT NOT NULL,"

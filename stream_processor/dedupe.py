@@ -10,7 +10,6 @@ on a host), DynamoDB (many hosts).
 from __future__ import annotations
 
 import enum
-import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 
 from stream_processor.aws import error_code
 from stream_processor.errors import DedupeStoreError, call_backend
+from stream_processor.sqlite_connection import open_sqlite
 
 Clock = Callable[[], float]
 
@@ -180,12 +180,7 @@ class SQLiteDedupeStore(DedupeStore):
     def __init__(self, path: str | Path, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._connection = sqlite3.connect(
-            str(self.path), timeout=self.BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-        )
-        self._connection.execute("PRAGMA journal_mode=WAL")
-        self._connection.execute("PRAGMA synchronous=NORMAL")
+        self._connection = open_sqlite(self.path, busy_timeout_seconds=self.BUSY_TIMEOUT_SECONDS, synchronous="NORMAL")
         self._connection.execute(
             "CREATE TABLE IF NOT EXISTS ledger (key TEXT PRIMARY KEY, status TEXT NOT NULL, owner TEXT NOT NULL,"
             " expires_at REAL NOT NULL, in_progress_until REAL NOT NULL)"
