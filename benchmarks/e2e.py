@@ -90,14 +90,12 @@ class ProbeTraffic:
         self.probe_every = probe_every
         self._generator = iter(TrafficGenerator(seed=seed, match_rate=0.0))
         self.probes_sent = 0
-        self.events_sent = 0
 
     def probe(self) -> bytes:
         event = next(self._generator)
         event["additionalEventData"] = {"benchPutTime": f"{time.time():.6f}", "benchRun": self.run,
                                         "benchProbe": self.probes_sent}  # fmt: skip
         self.probes_sent += 1
-        self.events_sent += 1
         return orjson.dumps(event)
 
     def events(self, count: int) -> Iterator[bytes]:
@@ -106,7 +104,6 @@ class ProbeTraffic:
             if (index + 1) % self.probe_every == 0 or index == count - 1:
                 yield self.probe()
             else:
-                self.events_sent += 1
                 yield orjson.dumps(next(self._generator))
 
 

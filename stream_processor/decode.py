@@ -1071,14 +1071,6 @@ def _decode_array(reader: _Reader, top: _Scope, label_open: str) -> Generator[No
             return False
 
 
-def _text_kind(text: bytes) -> str:
-    try:
-        text.decode("utf-8")
-    except UnicodeDecodeError:
-        return KIND_INVALID_UTF8
-    return KIND_NOT_JSON
-
-
 _KIND_TEXT: Final = {
     KIND_INVALID_UTF8: "not valid UTF-8",
     KIND_NOT_JSON: "not JSON",

@@ -42,10 +42,6 @@ class AwsError(ConfigError):
     one line saying what to do, and the exit code of its kind (`alerts.aws_errors.describe_failure`)."""
 
 
-class DecodeError(StreamProcessorError):
-    """Poison input: never retried, parked with its position."""
-
-
 class DedupeStoreError(StreamProcessorError):
     """A dedupe backend failed; wraps the backend's own error."""
 

@@ -13,7 +13,7 @@ A run-time error is no match (the engine's semantics); the detail says so.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -261,13 +261,6 @@ def load_test_events(rule: Rule, test: RuleTest) -> list[CloudTrailEvent]:
 def _cap(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= DETAIL_CHARS else text[: DETAIL_CHARS - 1] + "…"
-
-
-def tests_by_rule(report: RuleTestReport) -> Mapping[str, list[RuleTestResult]]:
-    grouped: dict[str, list[RuleTestResult]] = {}
-    for result in report.results:
-        grouped.setdefault(result.rule, []).append(result)
-    return grouped
 
 
 __all__ = [

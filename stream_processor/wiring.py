@@ -508,10 +508,6 @@ def _count_arg(text: str) -> int:
     return int(text)
 
 
-def add_matcher_argument(parser: argparse.ArgumentParser, choices: Sequence[str] | None = ("fast", "libjq")) -> None:
-    parser.add_argument("--matcher", choices=choices, help=argparse.SUPPRESS)
-
-
 # --------------------------------------------------------------------------- building
 
 

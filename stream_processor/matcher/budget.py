@@ -75,7 +75,6 @@ class Watchdog:
         self._generation = 0
         self._slot: tuple[int, int, Any] | None = None
         self._ticks = 0
-        self.interruptions = 0
 
     def arm(self) -> bool:
         """Make sure the timer ticks for this batch; False when this thread cannot be interrupted.
@@ -125,7 +124,6 @@ class Watchdog:
         if self._ticks > self.TICKS_PER_BUDGET:  # seen at 5 ticks in a row: it has run at least 4 intervals
             self._slot = None
             self._ticks = 0
-            self.interruptions += 1
             raise RuleOverBudget(rule_name)
 
 

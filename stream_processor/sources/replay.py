@@ -210,7 +210,6 @@ class ShardReader:
         self._monotonic = monotonic
         self._iterator: str | None = None
         self._last_call = float("-inf")
-        self._polls_at_tip = 0
 
     @property
     def shard_id(self) -> str:
@@ -287,8 +286,6 @@ class ShardReader:
             self._iterator = str(next_iterator)
             if not response.get("Records") and millis_behind == 0:
                 self._at_tip()
-            else:
-                self._polls_at_tip = 0
         return ShardBatch(self.shard_id, records, millis_behind)
 
     def _at_tip(self) -> None:
@@ -297,7 +294,6 @@ class ShardReader:
         if not self.stop.follow and not waiting_for_time:
             self._finish("tip")
             return
-        self._polls_at_tip += 1
         self._sleep(self.IDLE_SECONDS)
 
     def _take(self, records: Sequence[Mapping[str, Any]]) -> list[RawRecord]:
