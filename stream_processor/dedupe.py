@@ -1,4 +1,4 @@
-"""The dedupe ledger: an alert goes to a destination at most once per rule + eventID.
+"""The ledger: an alert goes to a destination at most once per rule + eventID.
 
 Claim before sending, complete after, release on failure. A claim is one conditional write that
 succeeds when the key is absent, expired, in progress past its in-progress expiry, or in progress under
@@ -117,7 +117,7 @@ class DedupeStore(ABC):
 
     @staticmethod
     def _wrap(function: Callable[..., Any], *args: Any) -> Any:
-        return call_backend(DedupeStoreError, "dedupe store", function, *args)
+        return call_backend(DedupeStoreError, "ledger", function, *args)
 
     @abstractmethod
     def _put_if_claimable(self, record: LedgerRecord, now: float) -> bool:

@@ -43,7 +43,7 @@ class AwsError(ConfigError):
 
 
 class DedupeStoreError(StreamProcessorError):
-    """A dedupe backend failed; wraps the backend's own error."""
+    """The ledger's backend failed; wraps the backend's own error."""
 
 
 class DeliveryError(StreamProcessorError):

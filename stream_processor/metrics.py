@@ -176,8 +176,8 @@ class ShardMetrics:
         self.failed = counter("alerts_failed", "alerts that failed for good at a destination", ("destination",))
         self.dead_lettered = counter("alerts_dead_lettered", "failed alerts parked as dead letters", ("destination",))
         self.inputs_parked = counter("inputs_parked", "malformed inputs parked as dead letters")
-        self.duplicates = counter("alerts_duplicate", "alerts skipped: already sent (dedupe ledger)")
-        self.folded = counter("alerts_folded", "alerts folded into a storm digest")
+        self.duplicates = counter("alerts_duplicate", "alerts skipped: already sent (ledger)")
+        self.folded = counter("alerts_folded", "alerts folded into a digest")
         self.reloads = counter("config_reloads", "config reloads, by result (applied, rejected)", ("result",))
         self.behind = Gauge(
             f"{PREFIX}_millis_behind_latest",

@@ -152,7 +152,7 @@ class Pipeline:
     def reconfigure(self, config: Config) -> None:
         """Swap in a new config between batches: its matcher, rules and destinations (hot reload).
 
-        The ledger, dead-letter store and storm state stay: they outlive any one rule set. Everything new is
+        The ledger, dead letters and storm windows stay: they outlive any one rule set. Everything new is
         built before anything is swapped, so a failure here leaves the running config untouched.
         """
         # A rule quarantined in this process stays quarantined while its program is unchanged.

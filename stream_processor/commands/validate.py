@@ -60,7 +60,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--explain",
         action="store_true",
-        help="for a valid file, also print per rule which matcher path it takes (compiled fast path or libjq) "
+        help="for a valid file, also print per rule which matcher path it takes (the compiled path or libjq) "
         "and why, and its index key (the values of event fields it can match or fail on) or why it has none",
     )
     parser.add_argument(

@@ -1,4 +1,4 @@
-"""The matcher interface every implementation (libjq, the compiled fast path) provides."""
+"""The matcher interface every implementation (libjq, the compiled path) provides."""
 
 from __future__ import annotations
 

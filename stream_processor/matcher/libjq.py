@@ -1,6 +1,6 @@
 """The reference matcher: each rule's program compiled once by libjq, run per event per rule, in process.
 
-It has no time budget: it is what the fast path is checked against, not a way to run untrusted rules.
+It has no time budget: it is what the compiled path is checked against, not a way to run untrusted rules.
 """
 
 from __future__ import annotations
