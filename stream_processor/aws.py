@@ -9,6 +9,9 @@ Everything goes through boto3's own mechanisms, so the tool behaves like the AWS
   `AWS_ENDPOINT_URL`, a profile's `endpoint_url` or `services` section, unless
   `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` is set), else AWS. Per-service overrides (kinesis-local beside moto)
   sit between the two.
+
+Also the small readers every module shares: `split_s3_url` for `s3://bucket/key`, and `error_code` /
+`error_message` / `http_status` for a botocore `ClientError`. Importing this module does not import boto3.
 """
 
 from __future__ import annotations
