@@ -215,10 +215,6 @@ class LocalStack:
         """Settings for DynamoDB, CloudWatch, Logs, SNS, SES, S3 and SQS (all on moto)."""
         return AwsSettings(region=self.region, endpoint_url=self.moto_url)
 
-    def kinesis_settings(self) -> AwsSettings:
-        """Settings for Kinesis (kinesis-local)."""
-        return AwsSettings(region=self.region, endpoint_url=self.kinesis_url)
-
     def environment(self) -> dict[str, str]:
         """Variables for a child process (the KCL daemon, the consumer) that talks to this stack."""
         return {**FAKE_CREDENTIALS, "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}

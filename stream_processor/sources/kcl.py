@@ -145,7 +145,6 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
         self._sleep = sleep
         self._shard_tag = shard_tag
         self._processed: Position | None = None  # the last record of the last complete batch
-        self._checkpointed: Position | None = None
         self._stopped = False  # the daemon said ShutdownException: no more checkpoints
         self._clock = time.monotonic
         self._summary_at = self._clock()
@@ -346,7 +345,6 @@ class KclRecordProcessor(RecordProcessorBase):  # type: ignore[misc]  # kclpy ha
                 return False
             log.error("checkpoint on shard %s at %s failed: %s", self.shard_id, sequence or "SHARD_END", error.value)
             self._exit(EXIT_CHECKPOINT_FAILED)
-        self._checkpointed = Position(self.shard_id, sequence, sub_sequence)
         log.debug("checkpointed shard %s at %s", self.shard_id, sequence or "SHARD_END")
         return True
 
