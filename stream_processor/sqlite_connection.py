@@ -8,12 +8,12 @@ from typing import Literal
 
 
 def open_sqlite(
-    path: str | Path | None,
+    path: str | Path,
     *,
     busy_timeout_seconds: float,
     synchronous: Literal["FULL", "NORMAL"] = "FULL",
 ) -> sqlite3.Connection:
-    """A connection to the file at `path` (created with its folder), or to a private in-memory database for None.
+    """A connection to the SQLite file at `path`, created with its folder if need be.
 
     WAL lets readers go on while one process writes; a writer waits up to `busy_timeout_seconds` for another's
     lock instead of failing. Autocommit (`isolation_level=None`): a statement is its own transaction, and a
@@ -21,10 +21,9 @@ def open_sqlite(
     store, which serialises its calls with its own lock. `synchronous="NORMAL"` trades the last commits before
     a power cut (never a crash of the process) for fewer fsyncs: for state that is safe to redo.
     """
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(
-        ":memory:" if path is None else str(path),
+        str(path),
         timeout=busy_timeout_seconds,
         isolation_level=None,
         check_same_thread=False,

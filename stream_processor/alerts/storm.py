@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -28,6 +27,7 @@ import orjson
 
 from stream_processor.aws import error_code
 from stream_processor.model import Alert, CloudTrailEvent, Digest, Position
+from stream_processor.sqlite_connection import open_sqlite
 
 Clock = Callable[[], float]
 
@@ -290,11 +290,7 @@ class SQLiteStormStore(StormStore):
     def __init__(self, path: str | Path, policy: StormPolicy | None = None, clock: Clock = time.time) -> None:
         super().__init__(policy, clock)
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._connection = sqlite3.connect(
-            str(self.path), timeout=self.BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-        )
-        self._connection.execute("PRAGMA journal_mode=WAL")
+        self._connection = open_sqlite(self.path, busy_timeout_seconds=self.BUSY_TIMEOUT_SECONDS)
         self._connection.executescript(
             "CREATE TABLE IF NOT EXISTS storm_windows (rule TEXT, grp TEXT, destination TEXT, window_start REAL,"
             " sent INTEGER NOT NULL DEFAULT 0, folded INTEGER NOT NULL DEFAULT 0, first_time TEXT, last_time TEXT,"

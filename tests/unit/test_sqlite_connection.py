@@ -26,8 +26,3 @@ def test_full_durability_is_the_default_and_other_threads_may_use_the_connection
     thread.start()
     thread.join()
     assert results == [(1,)]
-
-
-def test_no_path_is_a_private_in_memory_database() -> None:
-    connection = open_sqlite(None, busy_timeout_seconds=1.0)
-    assert connection.execute("PRAGMA database_list").fetchone()[2] == ""
