@@ -17,12 +17,12 @@ from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 
 from stream_processor.cli import main
-from stream_processor.commands import backtest
 from stream_processor.config import load_config
 from stream_processor.decode import decode_bytes
 from stream_processor.local.traffic import TrafficGenerator, seed_triggers
 from stream_processor.matcher import LibjqMatcher
 from stream_processor.model import CloudTrailEvent
+from stream_processor.sources import backtest as backtest_source
 from stream_processor.sources.files import ArchiveObject, DateRange
 from stream_processor.wiring import Limits
 from tests.conftest import CORPUS, REPO_ROOT, corpus_path
@@ -306,7 +306,7 @@ def test_an_unreadable_object_is_reported_and_the_others_are_read(tmp_path: Path
     files = cloudtrail_files()
     keys = sorted(files)
     config = load_config(str(write_rules(tmp_path)))
-    scanner = backtest._Scanner(config, None, "fast", 1, Limits())
+    scanner = backtest_source._Scanner(config, None, "fast", 1, Limits())
     scanner._s3 = _FailingS3(files, denied=keys[1])
 
     parts = [scanner.scan(ArchiveObject(f"s3://b/{key}", len(files[key]))) for key in keys]
