@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from stream_processor.alerts.render import output_text, summarize
+from stream_processor.commands.alert_printers import JsonlPrinter, TextPrinter
 from stream_processor.commands.common import (
     add_config_argument,
     load_config_from_args,
@@ -25,8 +25,7 @@ from stream_processor.commands.common import (
 from stream_processor.decode import decode_file
 from stream_processor.errors import EXIT_FINDINGS, EXIT_OK
 from stream_processor.gc_tuning import tune_for_throughput
-from stream_processor.json_out import dumps_text
-from stream_processor.model import Alert, DecodeResult
+from stream_processor.model import DecodeResult
 from stream_processor.sources.files import read_chunks
 from stream_processor.wiring import (
     ONE_SHOT,
@@ -88,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config_from_args(args, settings, dry_run=not args.send)
     tune_for_throughput()  # as the consumer does: each part of a file is hundreds of short-lived dicts
     out = sys.stdout
-    printer = _JsonlPrinter(out) if args.format == "jsonl" else _TextPrinter(Console(highlight=False))
+    printer = JsonlPrinter(out) if args.format == "jsonl" else TextPrinter(Console(highlight=False))
     pipeline = build_pipeline(config, settings, send=args.send, matcher_kind=args.matcher, alert_sink=printer)
     totals = _Totals()
     with Progress(
@@ -139,41 +138,6 @@ def _expand(inputs: list[str]) -> Iterator[str]:
             yield item
         else:
             raise FileNotFoundError(2, "no such file", item)
-
-
-class _JsonlPrinter:
-    """One JSON object per alert, for scripts: rule, eventID, output (the first jq output, as JSON)."""
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-
-    def __call__(self, alert: Alert) -> None:
-        record = {
-            "rule": alert.rule_name,
-            "eventID": alert.event.event_id,
-            "eventName": alert.event.event_name,
-            "position": str(alert.event.position),
-            "output": alert.output,
-        }
-        self.stream.write(dumps_text(record) + "\n")
-
-
-class _TextPrinter:
-    def __init__(self, console: Console) -> None:
-        self.console = console
-
-    def __call__(self, alert: Alert) -> None:
-        facts = summarize(alert)
-        lines = [
-            f"● {alert.rule_name}: {facts.what}",
-            f"    who:   {facts.who}",
-            f"    where: {facts.where}",
-            f"    when:  {facts.when}   eventID: {alert.event.event_id or '-'}",
-        ]
-        shown = output_text(alert)
-        if shown is not None:
-            lines.append(f"    match: {shown}")
-        self.console.print("\n".join(lines), markup=False, soft_wrap=True)
 
 
 class _Totals:

@@ -21,13 +21,13 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from stream_processor.alerts.aws_errors import describe_failure
+from stream_processor.commands.alert_printers import JsonlPrinter, TextPrinter
 from stream_processor.commands.common import (
     add_config_argument,
     load_config_from_args,
     message_console,
     settings_from_args,
 )
-from stream_processor.commands.match import _JsonlPrinter, _TextPrinter
 from stream_processor.commands.status import add_stream_arguments
 from stream_processor.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ConfigError, StreamProcessorError
 from stream_processor.kcl.leases import LeaseTableError, checkpoint_start, read_leases
@@ -274,5 +274,5 @@ def _printer(args: argparse.Namespace) -> Callable[[Alert], None] | None:
     if args.send:
         return None
     if args.format == "jsonl":
-        return _JsonlPrinter(sys.stdout)
-    return _TextPrinter(Console(highlight=False, emoji=False))
+        return JsonlPrinter(sys.stdout)
+    return TextPrinter(Console(highlight=False, emoji=False))
