@@ -23,7 +23,8 @@ from stream_processor.errors import DeadLetterStoreError
 from stream_processor.matcher import LibjqMatcher
 from stream_processor.model import Alert, CloudTrailEvent, DeliveryResult, MalformedInput, Position, RawRecord
 from stream_processor.pipeline import Pipeline
-from tests.unit.test_pipeline import CONFIG, RULES, RecordingDestination, event, record
+from tests.support.fakes import RecordingDestination
+from tests.unit.test_pipeline import CONFIG, RULES, event, record
 
 
 def pipeline_with(store: DeadLetterStore, sns_fails: bool) -> tuple[Pipeline, dict[str, RecordingDestination]]:

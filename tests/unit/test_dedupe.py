@@ -16,15 +16,7 @@ from stream_processor.dedupe import (
     Status,
     dedupe_key,
 )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
+from tests.support.fakes import FakeClock
 
 StoreFactory = Callable[..., DedupeStore]
 

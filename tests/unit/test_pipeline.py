@@ -5,22 +5,21 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 import pytest
 
 from stream_processor.alerts.delivery import AlertDeliverer, DeliveryPolicy
-from stream_processor.alerts.destinations.base import Destination
 from stream_processor.alerts.destinations.stdout import StdoutDestination
 from stream_processor.alerts.storm import SQLiteStormStore, StormPolicy
 from stream_processor.config import Config, DestinationConfig, Rule
 from stream_processor.dead_letters import SQLiteDeadLetterStore
 from stream_processor.dedupe import MemoryDedupeStore
-from stream_processor.errors import PermanentDeliveryError
 from stream_processor.matcher import LibjqMatcher, build_matcher
 from stream_processor.model import Alert, Position, RawRecord
 from stream_processor.pipeline import Pipeline
+from tests.support.fakes import RecordingDestination
 
 RULES = (
     Rule("Create AccessKey", 'select(.eventName == "CreateAccessKey")', "new key", ("slack", "sns"), 1),
@@ -29,20 +28,6 @@ RULES = (
     ),
 )
 CONFIG = Config(RULES, (DestinationConfig("slack", "recording"), DestinationConfig("sns", "recording")))
-
-
-class RecordingDestination(Destination):
-    TYPE: ClassVar[str] = "recording"
-
-    def __init__(self, config: DestinationConfig, fail: bool = False) -> None:
-        super().__init__(config)
-        self.sent: list[Alert] = []
-        self.fail = fail
-
-    def _send(self, alert: Alert) -> None:
-        if self.fail:
-            raise PermanentDeliveryError("rejected")
-        self.sent.append(alert)
 
 
 def event(name: str, event_id: str, **extra: Any) -> dict[str, Any]:

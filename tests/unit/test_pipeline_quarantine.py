@@ -13,7 +13,7 @@ from stream_processor.matcher.budget import RuleBudget
 from stream_processor.metrics import BatchCounts, ShardMetrics
 from stream_processor.model import Position, RawRecord
 from stream_processor.pipeline import Pipeline
-from tests.unit.test_pipeline import RecordingDestination
+from tests.support.fakes import RecordingDestination
 
 SLOW = Rule(
     "Quadratic", "[.a[] as $x | .a[] | select(. == $x)] | length > 0", "", ("slack",), 1, runbook="https://wiki/q"

@@ -17,6 +17,7 @@ from stream_processor.model import Alert, Position, RawRecord
 from stream_processor.pipeline import Pipeline
 from stream_processor.reload import ConfigWatcher
 from stream_processor.secrets import SecretResolver
+from tests.support.fakes import FakeClock
 
 RULE = """\
 [[rule]]
@@ -36,14 +37,6 @@ name = "Broken"
 jq_match = 'select(.eventName == '
 destinations = ["Nowhere"]
 """
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def rules(*pairs: tuple[str, str], url: str = "https://hooks.slack.invalid/services/T/B/x") -> str:
@@ -81,7 +74,7 @@ def dry_run(rule_file: Path) -> tuple[Pipeline, list[Alert]]:
 
 def test_a_good_change_is_applied_between_batches(rule_file: Path, dry_run: tuple[Pipeline, list[Alert]]) -> None:
     pipeline, alerts = dry_run
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     watcher = ConfigWatcher(str(rule_file), interval_seconds=10, clock=clock)
     pipeline.process_records(batch("CreateAccessKey", "StopLogging"))
     assert [a.rule_name for a in alerts] == ["Create AccessKey"]
@@ -100,7 +93,7 @@ def test_a_good_change_is_applied_between_batches(rule_file: Path, dry_run: tupl
 
 def test_a_change_waits_for_the_interval(rule_file: Path, dry_run: tuple[Pipeline, list[Alert]]) -> None:
     pipeline, _ = dry_run
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     watcher = ConfigWatcher(str(rule_file), interval_seconds=10, clock=clock)
     write(rule_file, rules(("Stop Logging", "StopLogging")), 1_700_000_100)
     clock.now += 5
@@ -115,7 +108,7 @@ def test_a_broken_change_is_refused_with_its_problems_and_the_last_good_config_k
     rule_file: Path, dry_run: tuple[Pipeline, list[Alert]], caplog: pytest.LogCaptureFixture
 ) -> None:
     pipeline, alerts = dry_run
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     watcher = ConfigWatcher(str(rule_file), interval_seconds=10, clock=clock)
     write(rule_file, BROKEN + DESTINATION.format(url="https://hooks.slack.invalid/x"), 1_700_000_100)
     clock.now += 11
@@ -153,7 +146,7 @@ def test_a_rule_too_deep_for_the_checks_is_refused_and_the_worker_keeps_its_rule
     for _ in range(600):
         program = '"\\(' + program + ')"'
     pipeline, alerts = dry_run
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     watcher = ConfigWatcher(str(rule_file), interval_seconds=10, clock=clock)
     deep = RULE.format(name="Deep", event="x").replace('select(.eventName == "x")', program)
     write(rule_file, deep + DESTINATION.format(url="https://hooks.slack.invalid/x"), 1_700_000_100)
@@ -171,7 +164,7 @@ def test_an_unchanged_or_only_touched_file_is_not_reloaded(
     rule_file: Path, dry_run: tuple[Pipeline, list[Alert]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pipeline, _ = dry_run
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     watcher = ConfigWatcher(str(rule_file), interval_seconds=10, clock=clock)
     loads: list[str] = []
     monkeypatch.setattr("stream_processor.reload.load_config", lambda *a, **k: loads.append("load"))
@@ -186,7 +179,7 @@ def test_an_unchanged_or_only_touched_file_is_not_reloaded(
 
 def test_zero_interval_disables_reload(rule_file: Path, dry_run: tuple[Pipeline, list[Alert]]) -> None:
     pipeline, _ = dry_run
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     watcher = ConfigWatcher(str(rule_file), interval_seconds=0, clock=clock)
     write(rule_file, rules(("Stop Logging", "StopLogging")), 1_700_000_100)
     clock.now += 1000
@@ -208,7 +201,7 @@ def test_reload_swaps_destinations_and_refreshes_secret_references(tmp_path: Pat
     path = tmp_path / "rules.toml"
     write(path, rules(("Create AccessKey", "CreateAccessKey"), url="env:AUDIT_HOOK"), 1_700_000_000)
     pipeline = Pipeline.build(load_config(str(path), resolver=resolver))
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     watcher = ConfigWatcher(str(path), resolver=resolver, interval_seconds=1, clock=clock)
     pipeline.process_records(batch("CreateAccessKey"))
 
@@ -233,7 +226,7 @@ def test_s3_object_change_is_seen_by_its_etag(moto_server: AwsSettings) -> None:
     location = "s3://reload-rules/rules.toml"
     alerts: list[Alert] = []
     pipeline = Pipeline.build(load_config(location, moto_server), send=False, alert_sink=alerts.append)
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     watcher = ConfigWatcher(location, moto_server, interval_seconds=10, clock=clock)
 
     clock.now += 11

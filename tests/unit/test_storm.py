@@ -16,18 +16,10 @@ from stream_processor.dedupe import MemoryDedupeStore
 from stream_processor.matcher import LibjqMatcher
 from stream_processor.model import Alert, CloudTrailEvent, Position, RawRecord
 from stream_processor.pipeline import Pipeline
-from tests.unit.test_pipeline import RecordingDestination
+from tests.support.fakes import FakeClock, RecordingDestination
 
 RULE = Rule("Access Denied", 'select(.errorCode == "AccessDenied")', "denied", ("slack",), 1)
 CONFIG = Config((RULE,), (DestinationConfig("slack", "recording"),))
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def storm_records(count: int, per_record: int = 500) -> list[RawRecord]:
@@ -50,7 +42,7 @@ def storm_records(count: int, per_record: int = 500) -> list[RawRecord]:
     return records
 
 
-def build(tmp_path: Path, clock: Clock) -> tuple[Pipeline, RecordingDestination]:
+def build(tmp_path: Path, clock: FakeClock) -> tuple[Pipeline, RecordingDestination]:
     slack = RecordingDestination(CONFIG.destinations[0])
     folder = SQLiteStormStore(
         tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=10, window_seconds=60), clock
@@ -66,7 +58,7 @@ def digest_count(text: str) -> int:
 
 
 def test_a_storm_of_10000_alerts_posts_a_bounded_number_and_the_digest_counts_the_rest(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock(1_800_000_000.0)
     pipeline, slack = build(tmp_path, clock)
     for batch in storm_records(10_000):
         assert pipeline.process_records([batch]).complete
@@ -82,7 +74,7 @@ def test_a_storm_of_10000_alerts_posts_a_bounded_number_and_the_digest_counts_th
 
 
 def test_folded_alerts_survive_a_restart_and_are_digested_by_the_next_process(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock(1_800_000_000.0)
     pipeline, _ = build(tmp_path, clock)
     pipeline.process_records(storm_records(100))
     pipeline.close()  # the process stops before the window closes
@@ -94,7 +86,7 @@ def test_folded_alerts_survive_a_restart_and_are_digested_by_the_next_process(tm
 
 
 def test_a_replayed_storm_is_neither_resent_nor_counted_twice(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock(1_800_000_000.0)
     pipeline, slack = build(tmp_path, clock)
     records = storm_records(50)
     pipeline.process_records(records)
@@ -112,7 +104,7 @@ def test_group_by_folds_each_principal_separately(tmp_path: Path) -> None:
     )
     config = Config((rule,), (DestinationConfig("slack", "recording"),))
     slack = RecordingDestination(config.destinations[0])
-    clock = Clock()
+    clock = FakeClock(1_800_000_000.0)
     folder = SQLiteStormStore(
         tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=2, window_seconds=60), clock
     )
@@ -145,7 +137,7 @@ def test_group_by_folds_each_principal_separately(tmp_path: Path) -> None:
 class SlowDestination(RecordingDestination):
     """Each send takes two seconds of the fake clock (Slack's rate limit, a slow webhook)."""
 
-    clock: Clock
+    clock: FakeClock
 
     def _send(self, alert: Alert) -> None:
         self.clock.now += 2.0
@@ -154,7 +146,7 @@ class SlowDestination(RecordingDestination):
 
 def test_a_batch_that_takes_longer_than_a_window_to_send_still_folds(tmp_path: Path) -> None:
     # GIVEN a 5 s window, 5 alerts per window, and sends that take 2 s each
-    clock = Clock()
+    clock = FakeClock(1_800_000_000.0)
     slack = SlowDestination(CONFIG.destinations[0])
     slack.clock = clock
     folder = SQLiteStormStore(tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=5, window_seconds=5), clock)
@@ -170,7 +162,7 @@ def test_a_batch_that_takes_longer_than_a_window_to_send_still_folds(tmp_path: P
 
 
 def test_folds_made_while_a_digest_is_out_go_into_the_next_digest(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock(1_800_000_000.0)
     folder = SQLiteStormStore(
         tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=1, window_seconds=60), clock
     )
@@ -192,7 +184,7 @@ def test_a_rules_storm_window_sets_its_own_storm_window(tmp_path: Path) -> None:
     slow = Rule("Access Denied, slow", 'select(.errorCode == "AccessDenied")', "", ("slack",), 2, storm_window=600)
     config = Config((RULE, slow), (DestinationConfig("slack", "recording"),))
     slack = RecordingDestination(config.destinations[0])
-    clock = Clock()
+    clock = FakeClock(1_800_000_000.0)
     clock.now = 1_800_000_000.0 - (1_800_000_000.0 % 600)  # both windows start now
     folder = SQLiteStormStore(
         tmp_path / "storm.sqlite3", StormPolicy(max_alerts_per_window=10, window_seconds=60), clock
@@ -221,7 +213,7 @@ def test_a_rules_storm_window_sets_its_own_storm_window(tmp_path: Path) -> None:
 
 def test_a_storm_file_from_before_per_rule_windows_still_opens_and_digests(tmp_path: Path) -> None:
     path = tmp_path / "storm.sqlite3"
-    clock = Clock()
+    clock = FakeClock(1_800_000_000.0)
     folder = SQLiteStormStore(path, StormPolicy(max_alerts_per_window=1, window_seconds=60), clock)
     folder._connection.execute("ALTER TABLE storm_windows DROP COLUMN window_seconds")  # the old schema
     folder.close()
@@ -236,7 +228,7 @@ def test_a_storm_file_from_before_per_rule_windows_still_opens_and_digests(tmp_p
 
 def test_a_window_stays_capped_while_a_slow_batch_still_folds_into_it_after_its_digest(tmp_path: Path) -> None:
     # GIVEN two shard processes sharing the storm file; a batch on shard A arrived in a window that then closed
-    clock = Clock()
+    clock = FakeClock(1_800_000_000.0)
     policy = StormPolicy(max_alerts_per_window=2, window_seconds=5)
     shard_a = SQLiteStormStore(tmp_path / "storm.sqlite3", policy, clock)
     shard_b = SQLiteStormStore(tmp_path / "storm.sqlite3", policy, clock)
@@ -272,7 +264,7 @@ class Unparkable(SQLiteDeadLetterStore):
 
 def test_a_digest_neither_delivered_nor_parked_stays_pending_and_is_sent_later(tmp_path: Path) -> None:
     # GIVEN a storm whose 90 folded alerts exist only in the pending digest (they are complete in the ledger)
-    clock = Clock()
+    clock = FakeClock(1_800_000_000.0)
     slack = RecordingDestination(CONFIG.destinations[0])
     store = Unparkable(tmp_path / "dead.sqlite3")
     folder = SQLiteStormStore(

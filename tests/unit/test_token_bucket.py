@@ -5,23 +5,11 @@ from __future__ import annotations
 import pytest
 
 from stream_processor.token_bucket import TokenBucket
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+from tests.support.fakes import FakeClock
 
 
 def test_take_lets_a_burst_through_then_asks_for_one_token_time_per_take() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     bucket = TokenBucket(2.0, 3, clock=fake.clock)
     assert [bucket.take() for _ in range(3)] == [0.0, 0.0, 0.0]
     assert bucket.take() == pytest.approx(0.5)
@@ -29,11 +17,11 @@ def test_take_lets_a_burst_through_then_asks_for_one_token_time_per_take() -> No
 
 
 def test_acquire_sleeps_until_the_tokens_are_there() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     bucket = TokenBucket(10.0, 5, clock=fake.clock, sleep=fake.sleep, initial=0)
     bucket.acquire(5)
     bucket.acquire(5)
-    assert fake.slept == [pytest.approx(0.5), pytest.approx(0.5)]
+    assert fake.sleeps == [pytest.approx(0.5), pytest.approx(0.5)]
     assert fake.now == pytest.approx(1.0)
 
 

@@ -8,6 +8,7 @@ from stream_processor.alerts.delivery import AlertDeliverer, DeliveryPolicy
 from stream_processor.alerts.destinations.base import Destination
 from stream_processor.config import DestinationConfig
 from stream_processor.model import Alert, CloudTrailEvent, Position
+from tests.support.fakes import FakeClock
 
 
 class LimitedDestination(Destination):
@@ -18,21 +19,8 @@ class LimitedDestination(Destination):
         return None
 
 
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept = 0.0
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept += seconds
-        self.now += seconds
-
-
 def test_a_burst_passes_then_sends_are_spaced_by_the_rate() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     destination = LimitedDestination(DestinationConfig("slack", "limited"))
     deliverer = AlertDeliverer({"slack": destination}, DeliveryPolicy.immediate(), sleep=fake.sleep, clock=fake.clock)
     event = CloudTrailEvent(b"{}", {}, Position("s"))

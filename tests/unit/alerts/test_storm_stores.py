@@ -29,19 +29,11 @@ from stream_processor.dedupe import MemoryDedupeStore
 from stream_processor.matcher import LibjqMatcher
 from stream_processor.model import Alert, CloudTrailEvent, Position, RawRecord
 from stream_processor.pipeline import Pipeline
-from tests.unit.test_pipeline import RecordingDestination
+from tests.support.fakes import FakeClock, RecordingDestination
 
 START = 1_800_000_000.0  # a minute boundary
 Factory = Callable[..., StormStore]
 """A store of the backend under test: `factory(policy)`; every call opens the same windows (a second worker)."""
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def create_storm_table(client: Any) -> str:
@@ -63,12 +55,12 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(START)
 
 
 @pytest.fixture
-def factory(backend: str, clock: Clock, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Factory]:
+def factory(backend: str, clock: FakeClock, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Factory]:
     opened: list[StormStore] = []
     if backend == "memory":
         shared: dict[str, MemoryStormStore] = {}
@@ -116,7 +108,7 @@ def alert(
 # --------------------------------------------------------------------------- one store
 
 
-def test_a_window_admits_its_cap_and_its_digest_counts_every_folded_alert(factory: Factory, clock: Clock) -> None:
+def test_a_window_admits_its_cap_and_its_digest_counts_every_folded_alert(factory: Factory, clock: FakeClock) -> None:
     store = factory(StormPolicy(max_alerts_per_window=3, window_seconds=60))
     times = ["2026-11-27T01:00:30Z", "2026-11-27T01:00:10Z", "2026-11-27T01:00:50Z", "", "2026-11-27T01:00:20Z"]
     names = ["GetObject", "PutObject", "GetObject", "ListBucket", "GetObject"]
@@ -137,7 +129,7 @@ def test_a_window_admits_its_cap_and_its_digest_counts_every_folded_alert(factor
     assert store.due(force=True) == []
 
 
-def test_rules_groups_and_destinations_fold_in_windows_of_their_own(factory: Factory, clock: Clock) -> None:
+def test_rules_groups_and_destinations_fold_in_windows_of_their_own(factory: Factory, clock: FakeClock) -> None:
     store = factory(StormPolicy(max_alerts_per_window=1, window_seconds=60))
     for rule, group, destination in [("A", "", "slack"), ("B", "", "slack"), ("A", "alice", "slack"), ("A", "", "sns")]:
         assert store.admit(alert(rule=rule), destination, group, now=clock.now)
@@ -157,7 +149,7 @@ def test_rules_groups_and_destinations_fold_in_windows_of_their_own(factory: Fac
 
 
 def test_a_claimed_digest_is_handed_out_again_only_once_released_or_its_claim_runs_out(
-    factory: Factory, clock: Clock
+    factory: Factory, clock: FakeClock
 ) -> None:
     policy = StormPolicy(max_alerts_per_window=1, window_seconds=60, claim_seconds=120)
     store = factory(policy)
@@ -175,7 +167,7 @@ def test_a_claimed_digest_is_handed_out_again_only_once_released_or_its_claim_ru
     assert store.due(force=True) == []
 
 
-def test_folds_made_while_a_digest_is_out_go_into_the_next_digest(factory: Factory, clock: Clock) -> None:
+def test_folds_made_while_a_digest_is_out_go_into_the_next_digest(factory: Factory, clock: FakeClock) -> None:
     store = factory(StormPolicy(max_alerts_per_window=1, window_seconds=60))
     arrived = clock.now
     assert store.admit(alert(), "slack", now=arrived)
@@ -191,7 +183,7 @@ def test_folds_made_while_a_digest_is_out_go_into_the_next_digest(factory: Facto
     assert not store.admit(alert(n=3), "slack", now=arrived)  # still capped after its digests
 
 
-def test_a_forced_flush_hands_out_open_windows_too(factory: Factory, clock: Clock) -> None:
+def test_a_forced_flush_hands_out_open_windows_too(factory: Factory, clock: FakeClock) -> None:
     store = factory(StormPolicy(max_alerts_per_window=1, window_seconds=60))
     store.admit(alert(), "slack", now=clock.now)
     store.admit(alert(n=1), "slack", now=clock.now)
@@ -199,7 +191,9 @@ def test_a_forced_flush_hands_out_open_windows_too(factory: Factory, clock: Cloc
     assert digest.count == 1
 
 
-def test_an_empty_closed_window_is_dropped_once_no_batch_can_still_send_into_it(factory: Factory, clock: Clock) -> None:
+def test_an_empty_closed_window_is_dropped_once_no_batch_can_still_send_into_it(
+    factory: Factory, clock: FakeClock
+) -> None:
     policy = StormPolicy(max_alerts_per_window=1, window_seconds=60, keep_closed_seconds=900)
     store = factory(policy)
     arrived = clock.now
@@ -217,7 +211,9 @@ def test_an_empty_closed_window_is_dropped_once_no_batch_can_still_send_into_it(
 # --------------------------------------------------------------------------- shared by workers
 
 
-def test_two_workers_folding_one_storm_share_its_cap_and_emit_one_digest(shared_factory: Factory, clock: Clock) -> None:
+def test_two_workers_folding_one_storm_share_its_cap_and_emit_one_digest(
+    shared_factory: Factory, clock: FakeClock
+) -> None:
     # GIVEN two workers (shard processes, hosts) on one store, 10 alerts per window
     policy = StormPolicy(max_alerts_per_window=10, window_seconds=60)
     worker_a, worker_b = shared_factory(policy), shared_factory(policy)
@@ -235,7 +231,7 @@ def test_two_workers_folding_one_storm_share_its_cap_and_emit_one_digest(shared_
 
 
 def test_workers_racing_on_one_window_never_send_more_than_its_cap(
-    shared_factory: Factory, clock: Clock, backend: str
+    shared_factory: Factory, clock: FakeClock, backend: str
 ) -> None:
     if backend == "dynamodb":
         pytest.skip("moto's threaded server does not serialise concurrent writes to one item (DynamoDB does)")
@@ -261,7 +257,7 @@ def test_workers_racing_on_one_window_never_send_more_than_its_cap(
     assert [d.count for d in digests] == [53]
 
 
-def test_a_digest_survives_its_worker_and_is_sent_by_the_next(shared_factory: Factory, clock: Clock) -> None:
+def test_a_digest_survives_its_worker_and_is_sent_by_the_next(shared_factory: Factory, clock: FakeClock) -> None:
     policy = StormPolicy(max_alerts_per_window=1, window_seconds=60)
     first = shared_factory(policy)
     first.admit(alert(), "slack", now=clock.now)
@@ -296,7 +292,7 @@ def storm_record(first: int, count: int) -> RawRecord:
 
 
 def test_two_consumers_on_one_store_post_the_cap_and_one_digest_for_a_storm(
-    shared_factory: Factory, clock: Clock
+    shared_factory: Factory, clock: FakeClock
 ) -> None:
     # GIVEN two consumers (two shards, or two hosts) posting to one Slack channel, folding into one store
     slack = RecordingDestination(CONFIG.destinations[0])
@@ -329,14 +325,14 @@ def test_two_consumers_on_one_store_post_the_cap_and_one_digest_for_a_storm(
 
 
 @pytest.fixture
-def dynamodb_store(moto_server: AwsSettings, clock: Clock) -> DynamoDBStormStore:
+def dynamodb_store(moto_server: AwsSettings, clock: FakeClock) -> DynamoDBStormStore:
     client = moto_server.client("dynamodb")
     policy = StormPolicy(max_alerts_per_window=1, window_seconds=60)
     return DynamoDBStormStore(client, create_storm_table(client), policy, clock, scan_every_seconds=0)
 
 
 def test_dynamodb_keeps_a_storm_of_huge_events_within_its_item_limit(
-    dynamodb_store: DynamoDBStormStore, clock: Clock
+    dynamodb_store: DynamoDBStormStore, clock: FakeClock
 ) -> None:
     # GIVEN events of 300 KB (within the decode budget, beyond a quarter of DynamoDB's 400 KB item)
     data = {"eventName": "PutObject", "eventID": "big", "eventTime": "2026-11-27T01:00:00Z", "padding": "x" * 300_000}
@@ -359,7 +355,7 @@ def test_dynamodb_keeps_a_storm_of_huge_events_within_its_item_limit(
     assert dynamodb_store.due(force=True) == []  # done took it off the window it came from: not sent again
 
 
-def test_dynamodb_cuts_an_oversized_sample_to_its_summary(dynamodb_store: DynamoDBStormStore, clock: Clock) -> None:
+def test_dynamodb_cuts_an_oversized_sample_to_its_summary(dynamodb_store: DynamoDBStormStore, clock: FakeClock) -> None:
     data = {"eventName": "PutObject", "eventID": "big", "eventTime": "2026-11-27T01:00:00Z", "padding": "x" * 300_000}
     big = Alert("Access Denied", "", True, CloudTrailEvent(orjson.dumps(data), data, Position("shardId-1", "7")))
     dynamodb_store.admit(big, "slack", now=clock.now)
@@ -370,7 +366,7 @@ def test_dynamodb_cuts_an_oversized_sample_to_its_summary(dynamodb_store: Dynamo
     assert digest.sample.position == Position("shardId-1", "7")
 
 
-def test_dynamodb_scans_for_due_digests_at_most_every_few_seconds(moto_server: AwsSettings, clock: Clock) -> None:
+def test_dynamodb_scans_for_due_digests_at_most_every_few_seconds(moto_server: AwsSettings, clock: FakeClock) -> None:
     """Every shard calls `due` after every batch; a scan per call would cost a scan per batch per shard."""
     client = moto_server.client("dynamodb")
     store = DynamoDBStormStore(
