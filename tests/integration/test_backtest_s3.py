@@ -12,7 +12,7 @@ import pytest
 
 from stream_processor.aws import AwsSettings
 from stream_processor.cli import main
-from tests.unit.test_backtest import (
+from tests.unit.sources.test_backtest import (
     DAYS,
     FILES_PER_DAY,
     FIRST_DAY,

@@ -19,9 +19,9 @@ from stream_processor.config import Rule, load_config
 from stream_processor.local.traffic import SCENARIOS, TrafficGenerator
 from stream_processor.matcher import LibjqMatcher, Matcher, build_matcher
 from stream_processor.model import CloudTrailEvent, Position
-from tests.conftest import corpus_path
+from tests.conftest import REPO_ROOT, corpus_path
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = REPO_ROOT / "examples"
 TOML_FILES = sorted(EXAMPLES.glob("*.toml"))
 # Written by `import-sigma`, which keeps Sigma's metadata in our extension keys (severity, tags, ...).
 IMPORTED = {"sigma-cloudtrail.toml"}

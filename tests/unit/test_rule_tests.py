@@ -13,8 +13,8 @@ from stream_processor.config import RuleTest, load_config, parse_config
 from stream_processor.errors import ConfigError
 from stream_processor.rule_tests import run_rule_tests
 from stream_processor.rule_tests import tests_file_beside as find_tests_file
+from tests.conftest import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO_ROOT / "examples"
 SOURCE = "rules.toml"
 

@@ -14,13 +14,13 @@ import re
 import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from tests.conftest import REPO_ROOT
+
 TEMPLATES = REPO_ROOT / "infra" / "cloudformation"
 TEMPLATE_NAMES = ("feed.yaml", "consumer.yaml", "state.yaml", "lambda.yaml")
 

@@ -18,7 +18,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from tests.conftest import REPO_ROOT
+
 LOCK_DIR = REPO_ROOT / "requirements"
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 FROM_PYPROJECT = "cloudtrail-stream-processor (pyproject.toml)"

@@ -15,10 +15,11 @@ from stream_processor.config import load_config
 from stream_processor.matcher import FastMatcher, LibjqMatcher, explain
 from stream_processor.model import CloudTrailEvent, Position
 from stream_processor.sigma.importer import import_rules
+from tests.conftest import REPO_ROOT
 from tests.unit.sigma.reference import evaluate
 from tests.unit.sigma.test_differential import _corpus_events
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = REPO_ROOT
 SIGMAHQ = REPO / "tests" / "data" / "sigmahq"
 RULES = "rules/cloud/aws/cloudtrail"
 COMMIT = "8eaafff1f2845a696050e05e72ba1140ee190698"

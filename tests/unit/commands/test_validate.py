@@ -12,8 +12,8 @@ from stream_processor import matcher
 from stream_processor.aws import AwsSettings
 from stream_processor.cli import main
 from stream_processor.config import Rule
+from tests.conftest import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_SEED = REPO_ROOT / "examples" / "seed.toml"
 SECRET_URL = "https://hooks.slack.com/services/T000/B000/sEcReTtOkEn"
 SEED = ""  # the seed with its webhook filled in (what a user validates before going live): set by _live_seed

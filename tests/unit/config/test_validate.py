@@ -21,8 +21,8 @@ from stream_processor.config import (
 )
 from stream_processor.errors import ConfigError
 from stream_processor.model import Alert
+from tests.conftest import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SEED = REPO_ROOT / "examples" / "seed.toml"
 SOURCE = "rules.toml"
 SECRET_URL = "https://hooks.slack.com/services/T000/B000/sEcReTtOkEn"

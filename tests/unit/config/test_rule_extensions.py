@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +11,10 @@ from stream_processor.alerts import render
 from stream_processor.config import Config, Rule, load_config, parse_config, parse_duration
 from stream_processor.errors import ConfigError
 from stream_processor.model import Alert, CloudTrailEvent, Match, Position
+from tests.conftest import REPO_ROOT
 
 SOURCE = "rules.toml"
-SEED = Path(__file__).resolve().parents[2] / "examples" / "seed.toml"
+SEED = REPO_ROOT / "examples" / "seed.toml"
 EVENT: dict[str, Any] = {
     "eventVersion": "1.09",
     "eventID": "e-1",

@@ -17,8 +17,9 @@ from stream_processor.config import load_config
 from stream_processor.local.traffic import TrafficGenerator
 from stream_processor.matcher import LibjqMatcher
 from stream_processor.model import CloudTrailEvent, Position
+from tests.conftest import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 
 
 def _bench() -> ModuleType:

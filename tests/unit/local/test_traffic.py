@@ -6,7 +6,6 @@ import gzip
 import re
 import tomllib
 from collections import Counter
-from pathlib import Path
 
 import orjson
 import pytest
@@ -22,8 +21,9 @@ from stream_processor.local.traffic import (
 )
 from stream_processor.matcher import LibjqMatcher
 from stream_processor.model import CloudTrailEvent, Position, RawRecord
+from tests.conftest import REPO_ROOT
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = REPO_ROOT / "examples"
 SEED_RULES = (
     Rule("Create AccessKey", 'select(.eventName == "CreateAccessKey")'),
     Rule(
