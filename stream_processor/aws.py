@@ -10,8 +10,8 @@ Everything goes through boto3's own mechanisms, so the tool behaves like the AWS
   `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` is set), else AWS. Per-service overrides (kinesis-local beside moto)
   sit between the two.
 
-Also the small readers every module shares: `split_s3_url` for `s3://bucket/key`, and `error_code` /
-`error_message` / `http_status` for a botocore `ClientError`. Importing this module does not import boto3.
+Also `split_s3_url` for `s3://bucket/key`, which every module shares (a botocore error's code, message and
+status are read in `aws_errors.py`). Importing this module does not import boto3.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ if TYPE_CHECKING:  # boto3 is imported when a session is made: reading a local r
     import boto3
 
 S3_SCHEME: Final = "s3://"
-MESSAGE_CHARS: Final = 300
 REGION_HINT = "pass --region, set AWS_REGION (or AWS_DEFAULT_REGION), or give the profile a region"
 
 _SESSIONS: dict[tuple[Any, ...], boto3.session.Session] = {}
@@ -198,32 +197,9 @@ def split_s3_url(url: str, *, key_required: bool = False) -> tuple[str, str]:
     return bucket, key
 
 
-def _response_part(error: BaseException, part: str) -> Mapping[str, Any]:
-    response: Any = getattr(error, "response", None)
-    value = response.get(part) if isinstance(response, Mapping) else None
-    return value if isinstance(value, Mapping) else {}
-
-
-def error_code(error: BaseException) -> str:
-    """The AWS error code of a botocore `ClientError` (or anything with its `response`), else ''."""
-    return str(_response_part(error, "Error").get("Code") or "")
-
-
-def error_message(error: BaseException) -> str:
-    """AWS's own message of a `ClientError` on one line, capped; '' when there is none."""
-    message = str(_response_part(error, "Error").get("Message") or "")
-    return " ".join(message.split())[:MESSAGE_CHARS]
-
-
-def http_status(error: BaseException) -> int | None:
-    """The HTTP status AWS answered a `ClientError` with, else None."""
-    status = _response_part(error, "ResponseMetadata").get("HTTPStatusCode")
-    return status if isinstance(status, int) else None
-
-
 def _setup_error(error: Exception) -> AwsError:
     """The one-line AwsError for a failure while making a session or client; anything unexpected re-raised."""
-    from stream_processor.alerts.aws_errors import describe_failure
+    from stream_processor.aws_errors import describe_failure  # imports botocore: only once something failed
 
     failure = describe_failure(error)
     if failure is None:

@@ -151,7 +151,7 @@ def report_failure(error: Exception, args: Any) -> int:
     AWS failures (no region, no credentials, access denied, unreachable, ...) say what to do; a ConfigError
     lists its problems; anything else is a bug, reported as such.
     """
-    from stream_processor.alerts.aws_errors import describe_failure
+    from stream_processor.aws_errors import describe_failure
 
     command = f"stream-processor {getattr(args, 'command', '')}".rstrip()
     verbose = bool(getattr(args, "verbose", False))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from stream_processor.aws import error_code
+from stream_processor.aws_errors import error_code
 from stream_processor.errors import DedupeStoreError, call_backend
 from stream_processor.sqlite_connection import open_sqlite
 

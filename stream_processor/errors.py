@@ -39,7 +39,7 @@ class ConfigError(StreamProcessorError, ValueError):
 
 class AwsError(ConfigError):
     """AWS cannot be used as set up (no region, unknown profile, no credentials, access denied, unreachable):
-    one line saying what to do, and the exit code of its kind (`alerts.aws_errors.describe_failure`)."""
+    one line saying what to do, and the exit code of its kind (`aws_errors.describe_failure`)."""
 
 
 class DedupeStoreError(StreamProcessorError):

@@ -175,8 +175,8 @@ class ConfigWatcher:
     def _etag(self) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from stream_processor.alerts.aws_errors import describe_failure
-        from stream_processor.aws import AwsSettings, error_code
+        from stream_processor.aws import AwsSettings
+        from stream_processor.aws_errors import describe_failure, error_code
         from stream_processor.errors import EXIT_AWS_UNAVAILABLE, AwsError
 
         try:

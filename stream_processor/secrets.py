@@ -178,7 +178,7 @@ class SecretResolver:
     def _fetch_ssm(self, reference: SecretReference) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from stream_processor.aws import error_code
+        from stream_processor.aws_errors import error_code
 
         try:
             answer = self._client("ssm").get_parameter(Name=reference.name, WithDecryption=True)
@@ -206,7 +206,7 @@ class SecretResolver:
     def _fetch_secret(self, reference: SecretReference) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from stream_processor.aws import error_code
+        from stream_processor.aws_errors import error_code
 
         try:
             answer = self._client("secretsmanager").get_secret_value(SecretId=reference.name)
@@ -267,7 +267,7 @@ class UnresolvedSecrets(SecretResolver):
 
 def _aws_failure(reference: SecretReference, error: Exception, fallback: str) -> SecretReferenceError:
     """What a failed fetch says: the AWS failure's own line (credentials, region, network) when it is one."""
-    from stream_processor.alerts.aws_errors import describe_failure
+    from stream_processor.aws_errors import describe_failure
 
     failure = describe_failure(error)
     if failure is None or failure.kind == "service":

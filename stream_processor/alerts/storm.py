@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from stream_processor.aws import error_code
+from stream_processor.aws_errors import error_code
 from stream_processor.model import Alert, CloudTrailEvent, Digest, Position
 from stream_processor.sqlite_connection import open_sqlite
 

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from stream_processor.alerts.aws_errors import describe_failure
+from stream_processor.aws_errors import describe_failure
 from stream_processor.commands.common import (
     add_config_argument,
     load_config_from_args,

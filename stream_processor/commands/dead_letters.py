@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from stream_processor.alerts.aws_errors import describe_failure
 from stream_processor.alerts.render import build_alert
+from stream_processor.aws_errors import describe_failure
 from stream_processor.commands.common import (
     add_config_argument,
     load_config_from_args,

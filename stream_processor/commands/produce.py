@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from stream_processor.alerts.aws_errors import describe_failure
+from stream_processor.aws_errors import describe_failure
 from stream_processor.commands.common import settings_from_args
 from stream_processor.local.producer import (
     ProduceError,

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from stream_processor.alerts.aws_errors import describe_failure
+from stream_processor.aws_errors import describe_failure
 from stream_processor.commands.alert_printers import JsonlPrinter, TextPrinter
 from stream_processor.commands.common import (
     add_config_argument,

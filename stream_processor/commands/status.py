@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from stream_processor.alerts.aws_errors import describe_failure
+from stream_processor.aws_errors import describe_failure
 from stream_processor.commands.common import message_console, settings_from_args
 from stream_processor.errors import EXIT_FINDINGS, EXIT_USAGE
 from stream_processor.kcl.leases import LeaseTableError

@@ -14,8 +14,8 @@ from typing import cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from stream_processor.alerts.aws_errors import describe_failure
-from stream_processor.aws import S3_SCHEME, AwsSettings, error_code, split_s3_url
+from stream_processor.aws import S3_SCHEME, AwsSettings, split_s3_url
+from stream_processor.aws_errors import describe_failure, error_code
 from stream_processor.config.messages import one_line, quote, rule_label
 from stream_processor.config.validate import ConfigBuilder
 from stream_processor.errors import EXIT_AWS_ACCESS, AwsError, ConfigError

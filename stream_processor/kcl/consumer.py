@@ -163,8 +163,7 @@ def check_stream(settings: ConsumerSettings, aws: AwsSettings, env: Mapping[str,
         ConfigError: Kinesis says there is no such stream.
         AwsError: no credentials, expired ones, access denied.
     """
-    from stream_processor.alerts.aws_errors import describe_failure
-    from stream_processor.aws import error_code
+    from stream_processor.aws_errors import describe_failure, error_code
     from stream_processor.errors import AwsError
 
     target, credentials = daemon_aws(settings, aws, env)

@@ -21,9 +21,9 @@ from typing import IO, Any
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from stream_processor.alerts.aws_errors import describe_failure
 from stream_processor.alerts.render import cap, output_text, summarize
 from stream_processor.aws import S3_SCHEME, AwsSettings, split_s3_url
+from stream_processor.aws_errors import describe_failure
 from stream_processor.decode import decode_file
 from stream_processor.gc_tuning import tune_for_throughput
 from stream_processor.model import Alert, Config, DecodeResult, MatchResult

@@ -18,7 +18,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from stream_processor.aws import S3_SCHEME, error_code, error_message, split_s3_url
+from stream_processor.aws import S3_SCHEME, split_s3_url
+from stream_processor.aws_errors import error_code, error_message
 
 CHUNK_BYTES = 1024 * 1024
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
-from stream_processor.aws import error_code
+from stream_processor.aws_errors import error_code
 from stream_processor.decode import decode_file
 from stream_processor.errors import StreamProcessorError
 from stream_processor.pipeline import Pipeline

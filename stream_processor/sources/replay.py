@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_never
 
-from stream_processor.aws import error_code
+from stream_processor.aws_errors import error_code
 from stream_processor.backoff import exponential_backoff
 from stream_processor.model import BatchOutcome, Position, RawRecord
 

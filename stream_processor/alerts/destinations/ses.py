@@ -12,10 +12,10 @@ from email.utils import parseaddr
 from typing import Any
 
 from stream_processor.alerts import tattletail
-from stream_processor.alerts.aws_errors import client_config, delivery_error
 from stream_processor.alerts.destinations.base import TATTLETAIL_FORMAT, Destination, format_problem, register
 from stream_processor.alerts.render import html_body, plain_text, subject
 from stream_processor.aws import AwsSettings
+from stream_processor.aws_errors import client_config, delivery_error
 from stream_processor.errors import DeliveryError, PermanentDeliveryError
 from stream_processor.model import Alert, DestinationConfig
 

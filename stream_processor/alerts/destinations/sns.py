@@ -11,10 +11,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from stream_processor.alerts import tattletail
-from stream_processor.alerts.aws_errors import client_config, delivery_error
 from stream_processor.alerts.destinations.base import TATTLETAIL_FORMAT, Destination, format_problem, register
 from stream_processor.alerts.render import event_json, sns_message, subject
 from stream_processor.aws import AwsSettings
+from stream_processor.aws_errors import client_config, delivery_error
 from stream_processor.errors import DeliveryError
 from stream_processor.json_out import dumps_text
 from stream_processor.model import Alert, DestinationConfig

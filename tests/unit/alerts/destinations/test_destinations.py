@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 
-from stream_processor.alerts.aws_errors import delivery_error
 from stream_processor.alerts.destinations.base import create_destination, destination_class
 from stream_processor.alerts.destinations.ses import SesDestination
 from stream_processor.alerts.destinations.slack_webhook import SlackDestination, parse_retry_after
 from stream_processor.alerts.destinations.sns import SnsDestination
 from stream_processor.alerts.destinations.stdout import StdoutDestination
+from stream_processor.aws_errors import delivery_error
 from stream_processor.config import DestinationConfig
 from stream_processor.errors import PermanentDeliveryError, RetryableDeliveryError
 from stream_processor.model import Alert, CloudTrailEvent, Position

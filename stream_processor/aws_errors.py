@@ -1,11 +1,14 @@
 """botocore errors, judged in one place: the delivery error the retry policy understands, the client config it
 assumes, and the one line (with an exit code) a command prints for a failure the user can fix. Their code and
-message are read by `stream_processor.aws.error_code` / `error_message`.
+message read by `error_code` / `error_message`. Below `aws.py` (sessions and clients), which uses it to say
+what went wrong while making one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Final
 
 from botocore.config import Config
 from botocore.exceptions import (
@@ -33,7 +36,6 @@ from botocore.exceptions import (
     UnauthorizedSSOTokenError,
 )
 
-from stream_processor.aws import MESSAGE_CHARS, error_code, error_message, http_status
 from stream_processor.errors import (
     EXIT_AWS_ACCESS,
     EXIT_AWS_UNAVAILABLE,
@@ -43,6 +45,32 @@ from stream_processor.errors import (
     PermanentDeliveryError,
     RetryableDeliveryError,
 )
+
+MESSAGE_CHARS: Final = 300
+
+
+def _response_part(error: BaseException, part: str) -> Mapping[str, Any]:
+    response: Any = getattr(error, "response", None)
+    value = response.get(part) if isinstance(response, Mapping) else None
+    return value if isinstance(value, Mapping) else {}
+
+
+def error_code(error: BaseException) -> str:
+    """The AWS error code of a botocore `ClientError` (or anything with its `response`), else ''."""
+    return str(_response_part(error, "Error").get("Code") or "")
+
+
+def error_message(error: BaseException) -> str:
+    """AWS's own message of a `ClientError` on one line, capped; '' when there is none."""
+    message = str(_response_part(error, "Error").get("Message") or "")
+    return " ".join(message.split())[:MESSAGE_CHARS]
+
+
+def http_status(error: BaseException) -> int | None:
+    """The HTTP status AWS answered a `ClientError` with, else None."""
+    status = _response_part(error, "ResponseMetadata").get("HTTPStatusCode")
+    return status if isinstance(status, int) else None
+
 
 RETRYABLE_CODES = frozenset(
     {
