@@ -132,8 +132,8 @@ def _uncanonical(key: Any) -> Any:
 class Step:
     """One normalisation applied to a field's value before it is tested."""
 
-    op: str  # ascii_downcase | ascii_upcase | tostring | type | alt | ltrimstr | rtrimstr | regex
-    arg: Any = None  # alt: the default; ltrimstr/rtrimstr: the string; regex: ignore case (bool)
+    op: str  # unreadable | ascii_downcase | ascii_upcase | tostring | type | alt | ltrimstr | rtrimstr | regex
+    arg: Any = None  # unreadable, alt: the value instead; ltrimstr/rtrimstr: the string; regex: ignore case (bool)
 
 
 Chain = tuple[Step, ...]
@@ -150,6 +150,10 @@ def _downcase(text: str) -> str:
 def apply_chain(value: Any, chain: Chain) -> Any:
     """A value through the normalisations, as jq computes them: a value, ERR (jq fails) or WILD."""
     for step in chain:
+        if step.op == "unreadable":  # `first(.a.b?, v)`: v where the path cannot be read (always the first step)
+            if value is ERR:
+                value = step.arg
+            continue
         if value is ERR or value is WILD:
             return value
         op = step.op
@@ -889,6 +893,15 @@ def dag_size(formula: Formula) -> int:
     return len(seen)
 
 
+def _plain_path(node: Node) -> bool:
+    """`.a`, `.a.b?`, `.a[0]`: reads of the input and nothing else."""
+    while isinstance(node, Index):
+        if not isinstance(node.key, Literal):
+            return False
+        node = node.target
+    return isinstance(node, Identity)
+
+
 def _field(path: Path, chain: Chain, e: Formula) -> Result:
     return Result(FieldVal(path, chain), lit(path, chain, "type", TRUTHY), lit(path, chain, "type", FALSY), e, True)
 
@@ -1195,6 +1208,10 @@ class _Analyser:
             if name == "select":
                 c = self.ev(arg, x, env)
                 return Result(x.val, conj(c.t, x.t), conj(c.t, x.f), c.e)
+            if name == "first" and isinstance(arg, Comma) and _plain_path(arg.left):
+                read = self._first_readable(arg.left, arg.right, x, env)
+                if read is not None:
+                    return read
             if name in ("first", "last"):
                 r = self.ev(arg, x, env)
                 return Result(r.val, r.t, r.f, r.e)
@@ -1241,6 +1258,21 @@ class _Analyser:
             if name == "limit":
                 return self._limit(node, x, env)
         return _unknown(node, f"uses `{name}/{arity}`, which the index does not model")
+
+    def _first_readable(self, path_node: Node, fallback: Node, x: Result, env: Env) -> Result | None:
+        """`first(.a.b?, v)` (how Sigma's converter reads a dotted field): the field, or v where it cannot be read.
+
+        A plain path that cannot fail (`?` on each read that could) has exactly one output, the field, unless a
+        read fails, where it has none and `first` takes v: the field normalised by an `unreadable` step.
+        """
+        read = self.ev(path_node, x, env)
+        default = self.ev(fallback, x, env)
+        value = _single(default, str, int, float, bool, type(None))
+        if not isinstance(default.val, ConstVal) or default.val.values != (value,) or not isinstance(default.e, Bottom):
+            return None
+        if not isinstance(read.val, FieldVal) or read.val.chain or not read.val.path or not isinstance(read.e, Bottom):
+            return None
+        return _field(read.val.path, (Step("unreadable", value),), FALSE)
 
     def _step(self, node: Node, x: Result, step: Step, fails_on: frozenset[str]) -> Result:
         """A normalisation of the input: a field stays a field (normalised), a constant is computed."""
@@ -1534,6 +1566,8 @@ def _json(value: Any) -> str:
 
 
 def _render_step(step: Step) -> str:
+    if step.op == "unreadable":
+        return f" (or {_json(step.arg)} where it cannot be read)"
     if step.op == "alt":
         return f" // {_json(step.arg)}"
     if step.op in ("ltrimstr", "rtrimstr"):

@@ -38,7 +38,7 @@ words = st.sampled_from(WORDS)
 def subjects(draw: st.DrawFn) -> str:
     """A field, perhaps normalised."""
     field = draw(st.sampled_from(FIELDS))
-    shape = draw(st.integers(min_value=0, max_value=9))
+    shape = draw(st.integers(min_value=0, max_value=12))
     return [
         field,
         f"({field} | ascii_downcase)",
@@ -50,6 +50,9 @@ def subjects(draw: st.DrawFn) -> str:
         f'({field} | rtrimstr(".amazonaws.com"))',
         f"({field} | tostring | ascii_downcase)",
         f'(({field} // "") | ascii_downcase)',
+        f"first({field}?, null)",  # how the Sigma converter reads a dotted field
+        f"(first({field}?, null) | tostring | ascii_downcase)",
+        f"first({field}?, {_string(draw(words))})",
     ][shape]
 
 

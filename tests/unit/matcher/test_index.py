@@ -245,13 +245,26 @@ def test_regex_languages() -> None:
     assert isinstance(regex_language("\\d+", False), str)
 
 
-def test_untuned_rules_are_all_indexed() -> None:
+@pytest.mark.parametrize("example", ["untuned.toml", "sigma-cloudtrail.toml"])
+def test_rules_nobody_wrote_for_the_index_are_all_indexed(example: str) -> None:
     from stream_processor.config import load_config
     from tests.conftest import REPO_ROOT
 
-    rules_file = load_config(str(REPO_ROOT / "examples" / "untuned.toml")).rules
+    rules_file = load_config(str(REPO_ROOT / "examples" / example)).rules
     not_indexed = [(name, reason) for name, _, reason in explain(rules_file) if "not indexed" in reason]
     assert not_indexed == []
+
+
+def test_a_dotted_field_read_as_sigma_reads_it_is_indexed_with_null_where_unreadable() -> None:
+    program = 'select((first(.userIdentity.type?, null) | tostring | ascii_downcase) == "root")'
+    index = RuleIndex([condition(parse(program))], [program])
+    assert index.dispatch({"userIdentity": {"type": "Root"}})
+    assert not index.dispatch({"userIdentity": {"type": "IAMUser"}})
+    assert not index.dispatch({"userIdentity": "root"})  # unreadable: null, "null", not "root"
+    fallback = 'select(first(.userIdentity.type?, "Root") == "Root")'
+    index = RuleIndex([condition(parse(fallback))], [fallback])
+    assert index.dispatch({"userIdentity": "a string"}) and index.dispatch({"userIdentity": {"type": "Root"}})
+    assert not index.dispatch({"userIdentity": {"type": "IAMUser"}})
 
 
 def test_every_way_docs_rules_md_writes_a_rule_is_indexed_on_event_name() -> None:
