@@ -195,32 +195,55 @@ def _traffic(count: int, seed: int, match_rate: float) -> tuple[list[bytes], lis
     return messages, records
 
 
+# Runs `stream-processor ARGS...` and writes its own peak RSS (VmHWM of its address space) to the file named first:
+# the rusage of a child counts the pages of the parent it was forked from (this process holds the whole traffic).
+_PEAK_RSS_WRAPPER = """
+import atexit, runpy, sys
+report = sys.argv.pop(1)
+def write_peak():
+    with open("/proc/self/status") as status, open(report, "w") as out:
+        out.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+atexit.register(write_peak)
+sys.argv[0] = "stream-processor"
+runpy.run_module("stream_processor", run_name="__main__", alter_sys=True)
+"""
+
+
+def _run_match(trail: Path, report: Path, status_ok: int = 0) -> tuple[float, float, int]:
+    """One `match --format jsonl` over `trail`, output discarded: wall seconds, CPU seconds, peak RSS in KiB."""
+    command = [sys.executable, "-c", _PEAK_RSS_WRAPPER, str(report), "match", "-c", str(REPO / RULESETS["rules60"]),
+               str(trail), "--format", "jsonl"]
+    started = time.perf_counter()
+    with open(os.devnull, "wb") as sink:
+        child = subprocess.Popen(command, stdout=sink, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != status_ok:
+        raise RuntimeError(f"match exited with status {os.waitstatus_to_exitcode(status)}")
+    return wall, usage.ru_utime + usage.ru_stime, int(report.read_text() or 0)
+
+
 def _measure_file_path(messages: Sequence[bytes], count: int, stream: Entry, repeats: int) -> Entry:
     """`stream-processor match` over one gzip CloudTrail log file of `count` events, as a user runs it: a whole
-    process (start-up and output included), its CPU time and peak RSS, beside the stream path's figure."""
+    process (start-up and output included), its CPU time and peak RSS, beside the stream path's figure; and the
+    same over an empty file, the start-up (imports, rules compiled, index built), to show the per-event part."""
     with tempfile.TemporaryDirectory(prefix="sp-bench-file-") as tmp:
-        trail = Path(tmp) / "trail.json.gz"
+        trail, empty, report = Path(tmp) / "trail.json.gz", Path(tmp) / "empty.json.gz", Path(tmp) / "peak"
         events = [messages[i % len(messages)] for i in range(count)]
         trail.write_bytes(gzip.compress(b'{"Records":[' + b",".join(events) + b"]}", compresslevel=6))
+        empty.write_bytes(gzip.compress(b'{"Records":[]}'))
         del events
-        command = [sys.executable, "-m", "stream_processor", "match", "-c", str(REPO / RULESETS["rules60"]),
-                   str(trail), "--format", "jsonl"]
-        walls: list[float] = []
-        cpus: list[float] = []
-        peak_kib = 0
-        for _ in range(max(repeats, 1)):
-            started = time.perf_counter()
-            with open(os.devnull, "wb") as sink:
-                child = subprocess.Popen(command, stdout=sink, stderr=subprocess.DEVNULL)
-                _, status, usage = os.wait4(child.pid, 0)
-            walls.append(time.perf_counter() - started)
-            if status != 0:
-                raise RuntimeError(f"match exited with status {status}")
-            cpus.append(usage.ru_utime + usage.ru_stime)
-            peak_kib = max(peak_kib, usage.ru_maxrss)
-    share = count / min(cpus) / stream.events_per_cpu_s if stream.events_per_cpu_s else 0.0
+        runs = [_run_match(trail, report) for _ in range(max(repeats, 1))]
+        start_ups = [_run_match(empty, report, status_ok=1) for _ in range(max(repeats, 1))]  # 1: no events
+    walls, cpus = [run[0] for run in runs], [run[1] for run in runs]
+    peak_kib = max(run[2] for run in runs)
+    start_up = min(run[1] for run in start_ups)
+    stream_rate = stream.events_per_cpu_s
+    share = count / min(cpus) / stream_rate if stream_rate else 0.0
+    per_event = count / max(min(cpus) - start_up, 1e-9) / stream_rate if stream_rate else 0.0
     note = (f"whole process, start-up included; peak RSS {peak_kib / 1024:,.0f} MiB; "
-            f"{share:.0%} of the stream path's decode+fast per CPU-second")
+            f"{share:.0%} of the stream path's decode+fast per CPU-second; start-up (an empty file) "
+            f"{start_up:.2f} CPU-s, without it {per_event:.0%}")
     return _entry("file: match", "rules60", count, walls, cpus, stream.rules, None, note)
 
 
