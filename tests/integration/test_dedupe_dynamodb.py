@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from stream_processor.aws import AwsSettings
 from stream_processor.dedupe import ClaimOutcome, DynamoDBDedupeStore, Status
+from tests.support.state_tables import create_state_table
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def table(moto_server: AwsSettings) -> str:
-    client = moto_server.client("dynamodb")
-    name = f"dedupe-{uuid.uuid4().hex[:8]}"
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    client.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"})
-    return name
+    return create_state_table(moto_server.client("dynamodb"), "dedupe")
 
 
 def test_dynamodb_ledger_claims_once_and_remembers_completion(moto_server: AwsSettings, table: str) -> None:

@@ -34,6 +34,7 @@ from stream_processor.model import Position, RawRecord
 from stream_processor.pipeline import Pipeline
 from stream_processor.sources import lambda_kinesis, lambda_s3
 from stream_processor.sources.lambda_runtime import ContainerRuntime
+from tests.support.state_tables import create_state_table
 
 pytestmark = pytest.mark.integration
 
@@ -197,14 +198,7 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch, moto_server: AwsSettings, receiv
 
 @pytest.fixture
 def dedupe_table(moto_server: AwsSettings) -> str:
-    name = f"dedupe-{uuid.uuid4().hex[:10]}"
-    moto_server.client("dynamodb").create_table(
-        TableName=name,
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return name
+    return create_state_table(moto_server.client("dynamodb"), "dedupe")
 
 
 def fast_pipeline(

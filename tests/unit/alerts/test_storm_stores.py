@@ -7,10 +7,8 @@ counts every folded alert; a digest handed to one worker only, and not lost unti
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -30,23 +28,11 @@ from stream_processor.matcher import LibjqMatcher
 from stream_processor.model import Alert, CloudTrailEvent, Position, RawRecord
 from stream_processor.pipeline import Pipeline
 from tests.support.fakes import FakeClock, RecordingDestination
+from tests.support.state_tables import create_state_table
 
 START = 1_800_000_000.0  # a minute boundary
 Factory = Callable[..., StormStore]
 """A store of the backend under test: `factory(policy)`; every call opens the same windows (a second worker)."""
-
-
-def create_storm_table(client: Any) -> str:
-    """The table as infra/cloudformation/state.yaml defines it: string key `id`, TTL on `expiration`."""
-    name = f"storm-{uuid.uuid4().hex[:8]}"
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    client.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"})
-    return name
 
 
 @pytest.fixture(params=["memory", "sqlite", "dynamodb"])
@@ -75,7 +61,7 @@ def factory(backend: str, clock: FakeClock, tmp_path: Path, request: pytest.Fixt
 
     else:
         moto: AwsSettings = request.getfixturevalue("moto_server")
-        table = create_storm_table(moto.client("dynamodb"))
+        table = create_state_table(moto.client("dynamodb"), "storm")
 
         def make(policy: StormPolicy) -> StormStore:
             return DynamoDBStormStore(moto.client("dynamodb"), table, policy, clock, scan_every_seconds=0)
@@ -328,7 +314,7 @@ def test_two_consumers_on_one_store_post_the_cap_and_one_digest_for_a_storm(
 def dynamodb_store(moto_server: AwsSettings, clock: FakeClock) -> DynamoDBStormStore:
     client = moto_server.client("dynamodb")
     policy = StormPolicy(max_alerts_per_window=1, window_seconds=60)
-    return DynamoDBStormStore(client, create_storm_table(client), policy, clock, scan_every_seconds=0)
+    return DynamoDBStormStore(client, create_state_table(client, "storm"), policy, clock, scan_every_seconds=0)
 
 
 def test_dynamodb_keeps_a_storm_of_huge_events_within_its_item_limit(
@@ -370,7 +356,7 @@ def test_dynamodb_scans_for_due_digests_at_most_every_few_seconds(moto_server: A
     """Every shard calls `due` after every batch; a scan per call would cost a scan per batch per shard."""
     client = moto_server.client("dynamodb")
     store = DynamoDBStormStore(
-        client, create_storm_table(client), StormPolicy(max_alerts_per_window=1, window_seconds=60), clock
+        client, create_state_table(client, "storm"), StormPolicy(max_alerts_per_window=1, window_seconds=60), clock
     )
     store.admit(alert(), "slack", now=clock.now)
     store.admit(alert(n=1), "slack", now=clock.now)
