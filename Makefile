@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint cfn-lint checkov test-ids demo bench bench-e2e clean kinesis-local kcl lambda lock lock-upgrade
+.PHONY: regex-classes setup test lint cfn-lint checkov test-ids demo bench bench-e2e clean kinesis-local kcl lambda lock lock-upgrade
 
 setup: $(STAMP) kinesis-local kcl
 
@@ -121,6 +121,12 @@ lambda: setup
 
 demo: setup
 	$(BIN)/stream-processor demo
+
+# After a jq bump (make lock-upgrade): the regex shorthands' code points as the new libjq reads them, shipped so a
+# worker does not read them at start-up; tests/unit/matcher/test_regex.py fails until this is run.
+regex-classes: setup
+	$(BIN)/python -c "import json; from stream_processor.matcher.jqregex import shorthand_tables; \
+		print(json.dumps(shorthand_tables(), separators=(',', ':')))" > stream_processor/matcher/shorthand_classes.json
 
 bench: setup
 	$(BIN)/python benchmarks/run.py

@@ -8,7 +8,9 @@ holds a capture...) raises `Unsupported`, so the rule runs on libjq.
 Character classes whose meaning depends on Unicode tables (`\\w`, `\\d`, `\\s`, `[[:alpha:]]`, `\\p{...}`,
 any bracket class holding one of them) are not guessed: their code points are read once from the
 installed libjq itself (one `match` over a string of every code point) and written as explicit RE2
-ranges, so the two engines agree whatever Unicode version each ships.
+ranges, so the two engines agree whatever Unicode version each ships. The shorthands' ranges for the jq
+release the lock pins ship in `shorthand_classes.json` (reading one costs a worker 0.2-0.4 s at start-up);
+`tests/unit/matcher/test_regex.py` checks them against libjq, and with another jq they are read again.
 
 Three corners are decided per subject instead (the subject goes to libjq, `NeedsLibjq`): `$`/`\\Z` on a
 subject ending in a newline (Oniguruma's `$` also matches before it), `\\b`/`\\B` on a non-ASCII subject
@@ -19,10 +21,13 @@ case folding is several characters (Oniguruma folds `ß` to `ss`, RE2 does not).
 from __future__ import annotations
 
 import functools
+import importlib.metadata
+import json
 import re
 import sys
 import threading
 from dataclasses import dataclass
+from importlib.resources import files
 from typing import Any
 
 import jq
@@ -220,8 +225,43 @@ def _code_point(offset: int) -> int:
     return offset if offset < 0xD800 else offset + _GAP
 
 
+SHIPPED_CLASSES = "shorthand_classes.json"
+
+
+@functools.cache
+def _shipped_classes() -> dict[str, tuple[tuple[int, int], ...]]:
+    """The shorthands' ranges read from this jq release's libjq when the package was built, if it is that jq."""
+    try:
+        shipped = json.loads(files("stream_processor.matcher").joinpath(SHIPPED_CLASSES).read_text("utf-8"))
+        if shipped["jq"] != importlib.metadata.version("jq"):
+            return {}
+        return {key: tuple((lo, hi) for lo, hi in ranges) for key, ranges in shipped["classes"].items()}
+    except (OSError, ValueError, KeyError, TypeError, importlib.metadata.PackageNotFoundError):
+        return {}
+
+
+def _shipped_key(onig_class: str, icase: bool) -> str:
+    return f"{onig_class}/{'i' if icase else ''}"
+
+
+def shorthand_tables() -> dict[str, Any]:
+    """What `shorthand_classes.json` holds, read from the installed libjq now (`make regex-classes` writes it)."""
+    classes = {
+        _shipped_key("\\" + e, icase): [list(r) for r in probe_class(f"\\{e}", icase)]
+        for e in sorted(_SHORTHANDS)
+        for icase in (False, True)
+    }
+    return {"jq": importlib.metadata.version("jq"), "classes": classes}
+
+
 @functools.lru_cache(maxsize=512)
 def class_ranges(onig_class: str, icase: bool) -> tuple[tuple[int, int], ...]:
+    """The code points one Oniguruma character class matches, as ranges: shipped, or asked of libjq itself."""
+    shipped = _shipped_classes().get(_shipped_key(onig_class, icase))
+    return shipped if shipped is not None else probe_class(onig_class, icase)
+
+
+def probe_class(onig_class: str, icase: bool) -> tuple[tuple[int, int], ...]:
     """The code points one Oniguruma character class matches, as ranges, asked of libjq itself."""
     with _PROBE_LOCK:
         program = jq.compile(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from importlib.resources import files
 from typing import Any
 
 import jq
@@ -11,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from stream_processor.matcher import jqregex
 from stream_processor.matcher.jqparse import Unsupported
 from stream_processor.matcher.jqregex import class_ranges, compile_regex
 from stream_processor.matcher.jqruntime import NeedsLibjq
@@ -183,3 +186,32 @@ def test_generated_regexes_match_like_jq(pattern: str, flags: str | None) -> Non
         assert want != "error", (pattern, flags, subject)
         assert same(got, want), (pattern, flags, subject, got, want)
         assert regex.test(subject) == bool(want)
+
+
+def test_the_shipped_shorthand_classes_are_what_the_installed_libjq_reads() -> None:
+    shipped = json.loads((files("stream_processor.matcher") / jqregex.SHIPPED_CLASSES).read_text("utf-8"))
+    assert shipped == jqregex.shorthand_tables(), "jq changed: run `make regex-classes` and commit the file"
+
+
+def test_a_shorthand_class_is_read_from_the_shipped_table_not_from_libjq(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_probe(onig_class: str, icase: bool) -> tuple[tuple[int, int], ...]:
+        raise AssertionError(f"probed {onig_class}")
+
+    jqregex.class_ranges.cache_clear()
+    monkeypatch.setattr(jqregex, "probe_class", no_probe)
+    try:
+        assert (0x30, 0x39) in jqregex.class_ranges("\\d", False)
+        with pytest.raises(AssertionError, match="probed"):
+            jqregex.class_ranges("[[:alpha:]]", False)  # not shipped: read from libjq
+    finally:
+        jqregex.class_ranges.cache_clear()
+
+
+def test_another_jq_release_reads_the_classes_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    jqregex._shipped_classes.cache_clear()
+    monkeypatch.setattr(jqregex.importlib.metadata, "version", lambda name: "0.0.1")
+    try:
+        assert jqregex._shipped_classes() == {}
+    finally:
+        monkeypatch.undo()
+        jqregex._shipped_classes.cache_clear()
