@@ -14,7 +14,6 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import jq
 import orjson
 
 from stream_processor.matcher.base import Matcher
@@ -24,7 +23,7 @@ from stream_processor.matcher.jqcompile import NONE, compile_program
 from stream_processor.matcher.jqlex import JqSyntaxError, Token, tokenize
 from stream_processor.matcher.jqparse import Binary, Call, Node, Pipe, Unsupported, parse
 from stream_processor.matcher.jqruntime import JqError, to_output
-from stream_processor.matcher.libjq import _NO_OUTPUT, first_output
+from stream_processor.matcher.libjq import _NO_OUTPUT, compile_jq, first_output
 from stream_processor.matcher.libjq_worker import ERROR, NO_OUTPUT, OUTPUT, SAME, SKIPPED, LibjqWorker, Result
 from stream_processor.matcher.projection import Trie, analyse, merge, projector
 from stream_processor.model import CloudTrailEvent, Match, MatchResult, QuarantinedRule, Rule, RuleRuntimeError
@@ -51,7 +50,7 @@ class RulePlan:
 
 def plan_rule(rule: Rule) -> RulePlan:
     """Compile one rule (libjq always, to reject what jq rejects; the fast path when it can)."""
-    program = jq.compile(rule.jq_match)
+    program = compile_jq(rule.jq_match)  # validation compiled the same text: once per process
     ast: Node | None = None
     try:
         ast = parse(rule.jq_match)
@@ -164,7 +163,7 @@ class FastMatcher(Matcher):
         super().__init__(rules)
         self.budget = budget or RuleBudget()
         self.plans = tuple(
-            _libjq_plan(rule, jq.compile(rule.jq_match), "forced") if rule.name in force_libjq else plan_rule(rule)
+            _libjq_plan(rule, compile_jq(rule.jq_match), "forced") if rule.name in force_libjq else plan_rule(rule)
             for rule in self.rules
         )
         self.quarantined: dict[str, str] = {
