@@ -38,6 +38,7 @@ from stream_processor.local.demo import (  # noqa: E402
     consumer_command,
     write_demo_config,
 )
+from stream_processor.local.processes import cmdline, descendants  # noqa: E402
 from stream_processor.local.producer import SubscriptionProducer  # noqa: E402
 from stream_processor.local.receiver import ReceivedPost, SlackReceiver  # noqa: E402
 from stream_processor.local.resources import SEED_CONFIG  # noqa: E402
@@ -48,29 +49,6 @@ PROCESSOR = "stream_processor.kcl.processor"
 DAEMON = "MultiLangDaemon"
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (parent ids read from /proc/N/stat)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def rss_mib(pid: int) -> float | None:

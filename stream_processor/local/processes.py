@@ -1,4 +1,4 @@
-"""Start a local server, wait until its port answers, stop it by its own PID."""
+"""Start a local server, wait until its port answers, stop it by its own PID; find what a process started."""
 
 from __future__ import annotations
 
@@ -100,3 +100,30 @@ def start_process(
         tail = log_path.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"{name} did not start: {error}\n--- {log_path} ---\n{tail}") from error
     return managed
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (Linux: parent ids read from /proc/N/stat), to find what a daemon started."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def cmdline(pid: int) -> str:
+    """A process's command line as one string, '' once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""

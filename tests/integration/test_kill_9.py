@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from stream_processor.dedupe import SQLiteDedupeStore, Status, dedupe_key
+from stream_processor.local.processes import cmdline, descendants
 from stream_processor.local.stack import LocalStack
 from tests.integration.test_kcl_consumer import (  # noqa: F401 - fixtures are used by name
     WAIT_SECONDS,
@@ -48,31 +49,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 # --- 5. kill -9 mid-batch -------------------------------------------------------------------------------------
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid`, found by walking /proc (parent ids from /proc/N/stat)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(parent, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def record_processors(worker: Worker) -> list[int]:
