@@ -880,17 +880,24 @@ def condition(program: Node) -> Formula:
     return formula
 
 
-def dag_size(formula: Formula) -> int:
+def _distinct_nodes(formula: Formula) -> list[Formula]:
+    """Each node of the formula once: shared subformulas (a DAG) are not walked again."""
     seen: set[int] = set()
+    nodes: list[Formula] = []
     stack = [formula]
     while stack:
         node = stack.pop()
         if id(node) in seen:
             continue
         seen.add(id(node))
+        nodes.append(node)
         if isinstance(node, (And, Or)):
             stack.extend(node.parts)
-    return len(seen)
+    return nodes
+
+
+def dag_size(formula: Formula) -> int:
+    return len(_distinct_nodes(formula))
 
 
 def _plain_path(node: Node) -> bool:
@@ -1745,19 +1752,7 @@ def _top(formula: Formula) -> bool:
 
 
 def _unique_atoms(formula: Formula) -> set[Atom]:
-    found: set[Atom] = set()
-    seen: set[int] = set()
-    stack = [formula]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, Lit):
-            found.add(node.atom)
-        elif isinstance(node, (And, Or)):
-            stack.extend(node.parts)
-    return found
+    return {node.atom for node in _distinct_nodes(formula) if isinstance(node, Lit)}
 
 
 def read_path(data: Any, path: Path) -> Any:
