@@ -8,33 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConfigNotFound,
-    ConfigParseError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    CredentialRetrievalError,
-    EndpointConnectionError,
-    HTTPClientError,
-    InvalidConfigError,
-    InvalidRegionError,
-    NoCredentialsError,
-    NoRegionError,
-    PartialCredentialsError,
-    ProfileNotFound,
-    ProxyConnectionError,
-    ReadTimeoutError,
-    RefreshWithMFAUnsupportedError,
-    SSLError,
-    SSOTokenLoadError,
-    TokenRetrievalError,
-    UnauthorizedSSOTokenError,
-)
+# botocore is imported where an error is judged or a client configured: a command that reads files and
+# never calls AWS (`match`, `validate`) should not pay 60 ms for it.
+if TYPE_CHECKING:
+    from botocore.config import Config
 
 from stream_processor.errors import (
     EXIT_AWS_ACCESS,
@@ -161,17 +140,19 @@ def describe_failure(error: BaseException) -> AwsFailure | None:
 
 
 def _describe_one(error: BaseException) -> AwsFailure | None:
-    if isinstance(error, ClientError):
+    from botocore import exceptions as boto
+
+    if isinstance(error, boto.ClientError):
         return _describe_client_error(error)
-    if isinstance(error, NoRegionError):
+    if isinstance(error, boto.NoRegionError):
         return AwsFailure(
             "no AWS region: pass --region, set AWS_REGION (or AWS_DEFAULT_REGION), or give the profile a region",
             EXIT_USAGE,
             "region",
         )
-    if isinstance(error, InvalidRegionError):
+    if isinstance(error, boto.InvalidRegionError):
         return AwsFailure(f"{error}: pass a region name such as us-east-1", EXIT_USAGE, "region")
-    if isinstance(error, ProfileNotFound):
+    if isinstance(error, boto.ProfileNotFound):
         profile = getattr(error, "kwargs", {}).get("profile", "?")
         return AwsFailure(
             f"AWS profile {profile!r} is not in ~/.aws/config or ~/.aws/credentials: fix --profile (or "
@@ -179,30 +160,35 @@ def _describe_one(error: BaseException) -> AwsFailure | None:
             EXIT_USAGE,
             "profile",
         )
-    if isinstance(error, ConfigParseError | ConfigNotFound | InvalidConfigError):
+    if isinstance(error, boto.ConfigParseError | boto.ConfigNotFound | boto.InvalidConfigError):
         return AwsFailure(f"the AWS config is unusable: {_one_line(error)}: fix the file", EXIT_USAGE, "config")
-    if isinstance(error, UnauthorizedSSOTokenError | SSOTokenLoadError | TokenRetrievalError):
+    if isinstance(error, boto.UnauthorizedSSOTokenError | boto.SSOTokenLoadError | boto.TokenRetrievalError):
         return AwsFailure(
             "the AWS SSO session has expired or was never started: run `aws sso login` (with --profile "
             "for a named profile)",
             EXIT_AWS_ACCESS,
             "expired",
         )
-    if isinstance(error, NoCredentialsError):
+    if isinstance(error, boto.NoCredentialsError):
         return AwsFailure(
             "no AWS credentials found: run `aws configure` or `aws sso login`, pass --profile (or set "
             "AWS_PROFILE), or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
             EXIT_AWS_ACCESS,
             "credentials",
         )
-    if isinstance(error, PartialCredentialsError | CredentialRetrievalError | RefreshWithMFAUnsupportedError):
+    if isinstance(
+        error, boto.PartialCredentialsError | boto.CredentialRetrievalError | boto.RefreshWithMFAUnsupportedError
+    ):
         return AwsFailure(
             f"AWS credentials are incomplete or could not be fetched ({_one_line(error)}): fix the profile "
             "or the AWS_* variables",
             EXIT_AWS_ACCESS,
             "credentials",
         )
-    if isinstance(error, ConnectTimeoutError | ReadTimeoutError | EndpointConnectionError | ConnectionClosedError):
+    if isinstance(
+        error,
+        boto.ConnectTimeoutError | boto.ReadTimeoutError | boto.EndpointConnectionError | boto.ConnectionClosedError,
+    ):
         url = getattr(error, "kwargs", {}).get("endpoint_url", "")
         where = f" at {url}" if url else ""
         return AwsFailure(
@@ -211,7 +197,7 @@ def _describe_one(error: BaseException) -> AwsFailure | None:
             EXIT_AWS_UNAVAILABLE,
             "unreachable",
         )
-    if isinstance(error, SSLError | ProxyConnectionError | HTTPClientError):
+    if isinstance(error, boto.SSLError | boto.ProxyConnectionError | boto.HTTPClientError):
         return AwsFailure(
             f"cannot reach AWS ({type(error).__name__}: {_one_line(error)}): check the network, proxy and "
             "certificates (AWS_CA_BUNDLE)",
@@ -224,12 +210,12 @@ def _describe_one(error: BaseException) -> AwsFailure | None:
             EXIT_USAGE,
             "config",
         )
-    if isinstance(error, BotoCoreError):
+    if isinstance(error, boto.BotoCoreError):
         return AwsFailure(f"AWS SDK: {_one_line(error)}", EXIT_USAGE, "config")
     return None
 
 
-def _describe_client_error(error: ClientError) -> AwsFailure:
+def _describe_client_error(error: BaseException) -> AwsFailure:
     code = error_code(error) or "Unknown"
     operation = getattr(error, "operation_name", "") or "the call"
     said = error_message(error)
@@ -257,8 +243,7 @@ def _describe_client_error(error: ClientError) -> AwsFailure:
         )
     if is_throttling(error) or (http_status(error) or 0) >= 500:
         return AwsFailure(
-            f"AWS is throttling or unavailable on {operation}{detail}: wait and run again (or lower "
-            "--workers)",
+            f"AWS is throttling or unavailable on {operation}{detail}: wait and run again (or lower --workers)",
             EXIT_AWS_UNAVAILABLE,
             "throttled",
         )
@@ -271,13 +256,17 @@ def _one_line(error: BaseException) -> str:
 
 def client_config(timeout: float) -> Config:
     """Timeouts on every call and no botocore retries: `alerts.delivery` owns the one retry policy."""
+    from botocore.config import Config
+
     return Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 1, "mode": "standard"})
 
 
 def delivery_error(error: Exception, service: str, destination_id: str) -> DeliveryError:
     """The retryable or permanent error for a botocore failure, with the AWS error code, never chained text."""
+    from botocore import exceptions as boto
+
     where = f"{service} destination {destination_id!r}"
-    if isinstance(error, ClientError):
+    if isinstance(error, boto.ClientError):
         code = error_code(error) or "Unknown"
         message = error_message(error)
         status = http_status(error)
@@ -285,10 +274,10 @@ def delivery_error(error: Exception, service: str, destination_id: str) -> Deliv
         if code in RETRYABLE_CODES or (isinstance(status, int) and (status == 429 or status >= 500)):
             return RetryableDeliveryError(text)
         return PermanentDeliveryError(text)
-    if isinstance(error, ConnectTimeoutError | ReadTimeoutError):
+    if isinstance(error, boto.ConnectTimeoutError | boto.ReadTimeoutError):
         return RetryableDeliveryError(f"{where}: call timed out ({type(error).__name__})")
-    if isinstance(error, EndpointConnectionError | ConnectionClosedError | HTTPClientError):
+    if isinstance(error, boto.EndpointConnectionError | boto.ConnectionClosedError | boto.HTTPClientError):
         return RetryableDeliveryError(f"{where}: connection failed ({type(error).__name__})")
-    if isinstance(error, BotoCoreError):  # no credentials, invalid parameters: no retry will help
+    if isinstance(error, boto.BotoCoreError):  # no credentials, invalid parameters: no retry will help
         return PermanentDeliveryError(f"{where}: {type(error).__name__}: {error}")
     return RetryableDeliveryError(f"{where}: {type(error).__name__}")

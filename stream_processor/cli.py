@@ -101,7 +101,13 @@ def _closest(word: str, candidates: Sequence[str]) -> str | None:
     return found[0] if found else None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for `argv` (every command without it): only the sub-command's module argv names is imported.
+
+    A command's module imports what it runs on (boto3 and the KCL tooling for some), and `match` over one
+    file should not pay for `consume`'s imports. Without a known command (`--help`, a typo) every module is
+    imported, for the full list and the "did you mean".
+    """
     parser = SuggestingArgumentParser(
         prog="stream-processor",
         description=(
@@ -117,13 +123,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr (and tracebacks)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
+    named = _command_named(argv) if argv is not None else None
+    for name in (named,) if named else COMMANDS:
         importlib.import_module(f"stream_processor.commands.{name.replace('-', '_')}").add_parser(subparsers)
     return parser
 
 
+def _command_named(argv: Sequence[str]) -> str | None:
+    """The sub-command argv names: its first word that is not an option (no top-level option takes a value).
+
+    None when the top-level help comes first, which lists every command.
+    """
+    for word in argv:
+        if word in ("-h", "--help"):
+            return None
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

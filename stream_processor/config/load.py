@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import cast
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from stream_processor.aws import S3_SCHEME, AwsSettings, split_s3_url
 from stream_processor.aws_errors import describe_failure, error_code
 from stream_processor.config.messages import one_line, quote, rule_label
@@ -89,6 +87,8 @@ def _read_local(location: str) -> bytes:
 
 
 def _read_s3(location: str, aws: AwsSettings | None) -> bytes:
+    from botocore.exceptions import BotoCoreError, ClientError  # here: a rule file on disk needs no botocore
+
     try:
         bucket, key = split_s3_url(location, key_required=True)
     except ValueError:
@@ -129,7 +129,6 @@ def _read_s3(location: str, aws: AwsSettings | None) -> bytes:
             f"{location}: cannot read from S3 ({type(error).__name__}): {one_line(str(error))}: "
             "check credentials, region and endpoint"
         ) from None
-
 
 
 def parse_config(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -36,7 +36,7 @@ from stream_processor.config.messages import (
 )
 from stream_processor.errors import EXIT_USAGE, ConfigError
 from stream_processor.matcher.bounds import bounds_violations
-from stream_processor.matcher.libjq import compile_jq
+from stream_processor.matcher.libjq import compile_jq, compiling_together
 from stream_processor.matcher.sandbox import sandbox_violations
 from stream_processor.model import Config, DestinationConfig, Rule, RuleTest
 from stream_processor.secrets import SecretReferenceError, SecretResolver, is_reference
@@ -58,6 +58,7 @@ EXTENSION_RULE_KEYS: tuple[str, ...] = (
     "false_positives",
 )
 ALL_RULE_KEYS: tuple[str, ...] = (*RULE_KEYS, *EXTENSION_RULE_KEYS)
+JQ_PROGRAM_KEYS: tuple[str, ...] = ("jq_match", "title", "group_by")
 RENAMED_RULE_KEYS: Mapping[str, str] = {"dedupe_window": "storm_window"}
 """Old name -> new name of rule keys still read, each with a warning saying what to write instead."""
 SEVERITIES: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
@@ -101,6 +102,8 @@ class ConfigBuilder:
         """3 or 4 when a problem came from AWS (a secret that could not be fetched), else 2."""
         self._resolver = resolver
         self._aws = aws
+        self.compiled: frozenset[str] = frozenset()
+        """Programs libjq compiled together (`compiling_together`): the others are compiled alone."""
 
     @property
     def resolver(self) -> SecretResolver:
@@ -125,6 +128,7 @@ class ConfigBuilder:
 
         # Problems come out in reading order: rules first (as files usually are), then destinations.
         defined = distinct_names(table.get("id") for _, table in destination_tables)
+        self.compiled = compiling_together(_jq_programs(rule_tables))
         rules = [
             self.guarded(rule_label, index, table, lambda i, t: self.rule(i, t, defined))
             for index, table in rule_tables
@@ -228,7 +232,7 @@ class ConfigBuilder:
 
         if jq_match:
             jq_match = self.go_regex(label, "jq_match", jq_match)
-            compile_error = _jq_compile_error(jq_match)
+            compile_error = self.jq_compile_error(jq_match)
             if compile_error is not None:
                 self.problem(label, f"jq_match does not compile: {compile_error}: fix the jq program")
             for violation in _sandbox_violations(jq_match):
@@ -306,7 +310,7 @@ class ConfigBuilder:
             self.problem(label, f"{key} {'is ' if got == 'empty' else ''}{got}: write {key} = {example}")
             return None
         value = self.go_regex(label, key, value)
-        compile_error = _jq_compile_error(value)
+        compile_error = self.jq_compile_error(value)
         if compile_error is not None:
             self.problem(label, f"{key} does not compile: {compile_error}: fix the jq program")
         for violation in _sandbox_violations(value):
@@ -340,6 +344,18 @@ class ConfigBuilder:
                 f"write {new} = {written} instead",
             )
         return seconds
+
+    def jq_compile_error(self, program: str) -> str | None:
+        """libjq's compile error for `program`, on one line, or None when it compiles."""
+        if program in self.compiled:
+            return None
+        try:
+            compile_jq(program)
+        except ValueError as error:
+            lines = [line.strip() for line in str(error).splitlines()]
+            errors = [line.rstrip(":") for line in lines if line.startswith("jq: error")]
+            return "; ".join(errors) if errors else one_line(str(error))
+        return None
 
     def go_regex(self, label: str, key: str, program: str) -> str:
         """`program` with Go (RE2) regex syntax read as tattletail read it (`go_regex`); what cannot be is a
@@ -707,15 +723,13 @@ class ConfigBuilder:
 # --------------------------------------------------------------------------- hooks into other parts
 
 
-def _jq_compile_error(program: str) -> str | None:
-    """libjq's compile error for `program`, on one line, or None when it compiles."""
-    try:
-        compile_jq(program)
-    except ValueError as error:
-        lines = [line.strip() for line in str(error).splitlines()]
-        errors = [line.rstrip(":") for line in lines if line.startswith("jq: error")]
-        return "; ".join(errors) if errors else one_line(str(error))
-    return None
+def _jq_programs(rule_tables: Sequence[tuple[int, Mapping[str, Any]]]) -> Iterator[str]:
+    """Every jq program of the rules as it will be checked (Go regex syntax read as tattletail read it)."""
+    for _, table in rule_tables:
+        for key in JQ_PROGRAM_KEYS:
+            value = table.get(key)
+            if isinstance(value, str) and value.strip():
+                yield translate_program(value).program
 
 
 def _sandbox_violations(program: str) -> list[str]:

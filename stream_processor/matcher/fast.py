@@ -23,7 +23,7 @@ from stream_processor.matcher.jqcompile import NONE, compile_program
 from stream_processor.matcher.jqlex import JqSyntaxError, Token, tokenize
 from stream_processor.matcher.jqparse import Binary, Call, Node, Pipe, Unsupported, parse
 from stream_processor.matcher.jqruntime import JqError, to_output
-from stream_processor.matcher.libjq import _NO_OUTPUT, compile_jq, first_output
+from stream_processor.matcher.libjq import compile_jq, compiling_together
 from stream_processor.matcher.libjq_worker import ERROR, NO_OUTPUT, OUTPUT, SAME, SKIPPED, LibjqWorker, Result
 from stream_processor.matcher.projection import Trie, analyse, merge, projector
 from stream_processor.model import CloudTrailEvent, Match, MatchResult, QuarantinedRule, Rule, RuleRuntimeError
@@ -43,25 +43,35 @@ class RulePlan:
     path: str  # "compiled" | "libjq"
     reason: str
     condition: Formula  # for the index: true on every event where the rule may match or fail
-    run: Callable[[Any], Any]  # first output or NONE; raises JqError (a jq error) or NeedsLibjq
-    program: Any  # the libjq program, for fallback per event
+    run: Callable[[Any], Any]  # first output or NONE; raises JqError (a jq error) or hands over to libjq
     gated: bool = False  # a libjq rule whose `run` is its compiled leading select (NONE, or hand over to libjq)
 
 
 def plan_rule(rule: Rule) -> RulePlan:
-    """Compile one rule (libjq always, to reject what jq rejects; the fast path when it can)."""
-    program = compile_jq(rule.jq_match)  # validation compiled the same text: once per process
+    """Compile one rule for the fast path when it can (`require_compiles` says whether jq accepts it at all)."""
     ast: Node | None = None
     try:
         ast = parse(rule.jq_match)
         run = compile_program(ast)
     except Unsupported as why:
-        return _libjq_plan(rule, program, why.reason, ast)
+        return _libjq_plan(rule, why.reason, ast)
     except RecursionError:
-        return _libjq_plan(rule, program, "nested too deeply", ast)
+        return _libjq_plan(rule, "nested too deeply", ast)
     except Exception as error:  # a compiler bug must cost speed, never correctness or availability
-        return _libjq_plan(rule, program, f"the compiler failed ({type(error).__name__})", ast)
-    return RulePlan(rule.name, "compiled", "compiled", _condition(ast), run, program)
+        return _libjq_plan(rule, f"the compiler failed ({type(error).__name__})", ast)
+    return RulePlan(rule.name, "compiled", "compiled", _condition(ast), run)
+
+
+def require_compiles(rules: Sequence[Rule]) -> None:
+    """Reject what jq rejects, in rule order, whatever path each rule would take.
+
+    Raises:
+        ValueError: libjq's compile error of the first rule it does not compile.
+    """
+    together = compiling_together(rule.jq_match for rule in rules)
+    for rule in rules:
+        if rule.jq_match not in together:
+            compile_jq(rule.jq_match)
 
 
 def _condition(ast: Node | None) -> Formula:
@@ -74,7 +84,7 @@ def _condition(ast: Node | None) -> Formula:
         return Top(None, f"the analysis failed ({type(error).__name__})")
 
 
-def _libjq_plan(rule: Rule, program: Any, reason: str, ast: Node | None = None) -> RulePlan:
+def _libjq_plan(rule: Rule, reason: str, ast: Node | None = None) -> RulePlan:
     """A rule for libjq; indexed like a compiled one when its program parses (what a program requires of
     eventName is a property of the program, not of the compiler), so libjq sees only the events it can match.
 
@@ -82,10 +92,9 @@ def _libjq_plan(rule: Rule, program: Any, reason: str, ast: Node | None = None) 
     compiled gate: no output means the rule has no output either, and only the other events go to libjq.
     """
     gate = _gate(ast) if ast is not None else None
-    run = _libjq_runner(program) if gate is None else gate
     if gate is not None:
         reason += ", gated by its compiled select"
-    return RulePlan(rule.name, "libjq", f"libjq: {reason}", _condition(ast), run, program, gate is not None)
+    return RulePlan(rule.name, "libjq", f"libjq: {reason}", _condition(ast), gate or _hand_over, gate is not None)
 
 
 def _gate(ast: Node) -> Callable[[Any], Any] | None:
@@ -119,17 +128,6 @@ def _gate(ast: Node) -> Callable[[Any], Any] | None:
     return gate
 
 
-def _libjq_runner(program: Any) -> Callable[[Any], Any]:
-    def run(data: Any) -> Any:
-        try:
-            output = first_output(program, data)
-        except ValueError as error:
-            raise JqError(str(error)) from error
-        return NONE if output is _NO_OUTPUT else output
-
-    return run
-
-
 # -- the matcher
 
 _Entry = tuple[str, Callable[[Any], Any], int]  # name, compiled run (or _hand_over for libjq), rule index
@@ -161,10 +159,10 @@ class FastMatcher(Matcher):
         force_libjq: Collection[str] = (),
     ) -> None:
         super().__init__(rules)
+        require_compiles(self.rules)
         self.budget = budget or RuleBudget()
         self.plans = tuple(
-            _libjq_plan(rule, compile_jq(rule.jq_match), "forced") if rule.name in force_libjq else plan_rule(rule)
-            for rule in self.rules
+            _libjq_plan(rule, "forced") if rule.name in force_libjq else plan_rule(rule) for rule in self.rules
         )
         self.quarantined: dict[str, str] = {
             rule.name: rule.jq_match for rule in self.rules if (quarantined or {}).get(rule.name) == rule.jq_match
@@ -185,9 +183,7 @@ class FastMatcher(Matcher):
     def _index(self) -> None:
         """(Re)build the index over the rules not quarantined (a batch in progress keeps its old dispatch)."""
         active = [i for i, plan in enumerate(self.plans) if plan.name not in self.quarantined]
-        self._entries = [
-            (p.name, p.run if p.path == "compiled" or p.gated else _hand_over, i) for i, p in enumerate(self.plans)
-        ]
+        self._entries = [(p.name, p.run, i) for i, p in enumerate(self.plans)]
         self.index = RuleIndex([self.plans[i].condition for i in active], [self._entries[i] for i in active])
 
     def match_batch(self, events: Sequence[CloudTrailEvent]) -> MatchResult:

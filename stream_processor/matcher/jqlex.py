@@ -6,6 +6,7 @@ consumer sees code inside strings as code and text as text (`"env"` is text, `"\
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -59,8 +60,12 @@ class Lexed:
     ambiguous_comment: bool
 
 
+@functools.lru_cache(maxsize=1024)
 def tokenize(source: str) -> Lexed:
-    """Split a jq program into tokens; raises JqSyntaxError on text jq would not lex."""
+    """Split a jq program into tokens; raises JqSyntaxError on text jq would not lex.
+
+    Cached: the Go regex translation, the sandbox, the bounds check and the parser each lex the same rule.
+    """
     lexer = _Lexer(source)
     tokens = lexer.run(0, top=True)
     return Lexed(tuple(tokens), lexer.ambiguous_comment)

@@ -8,6 +8,7 @@ libjq whole; the parser never guesses at a construct it does not model.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,8 +197,12 @@ _BINARY: dict[str, tuple[int, str]] = {
 }
 
 
+@functools.lru_cache(maxsize=1024)
 def parse(source: str) -> Node:
-    """Parse a whole program. Raises Unsupported for constructs outside the subset or unreadable text."""
+    """Parse a whole program. Raises Unsupported for constructs outside the subset or unreadable text.
+
+    Cached: validation, the matcher and the index each read the same rules (the tree is immutable).
+    """
     try:
         lexed = tokenize(source)
     except JqSyntaxError as error:

@@ -5,12 +5,14 @@ throttled); the traceback only with -v."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from stream_processor.aws import AwsSettings, forget_sessions
-from stream_processor.cli import main
+from stream_processor.cli import COMMANDS, main
 from stream_processor.errors import EXIT_AWS_ACCESS, EXIT_AWS_UNAVAILABLE, EXIT_FINDINGS, EXIT_USAGE
 from tests.support.fake_aws import aws_error_server
 
@@ -293,3 +295,32 @@ def test_sending_resolves_them_and_says_what_is_missing(
     assert main(["match", "--send", "--region", "us-east-1", "-c", str(rules), str(events)]) == EXIT_AWS_ACCESS
     err = capsys.readouterr().err
     assert "no AWS credentials found" in err and "HOOK_TOKEN_NOT_SET is not set" in err
+
+
+def test_a_command_imports_only_what_it_runs_on(tmp_path: Path) -> None:
+    # `match` over a file is a short process: it must not pay for boto3, botocore or the KCL's tooling.
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES)
+    trail = tmp_path / "trail.json"
+    trail.write_text('{"Records": [{"eventVersion": "1.08", "eventName": "CreateAccessKey", "eventSource": "x"}]}')
+    probe = (
+        "import sys\n"
+        "from stream_processor.cli import main\n"
+        f"code = main(['match', '-c', {str(rules)!r}, {str(trail)!r}, '--format', 'jsonl'])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'urllib3') "
+        "or m.startswith(('stream_processor.kcl', 'stream_processor.local', 'stream_processor.commands.consume')))\n"
+        "print(code, heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+
+    assert done.stdout.splitlines()[-1] == "0 []", done.stdout + done.stderr
+    assert '"rule": "Create AccessKey"' in done.stdout or "Create AccessKey" in done.stdout
+
+
+def test_the_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+
+    assert exited.value.code == 0
+    listed = capsys.readouterr().out
+    assert all(f"    {name}" in listed for name in COMMANDS), listed

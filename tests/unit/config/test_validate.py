@@ -163,6 +163,28 @@ def test_jq_with_an_undefined_function_is_reported() -> None:
     assert "jq: error: selec/1 is not defined" in problem
 
 
+def test_each_rule_that_does_not_compile_is_named_among_many_that_do() -> None:
+    # libjq checks the rules of a file in one compile; a failure must still name each rule, and only those.
+    rules = [rule(f'name = "r{i}"\njq_match = \'select(.eventName == "E{i}")\'') for i in range(1, 9)]
+    rules[2] = rule('name = "r3"\njq_match = "select($nowhere)"')
+    rules[6] = rule('name = "r7"\njq_match = "selec(.a)"')
+
+    found = problems_of("".join(rules))
+
+    assert [p.split(": ")[1] for p in found] == ['rule #3 "r3"', 'rule #7 "r7"']
+    assert "$nowhere is not defined" in found[0]
+    assert "selec/1 is not defined" in found[1]
+
+
+def test_a_fragment_that_compiles_only_beside_others_is_refused() -> None:
+    # `1), (2` is not a program, though `(A), (1), (2)` is: it must not pass inside the file's one compile.
+    text = rule('name = "ok"\njq_match = "."') + rule('name = "fragment"\njq_match = "1), (2"')
+
+    (problem,) = problems_of(text)
+
+    assert problem.startswith(f'{SOURCE}: rule #2 "fragment": jq_match does not compile: jq: error: syntax error')
+
+
 def test_unknown_destination_id_suggests_the_closest() -> None:
     text = rule('name = "r"\njq_match = "."\ndestinations = ["Slack Audt"]') + (
         '[[destination]]\nid = "Slack Audit"\ntype = "config_test"\nendpoint = "e"\n'

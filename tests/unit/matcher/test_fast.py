@@ -173,6 +173,14 @@ def test_a_program_jq_rejects_is_rejected() -> None:
         FastMatcher([Rule(name="broken", jq_match="select(.a ==)")])
 
 
+def test_a_program_jq_rejects_is_rejected_among_many_it_accepts() -> None:
+    rules = [Rule(name=f"r{i}", jq_match=f'select(.eventName == "E{i}")') for i in range(5)]
+    rules.insert(3, Rule(name="undefined", jq_match="select(.a == $nowhere)"))
+
+    with pytest.raises(ValueError, match=r"\$nowhere is not defined"):
+        FastMatcher(rules)
+
+
 def test_float_printing_matches_jq_for_literals() -> None:
     rng = random.Random(7)
     values = [1e16, 1.5e-7, 1.234e-5, 1e-5, 1e22, 5e-324, -2.5e-6, 1e-6, 0.1, -0.0, 1.0, 123.456, 1.1208125838002882e16]

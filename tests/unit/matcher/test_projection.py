@@ -118,7 +118,7 @@ def test_a_libjq_rule_gated_by_its_compiled_select_matches_like_libjq(
     rules = [Rule(name=f"r{i}", jq_match=text) for i, text in enumerate(texts)]
     matcher = FastMatcher(rules)
     try:
-        matcher.plans = tuple(_libjq_plan(r, jq.compile(r.jq_match), "test", _parsed(r.jq_match)) for r in rules)
+        matcher.plans = tuple(_libjq_plan(r, "test", _parsed(r.jq_match)) for r in rules)
         matcher._index()
         cloudtrail = [CloudTrailEvent(orjson.dumps(e), e, Position(f"e{i}")) for i, e in enumerate(batch)]
         fast = matcher.match_batch(cloudtrail)

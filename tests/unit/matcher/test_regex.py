@@ -207,9 +207,15 @@ def test_a_shorthand_class_is_read_from_the_shipped_table_not_from_libjq(monkeyp
         jqregex.class_ranges.cache_clear()
 
 
+def test_the_installed_jq_version_is_read_without_importlib_metadata() -> None:
+    import importlib.metadata
+
+    assert jqregex._jq_version() == importlib.metadata.version("jq")
+
+
 def test_another_jq_release_reads_the_classes_again(monkeypatch: pytest.MonkeyPatch) -> None:
     jqregex._shipped_classes.cache_clear()
-    monkeypatch.setattr(jqregex.importlib.metadata, "version", lambda name: "0.0.1")
+    monkeypatch.setattr(jqregex, "_jq_version", lambda: "0.0.1")
     try:
         assert jqregex._shipped_classes() == {}
     finally:
