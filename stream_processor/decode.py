@@ -700,7 +700,9 @@ class _Reader:
     def _count_newlines(self) -> None:
         """Count the newlines consumed since the last count (lazily: only line numbers need them)."""
         if self.counted < self.start:
-            self.newlines += self.buffer.count(b"\n", self.counted, self.start)
+            # find first: memchr, several times faster than count on the usual one-line log file
+            if self.buffer.find(b"\n", self.counted, self.start) >= 0:
+                self.newlines += self.buffer.count(b"\n", self.counted, self.start)
             self.counted = self.start
 
     def more(self) -> bool:
