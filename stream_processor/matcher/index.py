@@ -1110,6 +1110,10 @@ class _Analyser:
         if op == "or":
             return Result(BOOL, disj(a.t, b.t), conj(a.f, b.f), disj(a.e, conj(a.f, b.e)), a.one and b.one)
         if op == "//":
+            if not a.one and _plain_path(node.left):  # `.a.b? // v`: the field, v where it cannot be read
+                read = self._first_readable(node.left, node.right, x, env)
+                if read is not None:
+                    return self._alternative(read, b)
             return self._alternative(a, b)
         if op in ("==", "!="):
             return self._equals(node, a, b, op == "!=")

@@ -1,7 +1,7 @@
 """Hypothesis strategies for the index's soundness tests: rules in the styles users write, and odd events.
 
 Rules test a few fields through the normalisations and idioms of issue 13 (ascii_downcase, tostring,
-`// ""`, ltrimstr, IN, inside, index, any over literals, anchored and unanchored regexes with flags,
+`// ""` (after `?` too), ltrimstr, IN, inside, index, any over literals, anchored and unanchored regexes with flags,
 startswith, if/empty, first, limit, try, `| true`, bindings, and/or/not). Events give those fields every
 JSON type, leave them out, nest them under non-objects, and use values chosen to hit the corners: case,
 Unicode case folding (long s, Kelvin sign), a trailing newline before `$`, numbers that print like strings.
@@ -38,7 +38,7 @@ words = st.sampled_from(WORDS)
 def subjects(draw: st.DrawFn) -> str:
     """A field, perhaps normalised."""
     field = draw(st.sampled_from(FIELDS))
-    shape = draw(st.integers(min_value=0, max_value=12))
+    shape = draw(st.integers(min_value=0, max_value=15))
     return [
         field,
         f"({field} | ascii_downcase)",
@@ -53,6 +53,9 @@ def subjects(draw: st.DrawFn) -> str:
         f"first({field}?, null)",  # how the Sigma converter reads a dotted field
         f"(first({field}?, null) | tostring | ascii_downcase)",
         f"first({field}?, {_string(draw(words))})",
+        f'({field}? // "")',  # a default where the field cannot be read, too
+        f"({field}? // {draw(st.sampled_from(['null', 'false', _string(draw(words))]))})",
+        f'(({field}? // "") | ascii_downcase)',
     ][shape]
 
 

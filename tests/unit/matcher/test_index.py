@@ -267,6 +267,18 @@ def test_a_dotted_field_read_as_sigma_reads_it_is_indexed_with_null_where_unread
     assert not index.dispatch({"userIdentity": {"type": "IAMUser"}})
 
 
+def test_an_optional_field_with_a_default_is_indexed_with_the_default_where_unreadable() -> None:
+    program = 'select((.userIdentity.type? // "none") | ascii_downcase == "root")'
+    index = RuleIndex([condition(parse(program))], [program])
+    assert index.dispatch({"userIdentity": {"type": "ROOT"}})
+    assert not index.dispatch({"userIdentity": {"type": "IAMUser"}})
+    assert not index.dispatch({"userIdentity": "root"})  # unreadable: "none"
+    fallback = 'select((.userIdentity.type? // "Root") == "Root")'
+    index = RuleIndex([condition(parse(fallback))], [fallback])
+    assert index.dispatch({"userIdentity": "a string"}) and index.dispatch({"userIdentity": {"type": None}})
+    assert not index.dispatch({"userIdentity": {"type": "IAMUser"}})
+
+
 def test_every_way_docs_rules_md_writes_a_rule_is_indexed_on_event_name() -> None:
     from tests.conftest import REPO_ROOT
 
