@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextvars
 import math
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -643,8 +644,11 @@ class _RegexReader:
     def atom(self) -> set[str]:
         c = self.peek()
         if c == "(":
+            named = _NAMED_GROUP.match(self.p, self.i)
             if self.p.startswith("(?:", self.i):
                 self.i += 3
+            elif named is not None:  # `(?<name>...)`, a capture group (not `(?<=`, `(?<!`: lookbehinds)
+                self.i = named.end()
             elif self.peek(1) == "?":
                 raise _Unsupported
             else:
@@ -766,6 +770,9 @@ def _product(left: set[str], right: set[str]) -> set[str]:
     return {a + b for a in left for b in right}
 
 
+_NAMED_GROUP = re.compile(r"\(\?<[A-Za-z_][A-Za-z0-9_]*>")
+
+
 def regex_language(pattern: str, ignore_case: bool) -> RegexLanguage | str:
     """The strings `test(pattern)` can be true on (case-folded with `ignore_case`), or why unknown."""
     reader = _RegexReader(pattern, ignore_case)
@@ -834,6 +841,7 @@ class Result:
 ROOT = Result(FieldVal(()), TRUE, FALSE, FALSE, True)
 _ANY_INPUT = Result(None, Top(None, "a caught error's message"), Top(None, "a caught error's message"), FALSE, True)
 Env = dict[str, Result]
+_MATCHING = frozenset({"match", "capture", "scan"})
 _SELECT_TYPES = {
     "values": TAGS - {"null", "error"},
     "nulls": frozenset({"null"}),
@@ -1247,6 +1255,8 @@ class _Analyser:
                 return Result(result.val, result.t, result.f, disj(a.e, result.e), result.one)
             if name == "test":
                 return self._test(node, x, env)
+            if name in _MATCHING:
+                return self._matching(node, x, env)
             if name == "inside":
                 hay = self.ev(arg, x, env)
                 return self._contains(node, hay, x, hay.e)
@@ -1260,6 +1270,8 @@ class _Analyser:
         if arity == 2:
             if name == "test":
                 return self._test(node, x, env)
+            if name in _MATCHING:
+                return self._matching(node, x, env)
             if name in ("any", "all"):
                 generator = self.ev(args[0], x, env)
                 return self._quantifier(node, name == "any", generator, args[1], env)
@@ -1337,6 +1349,12 @@ class _Analyser:
         fails = disj(arg.e, lit(val.path, val.chain, "type", NOT_STRING))
         misses = lit(val.path, val.chain, kind, texts, False) if len(texts) == 1 else TRUE
         return Result(BOOL, holds, misses, fails, True)
+
+    def _matching(self, node: Call, x: Result, env: Env) -> Result:
+        """`match`, `capture`, `scan`: a truthy output (an object, a string or an array) for each match and none
+        without one; they fail where `test` fails. As a condition: `test`'s truth, never a falsy output."""
+        found = self._test(node, x, env)
+        return Result(None, found.t, FALSE, found.e)
 
     def _test(self, node: Call, x: Result, env: Env) -> Result:
         regex = _regex_arguments(node, x, self, env)
@@ -1481,6 +1499,10 @@ def _equality(a: Result, b: Result) -> tuple[Formula, Formula, Formula] | None:
             if not flag.nullable and (value is None or type(value) in (int, float, str, list, dict)):
                 return FALSE, truth.out, truth.out  # a boolean equals no other value
             return None
+    for array_side, const_side in ((a, b), (b, a)):
+        array, const = array_side.val, const_side.val
+        if isinstance(array, ArrayVal) and isinstance(const, ConstVal) and len(const.values) == 1:
+            return _array_equality(array, const.values[0])
     if isinstance(a.val, ConstVal) and isinstance(b.val, ConstVal):
         outcomes = _static(rt.equal, a.val.values, b.val.values)
         if outcomes is None:
@@ -1488,6 +1510,23 @@ def _equality(a: Result, b: Result) -> tuple[Formula, Formula, Formula] | None:
         some = TRUE if True in outcomes else FALSE
         return some, TRUE if False in outcomes else FALSE, FALSE if True in outcomes else TRUE
     return None
+
+
+def _array_equality(array: ArrayVal, value: Any) -> tuple[Formula, Formula, Formula] | None:
+    """`[.a, .b] == ["x", "y"]`: equal where every element is, unequal where one is not (one output each)."""
+    if type(value) is not list:
+        return FALSE, TRUE, TRUE  # an array equals no other value
+    if len(value) != len(array.items):
+        return FALSE, TRUE, TRUE
+    equal: list[Formula] = []
+    unequal: list[Formula] = []
+    for item, element in zip(array.items, value, strict=True):
+        found = _equality(item, _const((element,)))
+        if found is None:
+            return None
+        equal.append(found[0])
+        unequal.append(found[1])
+    return conj(*equal), disj(*unequal), disj(*unequal)
 
 
 def _select_types(node: Node, x: Result, tags: frozenset[str]) -> Result:

@@ -1,10 +1,11 @@
 """Hypothesis strategies for the index's soundness tests: rules in the styles users write, and odd events.
 
 Rules test a few fields through the normalisations and idioms of issue 13 (ascii_downcase, tostring,
-`// ""` (after `?` too), ltrimstr, IN, inside, index, any over literals, anchored and unanchored regexes with flags,
-startswith, if/empty, first, limit, try, `| true`, bindings, and/or/not). Events give those fields every
-JSON type, leave them out, nest them under non-objects, and use values chosen to hit the corners: case,
-Unicode case folding (long s, Kelvin sign), a trailing newline before `$`, numbers that print like strings.
+`// ""` (after `?` too), ltrimstr, IN, inside, index, any over literals, anchored and unanchored regexes with
+flags, startswith, match/capture/scan, array equality, if/empty, first, limit, try, `| true`, bindings,
+and/or/not). Events give those fields every JSON type, leave them out, nest them under non-objects, and use
+values chosen to hit the corners: case, Unicode case folding (long s, Kelvin sign), a trailing newline before
+`$`, numbers that print like strings.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def tests(draw: st.DrawFn, depth: int = 0) -> str:
         return f"({draw(tests(depth + 1))} {op} {draw(tests(depth + 1))})"
     s = draw(subjects())
     a, b = draw(words), draw(words)
-    shape = draw(st.integers(min_value=0, max_value=22))
+    shape = draw(st.integers(min_value=0, max_value=25))
     if shape == 0:
         return f"({s} == {_string(a)})"
     if shape == 1:
@@ -116,6 +117,17 @@ def tests(draw: st.DrawFn, depth: int = 0) -> str:
         return f"({s} | strings | length > 1)"
     if shape == 21:
         return f"({s} == {draw(st.sampled_from(['null', 'true', 'false', '1', '1.0']))})"
+    if shape == 23:
+        other = draw(subjects())
+        right = draw(st.sampled_from([f"[{_string(a)}, {_string(b)}]", f"[{_string(a)}]", "[]", _string(a), "null"]))
+        return f"([{s}, {other}] {draw(st.sampled_from(['==', '!=']))} {right})"
+    if shape == 24:
+        return f"([{s}] == [{_string(a)}])"
+    if shape == 25:
+        call = draw(st.sampled_from(["match", "capture", "scan"]))
+        anchored = draw(st.sampled_from(["{}", "^{}", "{}$", "^{}$", "^(?<g>{})"]))
+        flags = draw(st.sampled_from(["", '; "i"', '; "g"']))
+        return f"({s} | {call}({_string(anchored.replace('{}', _regex_literal(a)))}{flags}))"
     return f"({s} | IN({_string(a)}))"
 
 

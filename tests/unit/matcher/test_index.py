@@ -279,6 +279,31 @@ def test_an_optional_field_with_a_default_is_indexed_with_the_default_where_unre
     assert not index.dispatch({"userIdentity": {"type": "IAMUser"}})
 
 
+def test_match_capture_and_scan_as_conditions_are_indexed_like_test() -> None:
+    for program in (
+        'select(.eventName | match("^(Create|Delete)User$"))',
+        'select(.eventName | capture("^(?<verb>Create|Delete)User$"))',
+        'select(.eventName | scan("^(?:Create|Delete)User$"; "g"))',
+    ):
+        index = RuleIndex([condition(parse(program))], [program])
+        assert index.dispatch({"eventName": "DeleteUser"}), program
+        assert index.dispatch({"eventName": 7}), program  # fails there: kept, for the error count
+        assert not index.dispatch({"eventName": "CreateRole"}), program
+
+
+def test_an_array_compared_with_a_literal_array_is_indexed_on_each_element() -> None:
+    program = 'select([.eventSource, .eventName] == ["iam.amazonaws.com", "CreateUser"])'
+    alone = RuleIndex([condition(parse(program))], [program])  # reads eventName
+    assert alone.dispatch({"eventSource": "iam.amazonaws.com", "eventName": "CreateUser"})
+    assert not alone.dispatch({"eventSource": "iam.amazonaws.com", "eventName": "DeleteUser"})
+    other = 'select(.eventSource == "sts.amazonaws.com")'
+    both = RuleIndex([condition(parse(program)), condition(parse(other))], [program, other])  # reads eventSource
+    assert both.dispatch({"eventSource": "iam.amazonaws.com", "eventName": "CreateUser"}) == (program,)
+    assert both.dispatch({"eventSource": "sts.amazonaws.com", "eventName": "CreateUser"}) == (other,)
+    never = 'select([.eventSource, .eventName] == ["iam.amazonaws.com"])'  # lengths differ: never equal
+    assert not RuleIndex([condition(parse(never))], [never]).dispatch({"eventSource": "iam.amazonaws.com"})
+
+
 def test_every_way_docs_rules_md_writes_a_rule_is_indexed_on_event_name() -> None:
     from tests.conftest import REPO_ROOT
 
