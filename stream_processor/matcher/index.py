@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from stream_processor.matcher import jqruntime as rt
+from stream_processor.matcher.inline import CannotInline, has_definitions, inline_definitions
 from stream_processor.matcher.jqparse import (
     ArrayCons,
     Binary,
@@ -871,6 +872,11 @@ def condition(program: Node) -> Formula:
     lost: list[Top] = []
     token = _LOST.set(lost)
     try:
+        if has_definitions(program):
+            try:
+                program = inline_definitions(program)
+            except CannotInline as why:
+                return Top(None, why.reason)
         result = _Analyser().ev(program, ROOT, {})
         formula = disj(result.t, result.e)
     except RecursionError:

@@ -2,7 +2,7 @@
 
 Rules test a few fields through the normalisations and idioms of issue 13 (ascii_downcase, tostring,
 `// ""` (after `?` too), ltrimstr, IN, inside, index, any over literals, anchored and unanchored regexes with
-flags, startswith, match/capture/scan, array equality, if/empty, first, limit, try, `| true`, bindings,
+flags, startswith, match/capture/scan, array equality, helper `def`s, if/empty, first, limit, try, `| true`, bindings,
 and/or/not). Events give those fields every JSON type, leave them out, nest them under non-objects, and use
 values chosen to hit the corners: case, Unicode case folding (long s, Kelvin sign), a trailing newline before
 `$`, numbers that print like strings.
@@ -68,7 +68,7 @@ def tests(draw: st.DrawFn, depth: int = 0) -> str:
         return f"({draw(tests(depth + 1))} {op} {draw(tests(depth + 1))})"
     s = draw(subjects())
     a, b = draw(words), draw(words)
-    shape = draw(st.integers(min_value=0, max_value=25))
+    shape = draw(st.integers(min_value=0, max_value=29))
     if shape == 0:
         return f"({s} == {_string(a)})"
     if shape == 1:
@@ -128,6 +128,14 @@ def tests(draw: st.DrawFn, depth: int = 0) -> str:
         anchored = draw(st.sampled_from(["{}", "^{}", "{}$", "^{}$", "^(?<g>{})"]))
         flags = draw(st.sampled_from(["", '; "i"', '; "g"']))
         return f"({s} | {call}({_string(anchored.replace('{}', _regex_literal(a)))}{flags}))"
+    if shape == 26:  # helper functions, inlined for the analysis
+        return f"(def t: {draw(tests(depth + 1))}; t)"
+    if shape == 27:
+        return f"(def t(f): f | not | not; t({draw(tests(depth + 1))}))"
+    if shape == 28:
+        return f"(def t($v): {s} == $v; t({_string(a)}) or t({_string(b)}))"
+    if shape == 29:  # a variable of the caller's with the name of one inside the function
+        return f"({s} as $v | def t($w): $v == $w; . as $v | t({_string(a)}))"
     return f"({s} | IN({_string(a)}))"
 
 

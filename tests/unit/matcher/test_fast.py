@@ -66,12 +66,8 @@ def test_explain_names_the_path_and_the_index_key() -> None:
     assert explain(rules) == [
         ("Create AccessKey", "compiled", 'compiled, indexed on eventName in {"CreateAccessKey"}'),
         ("SSM Start Session", "compiled", 'compiled, indexed on eventName in {"StartSession"}'),
-        ("def", "compiled", "compiled, not indexed: `FuncDef` is not modelled by the index"),
-        (
-            "recursive def",
-            "libjq",
-            "libjq: uses the recursive `def f`, not indexed: `FuncDef` is not modelled by the index",
-        ),
+        ("def", "compiled", 'compiled, indexed on eventName in {"X"}'),
+        ("recursive def", "libjq", "libjq: uses the recursive `def f`, not indexed: `f/0` calls itself"),
         ("two names", "compiled", 'compiled, indexed on eventName in {"A", "B"}'),
         ("source then name", "compiled", 'compiled, indexed on eventName in {"X"}'),
         ("IN", "compiled", 'compiled, indexed on eventName in {"P", "Q"}'),
