@@ -1080,6 +1080,17 @@ class _Analyser:
                 result = Result(result.val, conj(needs, result.t), conj(needs, result.f), e)
             one = target.one and key_result.one and not node.optional
             return Result(result.val, result.t, result.f, result.e, one)
+        table = _single(target, dict)
+        if table is not None and isinstance(key_result.val, FieldVal):  # a lookup table: `{"A": true}[.x]`
+            keys = _keys(tuple(table))
+            truthy = _keys(tuple(k for k, v in table.items() if v is not None and v is not False))
+            if keys is not None and truthy is not None:
+                k = key_result.val
+                fails = FALSE if node.optional else lit(k.path, k.chain, "type", NOT_STRING)
+                t = lit(k.path, k.chain, "in", truthy) if truthy else FALSE
+                strings = lit(k.path, k.chain, "type", frozenset({"string"}))
+                f = lit(k.path, k.chain, "in", truthy, False) if truthy else strings
+                return Result(None, t, f, disj(base, fails), key_result.one and not node.optional)
         needs = conj(target.out, key_result.out)
         failure = FALSE if node.optional else conj(needs, _lost(node, "indexes a computed value"))
         return _unknown(node, "indexes a computed value", e=disj(base, failure), needs=needs)
@@ -1199,7 +1210,12 @@ class _Analyser:
             parts += [key, value]
             if not (isinstance(key.val, ConstVal) and all(type(k) is str for k in key.val.values)):
                 key_failure = _lost(node, "builds an object with a computed key")
-        return Result(None, conj(*(p.out for p in parts)), FALSE, disj(key_failure, *(p.e for p in parts)))
+        e = disj(key_failure, *(p.e for p in parts))
+        pairs = [(_single(key, str), part) for key, part in zip(parts[::2], parts[1::2], strict=True)]
+        if all(k is not None and isinstance(v.val, ConstVal) and len(v.val.values) == 1 for k, v in pairs):
+            table = {k: v.val.values[0] for k, v in pairs if isinstance(v.val, ConstVal)}  # a literal object
+            return Result(ConstVal((table,)), TRUE, FALSE, e, True)
+        return Result(None, conj(*(p.out for p in parts)), FALSE, e)
 
     # -- builtins
 
@@ -1273,6 +1289,8 @@ class _Analyser:
                 return self._index_of(node, x, self.ev(arg, x, env))
             if name == "has":
                 return self._has(node, x, self.ev(arg, x, env))
+            if name == "in":  # `in(o)` is `. as $k | o | has($k)`
+                return self._has(node, self.ev(arg, x, env), x)
         if arity == 2:
             if name == "test":
                 return self._test(node, x, env)
@@ -1450,6 +1468,14 @@ class _Analyser:
         return _unknown(node, "searches values the index does not know", e=None)
 
     def _has(self, node: Node, x: Result, key: Result) -> Result:
+        table = _single(x, dict)
+        if table is not None and isinstance(key.val, FieldVal):  # `{"A": 1} | has($name)`, `in({...})`
+            keys = _keys(tuple(table))
+            if keys is not None:
+                val = key.val
+                fails = lit(val.path, val.chain, "type", NOT_STRING)
+                t, f = lit(val.path, val.chain, "in", keys), lit(val.path, val.chain, "in", keys, False)
+                return Result(BOOL, t, f, disj(x.e, key.e, fails), key.one)
         name = _single(key, str)
         if name is not None and isinstance(x.val, FieldVal):
             fails = lit(x.val.path, x.val.chain, "type", TAGS - {"object", "null"})

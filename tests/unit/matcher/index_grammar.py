@@ -2,10 +2,10 @@
 
 Rules test a few fields through the normalisations and idioms of issue 13 (ascii_downcase, tostring,
 `// ""` (after `?` too), ltrimstr, IN, inside, index, any over literals, anchored and unanchored regexes with
-flags, startswith, match/capture/scan, array equality, helper `def`s, if/empty, first, limit, try, `| true`, bindings,
-and/or/not). Events give those fields every JSON type, leave them out, nest them under non-objects, and use
-values chosen to hit the corners: case, Unicode case folding (long s, Kelvin sign), a trailing newline before
-`$`, numbers that print like strings.
+flags, startswith, match/capture/scan, array equality, helper `def`s, lookup tables, if/empty, first, limit,
+try, `| true`, bindings, and/or/not). Events give those fields every JSON type, leave them out, nest them
+under non-objects, and use values chosen to hit the corners: case, Unicode case folding (long s, Kelvin
+sign), a trailing newline before `$`, numbers that print like strings.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def tests(draw: st.DrawFn, depth: int = 0) -> str:
         return f"({draw(tests(depth + 1))} {op} {draw(tests(depth + 1))})"
     s = draw(subjects())
     a, b = draw(words), draw(words)
-    shape = draw(st.integers(min_value=0, max_value=29))
+    shape = draw(st.integers(min_value=0, max_value=32))
     if shape == 0:
         return f"({s} == {_string(a)})"
     if shape == 1:
@@ -136,6 +136,13 @@ def tests(draw: st.DrawFn, depth: int = 0) -> str:
         return f"(def t($v): {s} == $v; t({_string(a)}) or t({_string(b)}))"
     if shape == 29:  # a variable of the caller's with the name of one inside the function
         return f"({s} as $v | def t($w): $v == $w; . as $v | t({_string(a)}))"
+    if shape == 30:  # lookup tables
+        table = {a: True, b: draw(st.sampled_from([True, False, None, 0, "x"]))}
+        return f"({json.dumps(table)}[{s}]{draw(st.sampled_from(['', '?']))})"
+    if shape == 31:
+        return f"({s} | in({json.dumps({a: 1, b: None})}))"
+    if shape == 32:
+        return f"({s} as $k | {json.dumps({a: 0, b: False})} | has($k))"
     return f"({s} | IN({_string(a)}))"
 
 

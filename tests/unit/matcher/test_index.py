@@ -304,6 +304,22 @@ def test_an_array_compared_with_a_literal_array_is_indexed_on_each_element() -> 
     assert not RuleIndex([condition(parse(never))], [never]).dispatch({"eventSource": "iam.amazonaws.com"})
 
 
+@pytest.mark.parametrize(
+    "program",
+    [
+        'select({"CreateUser": true, "DeleteUser": true, "GetUser": false}[.eventName])',
+        'select(.eventName | in({"CreateUser": 1, "DeleteUser": null}))',
+        '.eventName as $n | {"CreateUser": 0, "DeleteUser": 0} | has($n)',
+    ],
+)
+def test_a_lookup_table_of_names_is_indexed_on_its_keys(program: str) -> None:
+    index = RuleIndex([condition(parse(program))], [program])
+    assert index.dispatch({"eventName": "DeleteUser"})
+    assert index.dispatch({"eventName": ["not", "a", "string"]})  # fails there: kept for the error count
+    assert not index.dispatch({"eventName": "GetUser"})
+    assert not index.dispatch({"eventName": "CreateRole"})
+
+
 def test_every_way_docs_rules_md_writes_a_rule_is_indexed_on_event_name() -> None:
     from tests.conftest import REPO_ROOT
 
