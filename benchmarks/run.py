@@ -153,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.file_events and "rules60" in rulesets:
         stream = next(entry for entry in entries if entry.path == "decode+fast" and entry.ruleset == "rules60")
-        entries.append(_measure_file_path(messages, args.file_events, stream, args.cli_repeats))
+        entries.append(_measure_file_path(messages, args.file_events, stream, args.repeats))
     forced: list[Entry] = []
     if args.forced_events:
         forced = _measure_forced_libjq(_prefix(records, args.forced_events), args.cli_repeats)
