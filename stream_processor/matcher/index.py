@@ -1275,9 +1275,7 @@ class _Analyser:
                     return _unknown(node, f"calls {name} with a computed argument")
                 result = self._step(node, x, Step(name, text), NOT_STRING)
                 return Result(result.val, result.t, result.f, disj(a.e, result.e), result.one)
-            if name == "test":
-                return self._test(node, x, env)
-            if name in _MATCHING:
+            if name == "test" or name in _MATCHING:
                 return self._matching(node, x, env)
             if name == "inside":
                 hay = self.ev(arg, x, env)
@@ -1292,9 +1290,7 @@ class _Analyser:
             if name == "in":  # `in(o)` is `. as $k | o | has($k)`
                 return self._has(node, self.ev(arg, x, env), x)
         if arity == 2:
-            if name == "test":
-                return self._test(node, x, env)
-            if name in _MATCHING:
+            if name == "test" or name in _MATCHING:
                 return self._matching(node, x, env)
             if name in ("any", "all"):
                 generator = self.ev(args[0], x, env)
@@ -1375,10 +1371,10 @@ class _Analyser:
         return Result(BOOL, holds, misses, fails, True)
 
     def _matching(self, node: Call, x: Result, env: Env) -> Result:
-        """`match`, `capture`, `scan`: a truthy output (an object, a string or an array) for each match and none
-        without one; they fail where `test` fails. As a condition: `test`'s truth, never a falsy output."""
+        """`test`, and `match`, `capture`, `scan`: these give a truthy output (an object, a string or an array)
+        for each match and none without one, and fail where `test` fails: `test`'s truth, never a falsy output."""
         found = self._test(node, x, env)
-        return Result(None, found.t, FALSE, found.e)
+        return found if node.name == "test" else Result(None, found.t, FALSE, found.e)
 
     def _test(self, node: Call, x: Result, env: Env) -> Result:
         regex = _regex_arguments(node, x, self, env)

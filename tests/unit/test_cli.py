@@ -314,7 +314,7 @@ def test_a_command_imports_only_what_it_runs_on(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
 
     assert done.stdout.splitlines()[-1] == "0 []", done.stdout + done.stderr
-    assert '"rule": "Create AccessKey"' in done.stdout or "Create AccessKey" in done.stdout
+    assert "Create AccessKey" in done.stdout  # the alert was printed
 
 
 def test_the_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
